@@ -1,0 +1,99 @@
+# KNHK — build, test and run the serverless workflow platform.
+# Every target installs what it needs (Go modules, the Python venv of the local
+# AWS endpoint, the CDK CLI's npm packages) and is safe to run twice.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+PYTHON    ?= python3
+VENV      := .venv
+LOCAL     := .local
+BUILD     := build
+FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
+PORT      ?= 4566
+ENDPOINT  := http://127.0.0.1:$(PORT)
+GOFLAGS_LAMBDA := -trimpath -ldflags='-s -w' -tags lambda.norpc
+
+# Defaults for the local endpoint only; real AWS uses your own profile.
+LOCAL_ENV := AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+             AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+
+.PHONY: help deps run test build synth local-up local-down local-reset local-deploy e2e bench lint fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- installs
+$(VENV)/.installed: localstack/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r localstack/requirements.txt
+	touch $@
+
+infra/node_modules/.installed: infra/package.json infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(LOCAL)/go-mod.done: go.mod go.sum
+	@mkdir -p $(LOCAL)
+	$(GO) mod download
+	touch $@
+
+deps: $(VENV)/.installed infra/node_modules/.installed $(LOCAL)/go-mod.done ## install Go modules, the endpoint venv and the CDK CLI
+
+# ---------------------------------------------------------------- build
+build: $(LOCAL)/go-mod.done ## arm64 bootstrap zips for every function + host binaries
+	@mkdir -p $(BUILD)/host
+	@for f in $(FUNCTIONS); do \
+	  mkdir -p $(BUILD)/lambda/$$f; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_LAMBDA) -o $(BUILD)/lambda/$$f/bootstrap ./functions/$$f; \
+	  (cd $(BUILD)/lambda/$$f && rm -f ../$$f.zip && $(PYTHON) -m zipfile -c ../$$f.zip bootstrap); \
+	  CGO_ENABLED=0 $(GO) build -trimpath -tags lambda.norpc -o $(BUILD)/host/$$f ./functions/$$f; \
+	  echo "built $$f"; \
+	done
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/host/knhk ./cmd/knhk
+	@echo "built knhk"
+
+synth: build infra/node_modules/.installed ## synthesize the CDK stack into infra/cdk.out
+	cd infra && npx --no-install cdk synth --quiet $(CDK_CONTEXT)
+
+# ---------------------------------------------------------------- local endpoint
+local-up: $(VENV)/.installed ## start the embedded AWS endpoint (moto) on 127.0.0.1:$(PORT)
+	@PORT=$(PORT) VENV=$(VENV) LOCAL=$(LOCAL) localstack/endpoint.sh up
+
+local-down: ## stop the embedded endpoint started by local-up (only its pid)
+	@PORT=$(PORT) VENV=$(VENV) LOCAL=$(LOCAL) localstack/endpoint.sh down
+
+local-reset: ## empty the embedded endpoint's state
+	@PORT=$(PORT) VENV=$(VENV) LOCAL=$(LOCAL) localstack/endpoint.sh reset
+
+local-deploy: synth local-up ## provision the synthesized stack on the local endpoint
+	$(LOCAL_ENV) $(BUILD)/host/knhk local deploy --template infra/cdk.out/KnhkStack.template.json --out $(LOCAL)/outputs.json
+
+# ---------------------------------------------------------------- main job
+run: local-deploy ## the main job on the embedded endpoint
+	@echo "endpoint: $(ENDPOINT)"
+	@jq . $(LOCAL)/outputs.json 2>/dev/null || cat $(LOCAL)/outputs.json
+
+# ---------------------------------------------------------------- quality
+lint: $(LOCAL)/go-mod.done ## gofmt check and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.venv/*')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps lint build ## everything CI runs: lint, unit, integration, CDK, conformance and e2e tests
+	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 30m ./... 2>&1 | tee $(LOCAL)/test.log
+	@echo "packages: $$(grep -c '^ok' $(LOCAL)/test.log) ok, $$(grep -c '^FAIL' $(LOCAL)/test.log || true) failed"
+
+e2e: deps build ## end-to-end suite against the local stack
+	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 20m ./test/...
+
+bench: $(LOCAL)/go-mod.done ## Go benchmarks with allocations
+	$(GO) test -run '^$$' -bench . -benchmem ./shared/... | tee $(LOCAL)/bench.txt
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove build outputs and local state
+	rm -rf $(BUILD) $(LOCAL) infra/cdk.out
