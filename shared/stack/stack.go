@@ -1,0 +1,80 @@
+// Package stack names the deployed resources a client needs (tables, queues,
+// topic, keys) and resolves them from the environment or from the outputs file
+// that a deploy wrote.
+package stack
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Output keys of the CDK stack, also the keys of the outputs file.
+const (
+	OutReceiptsTable     = "ReceiptsTableName"
+	OutReceiptsStreamArn = "ReceiptsStreamArn"
+	OutStateTable        = "StateTableName"
+	OutWorkQueueURL      = "WorkQueueUrl"
+	OutWorkQueueArn      = "WorkQueueArn"
+	OutDeadLetterURL     = "DeadLetterQueueUrl"
+	OutAlertsTopicArn    = "AlertsTopicArn"
+	OutCheckpointKeyID   = "CheckpointKeyId"
+	OutDataKeyArn        = "DataKeyArn"
+)
+
+// Resources are the names and addresses of a deployed stack.
+type Resources struct {
+	ReceiptsTable   string
+	StateTable      string
+	WorkQueueURL    string
+	DeadLetterURL   string
+	AlertsTopicArn  string
+	CheckpointKeyID string
+}
+
+// envNames maps each resource to the environment variable that overrides it.
+var envNames = map[string]string{
+	OutReceiptsTable:   "KNHK_RECEIPTS_TABLE",
+	OutStateTable:      "KNHK_STATE_TABLE",
+	OutWorkQueueURL:    "KNHK_WORK_QUEUE_URL",
+	OutDeadLetterURL:   "KNHK_DLQ_URL",
+	OutAlertsTopicArn:  "KNHK_ALERTS_TOPIC_ARN",
+	OutCheckpointKeyID: "KNHK_CHECKPOINT_KEY_ID",
+}
+
+// EnvName returns the environment variable that carries an output key.
+func EnvName(outputKey string) string { return envNames[outputKey] }
+
+// DefaultOutputsFile is where a local deploy writes the stack outputs.
+const DefaultOutputsFile = ".local/outputs.json"
+
+// Resolve reads resources from the environment, filling gaps from the outputs
+// file (a JSON object of output key to value) when it exists.
+func Resolve(outputsFile string) (Resources, error) {
+	outs := map[string]string{}
+	if outputsFile != "" {
+		b, err := os.ReadFile(outputsFile)
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(b, &outs); err != nil {
+				return Resources{}, fmt.Errorf("read stack outputs %s: %w", outputsFile, err)
+			}
+		case !os.IsNotExist(err):
+			return Resources{}, fmt.Errorf("read stack outputs: %w", err)
+		}
+	}
+	get := func(key string) string {
+		if v := os.Getenv(envNames[key]); v != "" {
+			return v
+		}
+		return outs[key]
+	}
+	return Resources{
+		ReceiptsTable:   get(OutReceiptsTable),
+		StateTable:      get(OutStateTable),
+		WorkQueueURL:    get(OutWorkQueueURL),
+		DeadLetterURL:   get(OutDeadLetterURL),
+		AlertsTopicArn:  get(OutAlertsTopicArn),
+		CheckpointKeyID: get(OutCheckpointKeyID),
+	}, nil
+}
