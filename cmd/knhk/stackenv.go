@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/knhk/knhk/shared/stack"
+)
+
+// outputsFile is where commands that talk to a deployed stack find its
+// resource names when the KNHK_* environment variables do not give them.
+var outputsFile string
+
+func init() {
+	root.PersistentFlags().StringVar(&outputsFile, "outputs", stack.DefaultOutputsFile,
+		"stack outputs file (JSON) naming tables, queues and keys; KNHK_* environment variables override it")
+}
+
+// awsConfig loads the default AWS configuration (it honours AWS_ENDPOINT_URL
+// and the usual credential chain), defaulting the region to us-east-1.
+func awsConfig(ctx context.Context) (aws.Config, error) {
+	var opts []func(*config.LoadOptions) error
+	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
+		opts = append(opts, config.WithRegion("us-east-1"))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("aws config: %w", err)
+	}
+	return cfg, nil
+}
+
+// deployedStack resolves the stack's resources and the AWS configuration to
+// reach them, and checks that the ones the caller needs are named.
+func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resources, error) {
+	res, err := stack.Resolve(outputsFile)
+	if err != nil {
+		return aws.Config{}, res, err
+	}
+	have := map[string]string{
+		stack.OutReceiptsTable:   res.ReceiptsTable,
+		stack.OutStateTable:      res.StateTable,
+		stack.OutWorkQueueURL:    res.WorkQueueURL,
+		stack.OutDeadLetterURL:   res.DeadLetterURL,
+		stack.OutAlertsTopicArn:  res.AlertsTopicArn,
+		stack.OutCheckpointKeyID: res.CheckpointKeyID,
+	}
+	for _, k := range need {
+		if have[k] == "" {
+			return aws.Config{}, res, errors.New("stack output " + k + " unknown: deploy the stack (make local-deploy) or set " + stack.EnvName(k))
+		}
+	}
+	cfg, err := awsConfig(ctx)
+	return cfg, res, err
+}

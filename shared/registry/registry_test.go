@@ -1,0 +1,168 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/knhk/knhk/shared/localaws"
+)
+
+func newRegistry(t *testing.T) (*Registry, *dynamodb.Client) {
+	t.Helper()
+	ep := localaws.StartT(t)
+	cfg, err := ep.Config(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	table := createStateTable(t, db)
+	return New(db, table), db
+}
+
+// createStateTable makes a table with the state table's key schema.
+func createStateTable(t *testing.T, db *dynamodb.Client) string {
+	t.Helper()
+	name := "knhk-state-test"
+	s := func(n string) types.AttributeDefinition {
+		return types.AttributeDefinition{AttributeName: aws.String(n), AttributeType: types.ScalarAttributeTypeS}
+	}
+	k := func(n string, kt types.KeyType) types.KeySchemaElement {
+		return types.KeySchemaElement{AttributeName: aws.String(n), KeyType: kt}
+	}
+	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            &name,
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{s("pk"), s("sk"), s("gsi1pk"), s("gsi1sk")},
+		KeySchema:            []types.KeySchemaElement{k("pk", types.KeyTypeHash), k("sk", types.KeyTypeRange)},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String("gsi1"),
+			KeySchema:  []types.KeySchemaElement{k("gsi1pk", types.KeyTypeHash), k("gsi1sk", types.KeyTypeRange)},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
+	})
+	if err != nil {
+		t.Fatalf("create state table: %v", err)
+	}
+	return name
+}
+
+func sample(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "events", "workflows", "order-routing.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withVersion rewrites the document's version line.
+func withVersion(t *testing.T, body []byte, from, to string) []byte {
+	t.Helper()
+	old := []byte("version: '" + from + "'")
+	if !bytes.Contains(body, old) {
+		t.Fatalf("sample has no %s", old)
+	}
+	return bytes.Replace(body, old, []byte("version: '"+to+"'"), 1)
+}
+
+func TestPushIsImmutableAndIdempotent(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	body := sample(t)
+
+	e, res, err := r.Push(ctx, body)
+	if err != nil || res != Created || !e.Latest {
+		t.Fatalf("first push = %+v %s %v, want created latest", e, res, err)
+	}
+	if _, res, err := r.Push(ctx, body); err != nil || res != Unchanged {
+		t.Fatalf("same body again = %s %v, want unchanged", res, err)
+	}
+	changed := append(bytes.Clone(body), []byte("\n# a comment changes the bytes\n")...)
+	if _, _, err := r.Push(ctx, changed); !errors.Is(err, ErrConflict) {
+		t.Fatalf("different body under %s = %v, want ErrConflict", e.Version, err)
+	}
+	if _, _, err := r.Push(ctx, []byte("document: [")); err == nil {
+		t.Fatal("invalid YAML was published")
+	}
+}
+
+func TestRollbackKeepsPinnedCases(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	v1 := sample(t)
+	e1, _, err := r.Push(ctx, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := withVersion(t, v1, e1.Version, "9.0.0")
+	e2, _, err := r.Push(ctx, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A case started now pins v2.
+	d, err := r.Resolve(ctx, e1.Namespace, e1.Name, "")
+	if err != nil || d.Version != "9.0.0" || d.Hash != e2.Hash {
+		t.Fatalf("latest after second push = %+v %v", d, err)
+	}
+	// Roll back: new cases get v1 ...
+	if err := r.SetLatest(ctx, e1.Namespace, e1.Name, e1.Version); err != nil {
+		t.Fatal(err)
+	}
+	fresh := New(r.db, r.table) // an executor with an empty cache
+	d, err = fresh.Resolve(ctx, e1.Namespace, e1.Name, "")
+	if err != nil || d.Version != e1.Version {
+		t.Fatalf("latest after rollback = %+v %v", d, err)
+	}
+	// ... while the case in flight still loads the version it pinned.
+	pinned, err := fresh.Load(ctx, e2.Namespace, e2.Name, e2.Version, e2.Hash)
+	if err != nil || pinned.Hash != e2.Hash || pinned.Workflow.Document.Version != "9.0.0" {
+		t.Fatalf("pinned load = %+v %v", pinned, err)
+	}
+	list, err := fresh.List(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list = %+v %v", list, err)
+	}
+	for _, e := range list {
+		if e.Latest != (e.Version == e1.Version) {
+			t.Fatalf("entry %s latest=%v after rollback", e.Ref(), e.Latest)
+		}
+	}
+	if err := r.SetLatest(ctx, e1.Namespace, e1.Name, "0.0.404"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("rollback to an unpublished version = %v, want ErrNotFound", err)
+	}
+}
+
+func TestLoadRefusesTamperedBodyAndUnknown(t *testing.T) {
+	r, db := newRegistry(t)
+	ctx := context.Background()
+	e, _, err := r.Push(ctx, sample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := withVersion(t, sample(t), e.Version, e.Version) // same bytes ...
+	tampered = append(tampered, '\n')                            // ... plus one
+	_, err = db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &r.table,
+		Key:                       key(workflowPK(e.Namespace, e.Name), versionSK(e.Version)),
+		UpdateExpression:          aws.String("SET body = :b"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":b": &types.AttributeValueMemberB{Value: tampered}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := New(r.db, r.table)
+	if _, err := fresh.Load(ctx, e.Namespace, e.Name, e.Version, e.Hash); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("tampered load = %v, want ErrHashMismatch", err)
+	}
+	if _, err := fresh.Resolve(ctx, "payments", "no-such-workflow", ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown workflow = %v, want ErrNotFound", err)
+	}
+}
