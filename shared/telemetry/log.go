@@ -1,0 +1,157 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+// Log attribute names. Every KNHK log line uses these keys, so that one
+// CloudWatch Logs Insights query can follow a case across functions.
+const (
+	AttrTime        = "timestamp"   // RFC 3339 time of the record
+	AttrLevel       = "level"       // DEBUG, INFO, WARN, ERROR
+	AttrMessage     = "message"     // the log message
+	AttrTenant      = "tenant"      // tenant of the case
+	AttrCaseID      = "caseId"      // the case
+	AttrSeq         = "seq"         // receipt sequence number within the case
+	AttrRequestID   = "requestId"   // Lambda request id of the invocation
+	AttrTraceID     = "traceId"     // W3C trace id (32 hex digits) of the case's trace
+	AttrXRayTraceID = "xrayTraceId" // X-Ray trace header of the invocation, when present
+)
+
+// xrayContextKey is the context key under which the Lambda Go runtime stores
+// the invocation's X-Ray trace header.
+const xrayContextKey = "x-amzn-trace-id"
+
+// NewLogger returns a JSON logger writing one object per line to w, dropping
+// records below level. Records logged with a context (InfoContext, ...) carry
+// the fields attached to it with WithCase, WithSeq and WithTraceID, and the
+// Lambda request id from lambdacontext. A nil w discards the records; a nil
+// level means slog.LevelInfo.
+func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	if w == nil {
+		w = io.Discard
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				a.Key = AttrTime
+			case slog.MessageKey:
+				a.Key = AttrMessage
+			case slog.LevelKey:
+				a.Key = AttrLevel
+			}
+			return a
+		},
+	})
+	return slog.New(contextHandler{h})
+}
+
+// ParseLevel parses a level name (debug, info, warn, error; any case) as used
+// in a LOG_LEVEL setting. The empty string is info.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if strings.TrimSpace(s) == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
+		return 0, fmt.Errorf("log level %q: %w", s, err)
+	}
+	return l, nil
+}
+
+// contextHandler adds the fields carried by a record's context.
+type contextHandler struct{ slog.Handler }
+
+// Handle implements slog.Handler.
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if ctx != nil {
+		r.AddAttrs(Attrs(ctx)...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return contextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup implements slog.Handler. Context fields of records logged through
+// the returned handler are placed inside the group.
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{h.Handler.WithGroup(name)}
+}
+
+// fields are the log fields a context carries.
+type fields struct {
+	tenant, caseID, traceID string
+	seq                     int64
+	hasSeq                  bool
+}
+
+type fieldsKey struct{}
+
+func fieldsFrom(ctx context.Context) fields {
+	f, _ := ctx.Value(fieldsKey{}).(fields)
+	return f
+}
+
+// WithCase returns a context whose log records carry tenant and caseId.
+func WithCase(ctx context.Context, tenant, caseID string) context.Context {
+	f := fieldsFrom(ctx)
+	f.tenant, f.caseID = tenant, caseID
+	return context.WithValue(ctx, fieldsKey{}, f)
+}
+
+// WithSeq returns a context whose log records carry the receipt sequence
+// number seq.
+func WithSeq(ctx context.Context, seq int64) context.Context {
+	f := fieldsFrom(ctx)
+	f.seq, f.hasSeq = seq, true
+	return context.WithValue(ctx, fieldsKey{}, f)
+}
+
+// WithTraceID returns a context whose log records carry traceId, the case's
+// W3C trace id (see ParseTraceparent).
+func WithTraceID(ctx context.Context, traceID string) context.Context {
+	f := fieldsFrom(ctx)
+	f.traceID = traceID
+	return context.WithValue(ctx, fieldsKey{}, f)
+}
+
+// Attrs returns the log fields ctx carries: tenant, caseId, seq and traceId
+// as attached, requestId from the Lambda context and xrayTraceId from the Lambda
+// runtime. Fields that are not set are left out.
+func Attrs(ctx context.Context) []slog.Attr {
+	f := fieldsFrom(ctx)
+	attrs := make([]slog.Attr, 0, 6)
+	if f.tenant != "" {
+		attrs = append(attrs, slog.String(AttrTenant, f.tenant))
+	}
+	if f.caseID != "" {
+		attrs = append(attrs, slog.String(AttrCaseID, f.caseID))
+	}
+	if f.hasSeq {
+		attrs = append(attrs, slog.Int64(AttrSeq, f.seq))
+	}
+	if lc, ok := lambdacontext.FromContext(ctx); ok && lc != nil && lc.AwsRequestID != "" {
+		attrs = append(attrs, slog.String(AttrRequestID, lc.AwsRequestID))
+	}
+	if f.traceID != "" {
+		attrs = append(attrs, slog.String(AttrTraceID, f.traceID))
+	}
+	if x, ok := ctx.Value(xrayContextKey).(string); ok && x != "" {
+		attrs = append(attrs, slog.String(AttrXRayTraceID, x))
+	}
+	return attrs
+}

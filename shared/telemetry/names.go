@@ -1,0 +1,40 @@
+// Package telemetry gives KNHK's Lambdas their metrics and logs: CloudWatch
+// embedded metric format (EMF) documents written to standard output, and
+// structured JSON logs (log/slog) carrying the case, the receipt sequence
+// number, the Lambda request id and the trace id.
+package telemetry
+
+// Namespace is the CloudWatch namespace of KNHK's metrics.
+const Namespace = "KNHK"
+
+// Standard metric names. Alarms and dashboards refer to these; the unit given
+// is the one every emitter uses.
+const (
+	CasesStarted      = "CasesStarted"      // Count: cases whose genesis receipt was appended
+	CasesCompleted    = "CasesCompleted"    // Count: cases that ended with an output
+	CasesFaulted      = "CasesFaulted"      // Count: cases that ended with an error
+	CasesCancelled    = "CasesCancelled"    // Count: cases that were cancelled
+	TasksExecuted     = "TasksExecuted"     // Count: tasks run to completion or fault
+	TasksFaulted      = "TasksFaulted"      // Count: tasks that raised or failed
+	TaskDuration      = "TaskDuration"      // Milliseconds: wall time of one task
+	CaseDuration      = "CaseDuration"      // Milliseconds: genesis to the final receipt
+	AppendConflicts   = "AppendConflicts"   // Count: receipt appends lost to a concurrent writer
+	ReceiptsAppended  = "ReceiptsAppended"  // Count: receipts written
+	ReceiptsVerified  = "ReceiptsVerified"  // Count: receipts checked by the verifier
+	IntegrityFindings = "IntegrityFindings" // Count: tamper findings of the verifier (alarm at > 0)
+	CheckpointsSigned = "CheckpointsSigned" // Count: signed chain-head checkpoints stored
+	BreakerOpened     = "BreakerOpened"     // Count: circuit breakers that opened
+	BreakerRejected   = "BreakerRejected"   // Count: calls rejected by an open breaker
+	DLQBound          = "DLQBound"          // Count: messages reported failed on their last receive
+	PermanentErrors   = "PermanentErrors"   // Count: messages dropped as not retryable
+	BatchItemFailures = "BatchItemFailures" // Count: items reported back to Lambda for retry
+	DeadlineDeferred  = "DeadlineDeferred"  // Count: items not started for lack of remaining time
+	HandlerPanics     = "HandlerPanics"     // Count: recovered panics in message handlers
+)
+
+// Standard dimension names.
+const (
+	DimFunction = "Function" // the Lambda function name
+	DimWorkflow = "Workflow" // the workflow name
+	DimTenant   = "Tenant"   // the tenant; use only where tenants are few
+)
