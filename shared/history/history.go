@@ -58,6 +58,7 @@ type Genesis struct {
 type Event struct {
 	Type    Type            `json:"type"`
 	Task    string          `json:"task,omitempty"`    // JSON pointer of the task, e.g. /do/2/charge
+	Key     string          `json:"key,omitempty"`     // occurrence of the task within the case (loop iteration, retry, branch); with Type and Attempt it identifies the event
 	Branch  string          `json:"branch,omitempty"`  // fork branch path, empty on the main line
 	Attempt int             `json:"attempt,omitempty"` // 0 on the first try, then 1, 2, ...
 	Input   json.RawMessage `json:"input,omitempty"`   // task or case input

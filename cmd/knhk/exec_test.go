@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/knhk/knhk/shared/history"
+)
+
+func execute(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetIn(strings.NewReader(stdin))
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestExec(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path != "/pets/7" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		fmt.Fprint(w, `{"id":7,"name":"Rex"}`)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	wfPath := filepath.Join(dir, "wf.yaml")
+	src := `document:
+  dsl: '1.0.3'
+  namespace: test
+  name: pets
+  version: '1.0.0'
+do:
+  - getPet:
+      call: http
+      with:
+        method: get
+        endpoint: ` + srv.URL + `/pets/{petId}
+  - greet:
+      set:
+        greeting: ${ "Hello " + .name }
+`
+	if err := os.WriteFile(wfPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	receipts := filepath.Join(dir, "history.jsonl")
+
+	out, err := execute(t, `{"petId": 7}`, "exec", wfPath, "--input", "-", "--receipts", receipts)
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got["greeting"] != "Hello Rex" {
+		t.Fatalf("output %q (%v)", out, err)
+	}
+	f, err := os.Open(receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var types []history.Type
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e history.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		types = append(types, e.Type)
+	}
+	want := []history.Type{history.CaseStarted, history.EffectRequested, history.TaskCompleted, history.TaskCompleted, history.CaseCompleted}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("history %v, want %v", types, want)
+	}
+
+	inPath := filepath.Join(dir, "in.yaml")
+	_ = os.WriteFile(inPath, []byte("petId: 8\n"), 0o600)
+	out, err = execute(t, "", "exec", wfPath, "--input", inPath, "--receipts", "")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("a fault must exit 1, got %v", err)
+	}
+	var fault map[string]any
+	if err := json.Unmarshal([]byte(out), &fault); err != nil || fault["status"] != float64(404) || fault["instance"] != "/do/0/getPet" {
+		t.Fatalf("error output %q", out)
+	}
+
+	_, err = execute(t, "", "exec", filepath.Join(dir, "missing.yaml"))
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("a missing file must exit 2, got %v", err)
+	}
+}

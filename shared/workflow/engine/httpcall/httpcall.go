@@ -1,0 +1,258 @@
+// Package httpcall performs the HTTP and OpenAPI calls of workflow tasks:
+// the engine renders a Request (pure data) and this package sends it and
+// shapes the result as the DSL's `content`, `response` or `raw` output.
+package httpcall
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/knhk/knhk/shared/history"
+)
+
+// Output formats of a call.
+const (
+	OutputContent  = "content"
+	OutputResponse = "response"
+	OutputRaw      = "raw"
+)
+
+const (
+	errCommunication = "https://serverlessworkflow.io/spec/1.0.0/errors/communication"
+	errConfiguration = "https://serverlessworkflow.io/spec/1.0.0/errors/configuration"
+)
+
+// Auth is a resolved authentication policy.
+type Auth struct {
+	Scheme   string `json:"scheme"` // basic or bearer
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Token    string `json:"token,omitempty"`
+}
+
+// Request is a fully rendered HTTP call.
+type Request struct {
+	Method   string            `json:"method"`
+	URI      string            `json:"uri"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Query    map[string]string `json:"query,omitempty"`
+	Body     any               `json:"body,omitempty"`
+	Output   string            `json:"output,omitempty"`
+	Redirect bool              `json:"redirect,omitempty"`
+	Auth     *Auth             `json:"auth,omitempty"`
+}
+
+// Redacted returns a copy of r without credentials, fit to be recorded.
+func (r Request) Redacted() Request {
+	if r.Auth != nil {
+		r.Auth = &Auth{Scheme: r.Auth.Scheme}
+	}
+	if len(r.Headers) > 0 {
+		h := make(map[string]string, len(r.Headers))
+		for k, v := range r.Headers {
+			if strings.EqualFold(k, "Authorization") {
+				v = "[redacted]"
+			}
+			h[k] = v
+		}
+		r.Headers = h
+	}
+	return r
+}
+
+// Client performs calls with an underlying HTTP client.
+type Client struct {
+	HTTP *http.Client // nil means http.DefaultClient
+	docs docCache
+}
+
+func (c *Client) httpClient(redirect bool) *http.Client {
+	base := c.HTTP
+	if base == nil {
+		base = http.DefaultClient
+	}
+	if redirect {
+		return base
+	}
+	cp := *base
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cp
+}
+
+// Do sends r and returns the call's output, or a DSL error (without
+// instance: the engine sets it).
+func (c *Client) Do(ctx context.Context, r Request) (any, *history.Error) {
+	u, err := url.Parse(r.URI)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, problem(errConfiguration, 400, "invalid endpoint %q", r.URI)
+	}
+	if len(r.Query) > 0 {
+		q := u.Query()
+		keys := make([]string, 0, len(r.Query))
+		for k := range r.Query {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			q.Set(k, r.Query[k])
+		}
+		u.RawQuery = q.Encode()
+	}
+	method := strings.ToUpper(r.Method)
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	contentType := ""
+	if r.Body != nil {
+		switch b := r.Body.(type) {
+		case string:
+			body = strings.NewReader(b)
+			contentType = "text/plain; charset=utf-8"
+		default:
+			data, err := json.Marshal(b)
+			if err != nil {
+				return nil, problem(errConfiguration, 400, "encode body: %v", err)
+			}
+			body = bytes.NewReader(data)
+			contentType = "application/json"
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, problem(errConfiguration, 400, "build request: %v", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json, */*;q=0.5")
+	for k, v := range r.Headers {
+		req.Header.Set(k, v)
+	}
+	if r.Auth != nil {
+		switch r.Auth.Scheme {
+		case "basic":
+			req.SetBasicAuth(r.Auth.Username, r.Auth.Password)
+		case "bearer":
+			req.Header.Set("Authorization", "Bearer "+r.Auth.Token)
+		default:
+			return nil, problem(errConfiguration, 400, "unsupported authentication scheme %q", r.Auth.Scheme)
+		}
+	}
+	resp, err := c.httpClient(r.Redirect).Do(req)
+	if err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, context.DeadlineExceeded) {
+			status = http.StatusGatewayTimeout
+		}
+		return nil, problem(errCommunication, status, "%s %s: %v", method, redact(u), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, problem(errCommunication, 502, "read response: %v", err)
+	}
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300 ||
+		r.Redirect && resp.StatusCode >= 300 && resp.StatusCode < 400
+	if !ok {
+		e := problem(errCommunication, resp.StatusCode, "%s %s: %s", method, redact(u), resp.Status)
+		e.Title = http.StatusText(resp.StatusCode)
+		return nil, e
+	}
+	content := decodeContent(resp.Header.Get("Content-Type"), data)
+	switch r.Output {
+	case "", OutputContent:
+		return content, nil
+	case OutputRaw:
+		return base64.StdEncoding.EncodeToString(data), nil
+	case OutputResponse:
+		return map[string]any{
+			"request": map[string]any{
+				"method":  method,
+				"uri":     redact(u),
+				"headers": headerMap(req.Header, true),
+			},
+			"statusCode": resp.StatusCode,
+			"headers":    headerMap(resp.Header, false),
+			"content":    content,
+		}, nil
+	default:
+		return nil, problem(errConfiguration, 400, "unknown output format %q", r.Output)
+	}
+}
+
+// decodeContent decodes a JSON body into JSON-like values and returns any
+// other body as a string.
+func decodeContent(contentType string, data []byte) any {
+	if len(data) == 0 {
+		return nil
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "" && json.Valid(data) {
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err == nil {
+			return fromJSONNumbers(v)
+		}
+	}
+	return string(data)
+}
+
+// fromJSONNumbers turns json.Number into int (when integral and in range)
+// or float64, so that integers from services stay integers.
+func fromJSONNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil && int64(int(i)) == i {
+			return int(i)
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = fromJSONNumbers(x)
+		}
+		return t
+	case []any:
+		for i, x := range t {
+			t[i] = fromJSONNumbers(x)
+		}
+		return t
+	}
+	return v
+}
+
+func headerMap(h http.Header, hideAuth bool) map[string]any {
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		val := strings.Join(v, ", ")
+		if hideAuth && strings.EqualFold(k, "Authorization") {
+			val = "[redacted]"
+		}
+		out[k] = val
+	}
+	return out
+}
+
+func redact(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		c.User = url.User("redacted")
+	}
+	return c.String()
+}
+
+func problem(typ string, status int, format string, args ...any) *history.Error {
+	return &history.Error{Type: typ, Status: status, Title: "Call Failed", Detail: fmt.Sprintf(format, args...)}
+}
