@@ -551,3 +551,8 @@ type ErrorFilter struct {
 type WaitTask struct {
 	Duration Duration
 }
+
+// BuiltinValidateSchema is the KNHK built-in function that validates
+// `with.data` (default: the task input) against the JSON Schema
+// `with.schema`. Built-ins are called by name without a use.functions entry.
+const BuiltinValidateSchema = "knhk:validate-schema"

@@ -314,6 +314,7 @@ func (v *validator) call(c *CallTask, ptr string) {
 		}
 	case CallGRPC, CallAsyncAPI, CallA2A, CallMCP:
 		v.add(cp, fmt.Sprintf("unsupported: call %s (KNHK calls http, openapi and declared functions)", c.Call))
+	case BuiltinValidateSchema:
 	default:
 		if _, ok := v.w.Use.Functions[c.Call]; !ok {
 			v.add(cp, fmt.Sprintf("function %q is not declared under use.functions", c.Call))

@@ -305,10 +305,16 @@ func (c *compiler) node(nt dsl.NamedTask, ptr string, extra []string) *node {
 			}
 			n.retry = rp
 			if rp != nil {
-				if n.retryW, err = c.expr(rp.When, inner); err != nil {
+				// A retry policy may be shared by catches with different
+				// `as` names, so $error is always in its scope as well.
+				retryScope := inner
+				if n.catchAs != "error" {
+					retryScope = append(append([]string{}, inner...), "error")
+				}
+				if n.retryW, err = c.expr(rp.When, retryScope); err != nil {
 					return fail(ErrExpression, err)
 				}
-				if n.retryX, err = c.expr(rp.ExceptWhen, inner); err != nil {
+				if n.retryX, err = c.expr(rp.ExceptWhen, retryScope); err != nil {
 					return fail(ErrExpression, err)
 				}
 			}

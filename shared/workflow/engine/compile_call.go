@@ -14,7 +14,7 @@ import (
 const (
 	// FuncValidateSchema validates `with.data` (default: the task input)
 	// against the JSON Schema `with.schema`; its output is the data.
-	FuncValidateSchema = "knhk:validate-schema"
+	FuncValidateSchema = dsl.BuiltinValidateSchema
 )
 
 type callKind uint8

@@ -445,3 +445,52 @@ func TestReplayRejectsDuplicates(t *testing.T) {
 		t.Fatal("a history without its start must not replay")
 	}
 }
+
+// A retry policy's conditions see $error even when the catch names the
+// error otherwise, as the validator allows.
+func TestRetryConditionSeesErrorUnderAnyCatchName(t *testing.T) {
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls < 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	defer srv.Close()
+	src := header + `use:
+  retries:
+    onUnavailable:
+      when: ${ $error.status == 503 }
+      delay:
+        seconds: 1
+      limit:
+        attempt:
+          count: 3
+do:
+  - attempt:
+      try:
+        - get:
+            call: http
+            with:
+              method: get
+              endpoint: ` + srv.URL + `
+      catch:
+        as: failure
+        retry: onUnavailable
+`
+	wf, err := dsl.Load([]byte(src))
+	if err != nil {
+		t.Fatalf("the validator must accept $error in a shared retry policy: %v", err)
+	}
+	res, err := Run(context.Background(), wf, map[string]any{}, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustComplete(t, res, `{"ok":true}`)
+	if calls != 2 {
+		t.Fatalf("calls = %d, want 2 (one retry)", calls)
+	}
+}

@@ -213,7 +213,7 @@ func (w *walker) execTry(key string, n *node, in val, sc scope) result {
 		}
 	}
 	if n.retry != nil {
-		retry, err := w.shouldRetry(key, n, in, csc, attempt)
+		retry, err := w.shouldRetry(key, n, in, csc.with("error", errVal), attempt)
 		if err != nil {
 			return fault(err)
 		}
