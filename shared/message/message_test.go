@@ -92,7 +92,9 @@ func TestDecodeInvalid(t *testing.T) {
 }
 
 func TestCaseIDProperties(t *testing.T) {
-	same := func(a, b, c, d string) bool { return CaseID(a, b, c, d) == CaseID(a, b, c, d) && len(CaseID(a, b, c, d)) == 32 }
+	same := func(a, b, c, d string) bool {
+		return CaseID(a, b, c, d) == CaseID(a, b, c, d) && len(CaseID(a, b, c, d)) == 32
+	}
 	if err := quick.Check(same, nil); err != nil {
 		t.Fatal(err)
 	}

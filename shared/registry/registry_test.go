@@ -148,7 +148,7 @@ func TestLoadRefusesTamperedBodyAndUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	tampered := withVersion(t, sample(t), e.Version, e.Version) // same bytes ...
-	tampered = append(tampered, '\n')                            // ... plus one
+	tampered = append(tampered, '\n')                           // ... plus one
 	_, err = db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &r.table,
 		Key:                       key(workflowPK(e.Namespace, e.Name), versionSK(e.Version)),
