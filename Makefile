@@ -15,6 +15,8 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 PORT      ?= 4566
 ENDPOINT  := http://127.0.0.1:$(PORT)
 GOFLAGS_LAMBDA := -trimpath -ldflags='-s -w' -tags lambda.norpc
+# Local synths make tables destroyable; deploy to AWS with -c env=prod (README).
+CDK_CONTEXT ?= -c env=local
 
 # Defaults for the local endpoint only; real AWS uses your own profile.
 LOCAL_ENV := AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
@@ -82,11 +84,11 @@ lint: $(LOCAL)/go-mod.done ## gofmt check and go vet
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps lint build ## everything CI runs: lint, unit, integration, CDK, conformance and e2e tests
+test: deps lint build synth ## everything CI runs: lint, unit, integration, CDK, conformance and e2e tests
 	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 30m ./... 2>&1 | tee $(LOCAL)/test.log
 	@echo "packages: $$(grep -c '^ok' $(LOCAL)/test.log) ok, $$(grep -c '^FAIL' $(LOCAL)/test.log || true) failed"
 
-e2e: deps build ## end-to-end suite against the local stack
+e2e: deps build synth ## end-to-end suite against the local stack
 	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 20m ./test/...
 
 bench: $(LOCAL)/go-mod.done ## Go benchmarks with allocations

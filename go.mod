@@ -70,3 +70,6 @@ require (
 	golang.org/x/tools/cmd/godoc v0.1.0-deprecated // indirect
 	golang.org/x/tools/godoc v0.1.0-deprecated // indirect
 )
+
+// The CDK CLI npm package ships Go template files; keep them out of ./...
+ignore ./infra/node_modules

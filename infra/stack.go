@@ -1,0 +1,70 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/stack"
+)
+
+// StackID is the id of the stack; the template is cdk.out/KnhkStack.template.json.
+const StackID = "KnhkStack"
+
+// Outputs a client may need beyond those named in shared/stack.
+const (
+	OutDeadLetterQueueArn = "DeadLetterQueueArn"
+	OutCheckpointKeyArn   = "CheckpointKeyArn"
+	OutCheckpointKeyAlias = "CheckpointKeyAlias"
+	OutStateTableArn      = "StateTableArn"
+	OutReceiptsTableArn   = "ReceiptsTableArn"
+)
+
+// KnhkStack is the deployed data plane and the constructs it is made of.
+type KnhkStack struct {
+	Stack     awscdk.Stack
+	Keys      Keys
+	Tables    Tables
+	Messaging Messaging
+}
+
+// NewKnhkStack defines the stack. It is environment-agnostic: synthesis needs
+// no credentials and performs no lookups. The AwsSolutions checks of cdk-nag
+// run on it and fail synthesis on any finding; none is suppressed. A
+// suppression, if one is ever needed, goes on the resource
+// (cdknag.NagSuppressions_AddResourceSuppressions) with a specific reason.
+func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config) *KnhkStack {
+	st := awscdk.NewStack(scope, jsii.String(id), &awscdk.StackProps{
+		Description: jsii.String("KNHK data plane: receipt chains, workflow state, work queues, alerts and keys (env=" + string(cfg.Env) + ")"),
+	})
+	awscdk.Tags_Of(st).Add(jsii.String("app"), jsii.String("knhk"), nil)
+	awscdk.Tags_Of(st).Add(jsii.String("env"), jsii.String(string(cfg.Env)), nil)
+
+	s := &KnhkStack{Stack: st}
+	s.Keys = NewKeys(st, cfg)
+	s.Tables = NewTables(st, cfg, s.Keys.Data)
+	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
+
+	out := func(id string, v *string, desc string) {
+		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
+	}
+	out(stack.OutReceiptsTable, s.Tables.Receipts.TableName(), "receipts table name")
+	out(OutReceiptsTableArn, s.Tables.Receipts.TableArn(), "receipts table ARN")
+	out(stack.OutReceiptsStreamArn, s.Tables.Receipts.TableStreamArn(), "receipts table stream ARN")
+	out(stack.OutStateTable, s.Tables.State.TableName(), "state table name")
+	out(OutStateTableArn, s.Tables.State.TableArn(), "state table ARN")
+	out(stack.OutWorkQueueURL, s.Messaging.Work.QueueUrl(), "work queue URL")
+	out(stack.OutWorkQueueArn, s.Messaging.Work.QueueArn(), "work queue ARN")
+	out(stack.OutDeadLetterURL, s.Messaging.DeadLetter.QueueUrl(), "dead-letter queue URL")
+	out(OutDeadLetterQueueArn, s.Messaging.DeadLetter.QueueArn(), "dead-letter queue ARN")
+	out(stack.OutAlertsTopicArn, s.Messaging.Alerts.TopicArn(), "alerts topic ARN")
+	out(stack.OutCheckpointKeyID, s.Keys.Checkpoint.KeyId(), "checkpoint signing key id")
+	out(OutCheckpointKeyArn, s.Keys.Checkpoint.KeyArn(), "checkpoint signing key ARN")
+	out(OutCheckpointKeyAlias, jsii.String(cfg.CheckpointKeyAlias), "checkpoint signing key alias")
+	out(stack.OutDataKeyArn, s.Keys.Data.KeyArn(), "data key ARN")
+
+	awscdk.Aspects_Of(st).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
+	return s
+}
