@@ -85,11 +85,11 @@ lint: $(LOCAL)/go-mod.done ## gofmt check and go vet
 	$(GO) vet ./...
 
 test: deps lint build synth ## everything CI runs: lint, unit, integration, CDK, conformance and e2e tests
-	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 30m ./... 2>&1 | tee $(LOCAL)/test.log
+	$(GO) test -count=1 -timeout 30m ./... 2>&1 | tee $(LOCAL)/test.log
 	@echo "packages: $$(grep -c '^ok' $(LOCAL)/test.log) ok, $$(grep -c '^FAIL' $(LOCAL)/test.log || true) failed"
 
 e2e: deps build synth ## end-to-end suite against the local stack
-	KNHK_MOTO=$(CURDIR)/$(VENV)/bin/moto_server $(GO) test -count=1 -timeout 20m ./test/...
+	$(GO) test -count=1 -timeout 20m ./test/...
 
 bench: $(LOCAL)/go-mod.done ## Go benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/... | tee $(LOCAL)/bench.txt

@@ -77,33 +77,35 @@ func (e *Endpoint) Stop() error {
 	return nil
 }
 
-// MotoServer finds the moto_server executable: $KNHK_MOTO, else the project's
-// .venv found by walking up from the working directory.
-func MotoServer() (string, error) {
-	if p := os.Getenv("KNHK_MOTO"); p != "" {
-		return p, nil
-	}
+// launcher finds the project's endpoint launcher and the virtualenv's
+// Python by walking up from the working directory to the repository root.
+func launcher() (python, script string, err error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for {
-		p := filepath.Join(dir, ".venv", "bin", "moto_server")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			python = filepath.Join(dir, ".venv", "bin", "python")
+			script = filepath.Join(dir, "localstack", "endpoint.py")
+			if _, err := os.Stat(python); err != nil {
+				return "", "", errors.New("the endpoint's virtualenv is missing: run `make deps`")
+			}
+			return python, script, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("moto_server not found: run `make deps` (or set KNHK_MOTO)")
+			return "", "", errors.New("repository root (go.mod) not found above the working directory")
 		}
 		dir = parent
 	}
 }
 
-// Start launches moto server on a free loopback port and waits until it
+// Start launches the endpoint (localstack/endpoint.py: moto with atomic
+// conditional writes) on a free loopback port and waits until it
 // answers. The caller must Stop it.
 func Start(ctx context.Context) (*Endpoint, error) {
-	bin, err := MotoServer()
+	python, script, err := launcher()
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +118,7 @@ func Start(ctx context.Context) (*Endpoint, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd := exec.Command(python, script, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

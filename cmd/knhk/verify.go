@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/spf13/cobra"
+
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/receipt/checkpoint"
+	"github.com/knhk/knhk/shared/signer"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
+)
+
+// exitTampered is the exit status of a verification that found tampering.
+const exitTampered = 3
+
+// maxReceiptLine bounds one line of a receipts file.
+const maxReceiptLine = 1 << 20
+
+func init() {
+	var file, caseID string
+	cmd := &cobra.Command{
+		Use:   "verify (--file RECEIPTS.jsonl | --case ID)",
+		Short: "Verify receipt chains: every hash, every link, the sequence and the genesis",
+		Long: "verify recomputes every receipt hash and link, offline from a JSON-lines file of receipts " +
+			"or from the deployed receipts table for one case (where it also checks the case's latest signed " +
+			"checkpoint when there is one). It prints a JSON report and exits 0 when intact, 3 when tampered.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			var rep report
+			var err error
+			switch {
+			case (file == "") == (caseID == ""):
+				return withExit(2, errors.New("give exactly one of --file and --case"))
+			case file != "":
+				rep, err = verifyFile(file)
+			default:
+				rep, err = verifyCase(ctx, caseID)
+			}
+			if err != nil {
+				return err
+			}
+			return rep.write(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "JSON-lines file of receipts (one canonical receipt per line)")
+	cmd.Flags().StringVar(&caseID, "case", "", "case id to verify in the deployed receipts table")
+	root.AddCommand(cmd)
+}
+
+// report is what verify prints.
+type report struct {
+	Intact   bool              `json:"intact"`
+	Cases    int               `json:"cases"`
+	Receipts int               `json:"receipts"`
+	Findings []receipt.Finding `json:"findings"`
+	// Checkpoint says how the case head compares with the latest signed
+	// checkpoint ("" when none was checked).
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+func (r *report) write(w io.Writer) error {
+	if r.Findings == nil {
+		r.Findings = []receipt.Finding{}
+	}
+	r.Intact = true
+	for _, f := range r.Findings {
+		if f.Kind.Tamper() {
+			r.Intact = false
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return err
+	}
+	if !r.Intact {
+		return withExit(exitTampered, errors.New(""))
+	}
+	return nil
+}
+
+// readReceipts decodes a JSON-lines file; lines that do not decode become
+// Malformed findings.
+func readReceipts(path string) ([]*receipt.Receipt, []receipt.Finding, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, withExit(2, fmt.Errorf("read receipts: %w", err))
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxReceiptLine)
+	var rs []*receipt.Receipt
+	var bad []receipt.Finding
+	for line := 1; sc.Scan(); line++ {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		r, err := receipt.Decode(b)
+		if err != nil {
+			bad = append(bad, receipt.Finding{Kind: receipt.Malformed, Seq: -1, Detail: fmt.Sprintf("line %d: %v", line, err)})
+			continue
+		}
+		rs = append(rs, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read receipts %s: %w", path, err)
+	}
+	return rs, bad, nil
+}
+
+func verifyFile(path string) (report, error) {
+	rs, bad, err := readReceipts(path)
+	if err != nil {
+		return report{}, err
+	}
+	rep := report{Receipts: len(rs), Findings: bad}
+	// A file may hold several chains; verify each in file order.
+	var order []string
+	byCase := map[string][]*receipt.Receipt{}
+	for _, r := range rs {
+		k := r.Tenant + "\x00" + r.CaseID
+		if _, ok := byCase[k]; !ok {
+			order = append(order, k)
+		}
+		byCase[k] = append(byCase[k], r)
+	}
+	rep.Cases = len(order)
+	for _, k := range order {
+		rep.Findings = append(rep.Findings, receipt.VerifyChain(byCase[k])...)
+	}
+	return rep, nil
+}
+
+func verifyCase(ctx context.Context, caseID string) (report, error) {
+	cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable)
+	if err != nil {
+		return report{}, withExit(2, err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	rs, bad, err := store.NewReceipts(db, res.ReceiptsTable).Chain(ctx, caseID)
+	if err != nil {
+		return report{}, err
+	}
+	rep := report{Cases: 1, Receipts: len(rs), Findings: append(bad, receipt.VerifyChain(rs)...)}
+	if len(rs) == 0 && len(bad) == 0 {
+		return rep, withExit(2, fmt.Errorf("case %s has no receipts", caseID))
+	}
+	if res.StateTable == "" || len(rs) == 0 {
+		return rep, nil
+	}
+	p, head, err := store.NewState(db, res.StateTable).CaseProof(ctx, caseID)
+	if errors.Is(err, store.ErrNotFound) {
+		rep.Checkpoint = "not yet checkpointed"
+		return rep, nil
+	}
+	if err != nil {
+		return rep, err
+	}
+	notCheckpointed := func(detail string, seq int64, exp, act string) {
+		rep.Findings = append(rep.Findings, receipt.Finding{Kind: receipt.NotCheckpointed, Tenant: rs[0].Tenant, CaseID: caseID,
+			Seq: seq, Expected: exp, Actual: act, Detail: detail})
+	}
+	rep.Checkpoint = "checkpoint " + head.Period
+	var at *receipt.Receipt
+	for _, r := range rs {
+		if r.Seq == p.Leaf.Seq {
+			at = r
+		}
+	}
+	switch {
+	case at == nil:
+		notCheckpointed("the checkpointed head is missing from the chain", p.Leaf.Seq, p.Leaf.Hash, "")
+	case at.Hash != p.Leaf.Hash:
+		notCheckpointed("the chain differs from the signed checkpoint", p.Leaf.Seq, p.Leaf.Hash, at.Hash)
+	}
+	if err := p.Verify(&head); err != nil {
+		notCheckpointed(err.Error(), p.Leaf.Seq, "", "")
+	}
+	if res.CheckpointKeyID != "" {
+		pub, err := signer.NewKMS(kms.NewFromConfig(cfg), res.CheckpointKeyID).PublicKey(ctx)
+		if err != nil {
+			return rep, err
+		}
+		if err := head.Verify(pub); err != nil {
+			notCheckpointed("signed tree head: "+err.Error(), p.Leaf.Seq, "", "")
+		} else {
+			rep.Checkpoint += ", signature verified"
+		}
+	}
+	return rep, nil
+}
+
+// readPublicKey reads a PEM public key file.
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read public key: %w", err)
+	}
+	return checkpoint.ParsePublicKeyPEM(b)
+}

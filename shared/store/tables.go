@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/knhk/knhk/shared/receipt"
+)
+
+// TableCreator is the part of the DynamoDB client CreateTables uses.
+type TableCreator interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+}
+
+// CreateTables creates the receipts table (caseId S, seq N, with a
+// NEW_AND_OLD_IMAGES stream) and the state table (pk S, sk S), on demand,
+// for local runs and tests; deployed stacks get them from the CDK template.
+func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTable string) error {
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(receiptsTable),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(receipt.AttrCase), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(receipt.AttrSeq), AttributeType: types.ScalarAttributeTypeN},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(receipt.AttrCase), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(receipt.AttrSeq), KeyType: types.KeyTypeRange},
+		},
+		BillingMode:         types.BillingModePayPerRequest,
+		StreamSpecification: &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewAndOldImages},
+	})
+	if err != nil {
+		return fmt.Errorf("create receipts table: %w", err)
+	}
+	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(stateTable),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
+		},
+		BillingMode: types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		return fmt.Errorf("create state table: %w", err)
+	}
+	return nil
+}
