@@ -78,6 +78,8 @@ func FromValue(v jcs.Value) (*Receipt, error) {
 			r.Type = history.Type(d.str(m.Val))
 		case "task":
 			r.Task = d.str(m.Val)
+		case "key":
+			r.Key = d.str(m.Val)
 		case "branch":
 			r.Branch = d.str(m.Val)
 		case "attempt":
@@ -175,7 +177,7 @@ const requiredBits = bitV | bitTenant | bitCase | bitSeq | bitType | bitAttempt 
 var fieldBits = map[string]uint32{
 	"v": bitV, "tenant": bitTenant, "caseId": bitCase, "seq": bitSeq, "type": bitType,
 	"attempt": bitAttempt, "prevHash": bitPrev, "hash": bitHash,
-	"task": bitOptional, "branch": bitOptional, "input": bitOptional, "inputHash": bitOptional,
+	"task": bitOptional, "key": bitOptional, "branch": bitOptional, "input": bitOptional, "inputHash": bitOptional,
 	"output": bitOptional, "outputHash": bitOptional, "data": bitOptional, "dataHash": bitOptional,
 	"error": bitOptional, "genesis": bitOptional, "started": bitOptional, "ended": bitOptional,
 	"durationMs": bitOptional, "usage": bitOptional,

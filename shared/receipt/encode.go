@@ -113,6 +113,7 @@ func (r *Receipt) appendFields(dst []byte, withHash, eventOnly bool) ([]byte, er
 		o.raw("input", r.Input)
 	}
 	o.optStr("inputHash", r.InputHash)
+	o.optStr("key", r.Key)
 	if full {
 		o.raw("output", r.Output)
 	}

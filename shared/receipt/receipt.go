@@ -68,6 +68,7 @@ type Receipt struct {
 	Seq        int64          `json:"seq"`
 	Type       history.Type   `json:"type"`
 	Task       string         `json:"task,omitempty"`
+	Key        string         `json:"key,omitempty"` // occurrence of the task in the case (history.Event.Key)
 	Branch     string         `json:"branch,omitempty"`
 	Attempt    int            `json:"attempt"`
 	Input      []byte         `json:"input,omitempty"` // canonical JSON, inline when small
@@ -123,12 +124,12 @@ func New(prev *Receipt, tenant, caseID string, ev history.Event, opts ...Option)
 			return nil, fmt.Errorf("%w: time %v out of range", ErrInvalidEvent, t)
 		}
 	}
-	for _, s := range []string{ev.Task, ev.Branch} {
+	for _, s := range []string{ev.Task, ev.Key, ev.Branch} {
 		if !utf8.ValidString(s) {
-			return nil, fmt.Errorf("%w: task and branch must be UTF-8", ErrInvalidEvent)
+			return nil, fmt.Errorf("%w: task, key and branch must be UTF-8", ErrInvalidEvent)
 		}
 	}
-	r := &Receipt{V: Version, Tenant: tenant, CaseID: caseID, Type: ev.Type, Task: ev.Task, Branch: ev.Branch, Attempt: ev.Attempt}
+	r := &Receipt{V: Version, Tenant: tenant, CaseID: caseID, Type: ev.Type, Task: ev.Task, Key: ev.Key, Branch: ev.Branch, Attempt: ev.Attempt}
 	if prev == nil {
 		if ev.Type != history.CaseStarted || ev.Genesis == nil {
 			return nil, fmt.Errorf("%w: the first receipt must record %s with its genesis", ErrInvalidEvent, history.CaseStarted)
@@ -290,7 +291,7 @@ func (r *Receipt) ComputeHash() (string, error) {
 // started and ended. Two events with equal keys are the same event; a store
 // uses it to make re-appending a retried event a no-op.
 func (r *Receipt) EventKey() (string, error) {
-	k := Receipt{Type: r.Type, Task: r.Task, Branch: r.Branch, Attempt: r.Attempt,
+	k := Receipt{Type: r.Type, Task: r.Task, Key: r.Key, Branch: r.Branch, Attempt: r.Attempt,
 		InputHash: r.InputHash, OutputHash: r.OutputHash, DataHash: r.DataHash,
 		Error: r.Error, Genesis: r.Genesis, Started: r.Started, Ended: r.Ended}
 	b, err := k.appendFields(nil, false, true)

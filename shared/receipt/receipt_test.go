@@ -509,3 +509,99 @@ func TestNewRejectsOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// A receipt gives back the event it records, key included, so a chain can be
+// replayed into engine state.
+func TestEventRoundTrip(t *testing.T) {
+	g := &history.Genesis{Tenant: "acme", Namespace: "payments", Workflow: "pay", Version: "1.0.0",
+		DescriptorHash: strings.Repeat("ab", 32)}
+	evs := []history.Event{
+		{Type: history.CaseStarted, Input: json.RawMessage(`{"amount":12.5}`), Genesis: g},
+		{Type: history.TaskCompleted, Task: "/do/0/check", Key: "/0[2]", Attempt: 1,
+			Input: json.RawMessage(`{"b":1,"a":2}`), Output: json.RawMessage(`[1,2]`), Data: json.RawMessage(`{"then":"x"}`)},
+		{Type: history.TaskFaulted, Task: "/do/1/x", Key: "/1", Error: &history.Error{Type: "t", Status: 400, Instance: "/do/1/x"}},
+	}
+	var prev *Receipt
+	for i, ev := range evs {
+		r, err := New(prev, "acme", "case-1", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := Decode(mustCanonical(t, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dec.Event(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Type != ev.Type || got.Task != ev.Task || got.Key != ev.Key || got.Attempt != ev.Attempt {
+			t.Fatalf("event %d: got %+v, want %+v", i, got, ev)
+		}
+		for _, pair := range [][2]json.RawMessage{{got.Input, ev.Input}, {got.Output, ev.Output}, {got.Data, ev.Data}} {
+			if !jsonEqual(t, pair[0], pair[1]) {
+				t.Fatalf("event %d: payload %s, want %s", i, pair[0], pair[1])
+			}
+		}
+		if (got.Genesis == nil) != (ev.Genesis == nil) || (got.Genesis != nil && *got.Genesis != *ev.Genesis) {
+			t.Fatalf("event %d: genesis %+v", i, got.Genesis)
+		}
+		if (got.Error == nil) != (ev.Error == nil) || (got.Error != nil && *got.Error != *ev.Error) {
+			t.Fatalf("event %d: error %+v", i, got.Error)
+		}
+		prev = r
+	}
+	// The key is part of the hashed content.
+	a, _ := New(nil, "acme", "c", evs[0])
+	b1, _ := New(a, "acme", "c", history.Event{Type: history.TimerFired, Key: "/0~retry1"})
+	b2, _ := New(a, "acme", "c", history.Event{Type: history.TimerFired, Key: "/0~retry2"})
+	if b1.Hash == b2.Hash {
+		t.Fatal("receipts differing only in key hash alike")
+	}
+}
+
+func TestEventDetachedPayload(t *testing.T) {
+	big := json.RawMessage(`"` + strings.Repeat("x", InlineLimit+10) + `"`)
+	g := &history.Genesis{Tenant: "t", Namespace: "n", Workflow: "w", Version: "1", DescriptorHash: strings.Repeat("00", 32)}
+	r, err := New(nil, "t", "c", history.Event{Type: history.CaseStarted, Input: big, Genesis: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := map[string][]byte{}
+	for _, b := range r.Detached {
+		blobs[b.Hash] = b.Bytes
+	}
+	if _, err := r.Event(nil); err == nil {
+		t.Fatal("a detached payload resolved without a blob store")
+	}
+	ev, err := r.Event(func(h string) ([]byte, error) { return blobs[h], nil })
+	if err != nil || !jsonEqual(t, ev.Input, big) {
+		t.Fatalf("resolved input: %v", err)
+	}
+	if _, err := r.Event(func(string) ([]byte, error) { return []byte(`"forged"`), nil }); err == nil {
+		t.Fatal("a blob that does not match its hash was accepted")
+	}
+}
+
+func mustCanonical(t *testing.T, r *Receipt) []byte {
+	t.Helper()
+	b, err := r.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
+	t.Helper()
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return string(xa) == string(ya)
+}

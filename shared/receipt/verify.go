@@ -26,6 +26,8 @@ const (
 	Removed         Kind = "Removed"         // a stored receipt item was deleted
 	TTLExpired      Kind = "TTLExpired"      // a receipt item was deleted by the table's TTL (allowed)
 	NotCheckpointed Kind = "NotCheckpointed" // the chain head disagrees with a signed checkpoint
+	Truncated       Kind = "Truncated"       // receipts at the chain's tail are gone (seen by a reader that knew a longer chain)
+	HistoryInvalid  Kind = "HistoryInvalid"  // the receipts verify but do not form a history the workflow can have produced
 )
 
 // Tamper reports whether the finding indicates tampering.

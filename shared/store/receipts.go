@@ -34,6 +34,9 @@ var (
 	ErrContended = errors.New("receipt append contended: attempts exhausted")
 	// ErrCaseExists means a genesis was appended to a case that has one.
 	ErrCaseExists = errors.New("case already has a genesis receipt")
+	// ErrConflict means AppendExact found its position taken by another
+	// event: the chain moved and the caller must re-read it.
+	ErrConflict = errors.New("receipt append conflict: another event took the position")
 )
 
 // Receipts appends to and reads case chains in the receipts table
@@ -120,6 +123,88 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 			return res, err
 		}
 	}
+}
+
+// AppendExact records ev right after prev (nil for a genesis) with one
+// conditional PutItem, and never elsewhere: when the position is taken by
+// the same event (a retried write) it returns that receipt as Existing, when
+// by another event it fails with ErrConflict. A writer whose next events
+// depend on what the chain holds (the executor) uses it, re-reading and
+// deciding again on conflict.
+func (s *Receipts) AppendExact(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, ev history.Event, opts ...receipt.Option) (Appended, error) {
+	res := Appended{Attempts: 1}
+	r, err := receipt.New(prev, tenant, caseID, ev, opts...)
+	if err != nil {
+		return res, err
+	}
+	if err := s.putBlobs(ctx, r); err != nil {
+		return res, err
+	}
+	err = s.put(ctx, r, &res)
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		res.Receipt = r
+		return res, nil
+	case !errors.As(err, &ccf):
+		return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, err)
+	}
+	taken, err := s.at(ctx, caseID, r.Seq, &res)
+	if err != nil {
+		return res, err
+	}
+	if taken != nil {
+		want, err1 := r.EventKey()
+		got, err2 := taken.EventKey()
+		if err1 == nil && err2 == nil && want == got && taken.PrevHash == r.PrevHash {
+			res.Receipt, res.Existing = taken, true
+			return res, nil
+		}
+	}
+	return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, ErrConflict)
+}
+
+// at reads the receipt at one seq, strongly consistent (nil when absent).
+func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Appended) (*receipt.Receipt, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table),
+		Key: map[string]types.AttributeValue{
+			receipt.AttrCase: &types.AttributeValueMemberS{Value: caseID},
+			receipt.AttrSeq:  &types.AttributeValueMemberN{Value: strconv.FormatInt(seq, 10)},
+		},
+		ConsistentRead:         aws.Bool(true),
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
+	}
+	res.ReadUnits += units(out.ConsumedCapacity)
+	if out.Item == nil {
+		return nil, nil
+	}
+	r, err := decodeItem(out.Item)
+	if err != nil {
+		return nil, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
+	}
+	return r, nil
+}
+
+// Events turns receipts back into the history they record, fetching
+// detached payloads from the blob store.
+func (s *Receipts) Events(ctx context.Context, rs []*receipt.Receipt) ([]history.Event, error) {
+	var blob func(string) ([]byte, error)
+	if s.Blobs != nil {
+		blob = func(h string) ([]byte, error) { return s.Blobs.Blob(ctx, h) }
+	}
+	evs := make([]history.Event, len(rs))
+	for i, r := range rs {
+		ev, err := r.Event(blob)
+		if err != nil {
+			return nil, fmt.Errorf("receipt %s/%d: %w", r.CaseID, r.Seq, err)
+		}
+		evs[i] = ev
+	}
+	return evs, nil
 }
 
 // sleep waits a full-jitter backoff: uniform in [0, min(max, base·2^n)).

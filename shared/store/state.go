@@ -23,6 +23,7 @@ const (
 // BlobStore keeps payloads too large to inline in a receipt.
 type BlobStore interface {
 	PutBlob(ctx context.Context, b receipt.Blob) error
+	Blob(ctx context.Context, hash string) ([]byte, error)
 }
 
 // MaxBlob is the largest detached payload one state-table item holds

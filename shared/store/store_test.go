@@ -380,3 +380,42 @@ func TestDetachedPayloadGoesToBlobStore(t *testing.T) {
 		t.Fatalf("missing blob: %v", err)
 	}
 }
+
+func TestAppendExact(t *testing.T) {
+	c := &counter{ops: map[string]int{}}
+	db, rt, st := tables(t, c.option)
+	ctx := context.Background()
+	s := NewReceipts(db, rt)
+	s.Blobs = NewState(db, st)
+	g, err := s.AppendExact(ctx, nil, "acme", "x", genesis("acme"))
+	if err != nil || g.Existing {
+		t.Fatal(err, g)
+	}
+	c.mu.Lock()
+	c.ops = map[string]int{}
+	c.mu.Unlock()
+	a, err := s.AppendExact(ctx, g.Receipt, "acme", "x", task(0, 1))
+	if err != nil || a.Existing || a.Receipt.Seq != 1 {
+		t.Fatal(err, a)
+	}
+	if want := map[string]int{"PutItem": 1}; !mapsEqual(c.ops, want) {
+		t.Fatalf("uncontended exact append sent %v, want %v", c.ops, want)
+	}
+	// The same event again at the same position: a retried write.
+	again, err := s.AppendExact(ctx, g.Receipt, "acme", "x", task(0, 1))
+	if err != nil || !again.Existing || again.Receipt.Hash != a.Receipt.Hash {
+		t.Fatalf("re-append of the same event = %+v, %v; want the stored receipt", again, err)
+	}
+	// Another event at a taken position: the caller must re-read.
+	if _, err := s.AppendExact(ctx, g.Receipt, "acme", "x", task(0, 2)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("append at a taken position = %v, want ErrConflict", err)
+	}
+	rs, bad, err := s.Chain(ctx, "x")
+	if err != nil || len(bad) != 0 || len(rs) != 2 || len(receipt.VerifyChain(rs)) != 0 {
+		t.Fatalf("chain after exact appends: %d receipts, %v, %v", len(rs), bad, err)
+	}
+	evs, err := s.Events(ctx, rs)
+	if err != nil || evs[1].Type != history.TaskCompleted || string(evs[1].Output) != `{"g":0,"i":1}` {
+		t.Fatalf("events = %+v, %v", evs, err)
+	}
+}

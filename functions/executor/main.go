@@ -1,0 +1,142 @@
+// Command executor is the SQS-triggered Lambda that advances workflow cases:
+// it reads configuration, builds its dependencies once per execution
+// environment and hands batches to the executor package.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/breaker"
+	"github.com/knhk/knhk/shared/executor"
+	"github.com/knhk/knhk/shared/queue"
+	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/telemetry"
+)
+
+func main() {
+	h, err := build(context.Background())
+	if err != nil {
+		// Init failures surface as the function's init error.
+		fmt.Fprintln(os.Stderr, "executor init:", err)
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// settings are the executor's environment.
+type settings struct {
+	receipts, state, queueURL, topic string
+	cfg                              executor.Config
+	breaker                          breaker.Config
+	level                            slog.Level
+}
+
+func readSettings(getenv func(string) string) (settings, error) {
+	s := settings{
+		receipts: getenv("KNHK_RECEIPTS_TABLE"),
+		state:    getenv("KNHK_STATE_TABLE"),
+		queueURL: getenv("KNHK_WORK_QUEUE_URL"),
+		topic:    getenv("KNHK_ALERTS_TOPIC_ARN"),
+		cfg:      executor.DefaultConfig(),
+	}
+	for name, v := range map[string]string{"KNHK_RECEIPTS_TABLE": s.receipts, "KNHK_STATE_TABLE": s.state, "KNHK_WORK_QUEUE_URL": s.queueURL} {
+		if v == "" {
+			return s, fmt.Errorf("%s is not set", name)
+		}
+	}
+	if v := getenv("KNHK_MAX_RECEIVE_COUNT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return s, fmt.Errorf("KNHK_MAX_RECEIVE_COUNT=%q: want a positive integer", v)
+		}
+		s.cfg.MaxReceiveCount = n
+	}
+	if v := getenv("KNHK_DEADLINE_MARGIN"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return s, fmt.Errorf("KNHK_DEADLINE_MARGIN=%q: want a duration such as 5s", v)
+		}
+		s.cfg.Margin = d
+	}
+	if v := getenv("KNHK_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return s, fmt.Errorf("KNHK_WORKERS=%q: want a positive integer", v)
+		}
+		s.cfg.Workers = n
+	}
+	if v := getenv("KNHK_FAN_OUT"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return s, fmt.Errorf("KNHK_FAN_OUT=%q: want true or false", v)
+		}
+		s.cfg.FanOut = b
+	}
+	var err error
+	if s.breaker, err = breaker.ConfigFromEnv("HTTP"); err != nil {
+		return s, err
+	}
+	if s.level, err = telemetry.ParseLevel(getenv("LOG_LEVEL")); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+	s, err := readSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	log := telemetry.NewLogger(os.Stdout, s.level)
+	metrics := telemetry.NewMetrics(telemetry.Namespace)
+	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: "executor"}); err != nil {
+		return nil, err
+	}
+	s.breaker.OnStateChange = func(host string, from, to breaker.State) {
+		log.Warn("circuit breaker state changed", "host", host, "from", from.String(), "to", to.String())
+		if to == breaker.Open {
+			metrics.Add(telemetry.BreakerOpened, telemetry.Count, 1)
+		}
+	}
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	receipts := store.NewReceipts(ddb, s.receipts)
+	cases := store.NewCases(ddb, s.state)
+	receipts.Blobs = cases.State
+	x := executor.New(s.cfg, executor.Deps{
+		Chains:      receipts,
+		Descriptors: registry.New(ddb, s.state),
+		Sender:      queue.NewSender(sqs.NewFromConfig(awsCfg), s.queueURL),
+		Cases:       cases,
+		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
+		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: breaker.NewSet(s.breaker).Transport(http.DefaultTransport)},
+		Log:         log,
+		Metrics:     metrics,
+	})
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		defer func() {
+			if err := metrics.Flush(os.Stdout); err != nil {
+				log.Error("metrics flush", "error", err.Error())
+			}
+		}()
+		return x.Handle(ctx, ev)
+	}, nil
+}
