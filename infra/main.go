@@ -32,5 +32,8 @@ func DefineApp(app awscdk.App) (*KnhkStack, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckFunctionAssets(cfg); err != nil {
+		return nil, err
+	}
 	return NewKnhkStack(app, StackID, cfg), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -20,24 +21,32 @@ const (
 	OutCheckpointKeyAlias = "CheckpointKeyAlias"
 	OutStateTableArn      = "StateTableArn"
 	OutReceiptsTableArn   = "ReceiptsTableArn"
+
+	OutExecutorFunctionName    = "ExecutorFunctionName"
+	OutVerifierFunctionName    = "VerifierFunctionName"
+	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
-// KnhkStack is the deployed data plane and the constructs it is made of.
+// KnhkStack is the deployed stack and the constructs it is made of.
 type KnhkStack struct {
 	Stack     awscdk.Stack
 	Keys      Keys
 	Tables    Tables
 	Messaging Messaging
+	Functions Functions
+	// Alarms are by alarm id; AlarmSpecs says what each watches.
+	Alarms     map[string]awscloudwatch.Alarm
+	AlarmSpecs []AlarmSpec
 }
 
 // NewKnhkStack defines the stack. It is environment-agnostic: synthesis needs
 // no credentials and performs no lookups. The AwsSolutions checks of cdk-nag
-// run on it and fail synthesis on any finding; none is suppressed. A
-// suppression, if one is ever needed, goes on the resource
-// (cdknag.NagSuppressions_AddResourceSuppressions) with a specific reason.
+// run on it and fail synthesis on any unsuppressed finding. Each suppression
+// goes on its resource (cdknag.NagSuppressions_AddResourceSuppressions) with
+// a specific reason; stack_test.go lists them.
 func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config) *KnhkStack {
 	st := awscdk.NewStack(scope, jsii.String(id), &awscdk.StackProps{
-		Description: jsii.String("KNHK data plane: receipt chains, workflow state, work queues, alerts and keys (env=" + string(cfg.Env) + ")"),
+		Description: jsii.String("KNHK: receipt chains, workflow state, work queues, executor and verifier functions, alarms and keys (env=" + string(cfg.Env) + ")"),
 	})
 	awscdk.Tags_Of(st).Add(jsii.String("app"), jsii.String("knhk"), nil)
 	awscdk.Tags_Of(st).Add(jsii.String("env"), jsii.String(string(cfg.Env)), nil)
@@ -46,6 +55,9 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Keys = NewKeys(st, cfg)
 	s.Tables = NewTables(st, cfg, s.Keys.Data)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
+	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging)
+	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
+	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
 
 	out := func(id string, v *string, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
@@ -64,6 +76,12 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutCheckpointKeyArn, s.Keys.Checkpoint.KeyArn(), "checkpoint signing key ARN")
 	out(OutCheckpointKeyAlias, jsii.String(cfg.CheckpointKeyAlias), "checkpoint signing key alias")
 	out(stack.OutDataKeyArn, s.Keys.Data.KeyArn(), "data key ARN")
+	out(OutExecutorFunctionName, s.Functions.Executor.FunctionName(), "executor function name")
+	out(OutVerifierFunctionName, s.Functions.Verifier.FunctionName(), "verifier function name")
+	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
+	for _, spec := range s.AlarmSpecs {
+		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")
+	}
 
 	awscdk.Aspects_Of(st).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return s

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -15,9 +16,29 @@ import (
 	"github.com/knhk/knhk/shared/stack"
 )
 
+// fakeFunctions is a functions folder holding placeholder bootstrap files,
+// so that synthesis in tests does not need built binaries.
+var fakeFunctions string
+
 func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "knhk-infra-functions-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	for _, name := range []string{ExecutorName, VerifierName} {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
+	fakeFunctions = dir
 	code := m.Run()
 	jsii.Close()
+	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -41,7 +62,11 @@ func synth(t *testing.T, name string, ctx map[string]any) *synthesized {
 	if s, ok := synthCache[name]; ok {
 		return s
 	}
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
+	full := map[string]any{"functionsDir": fakeFunctions}
+	for k, v := range ctx {
+		full[k] = v
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &full})
 	st, err := DefineApp(app)
 	if err != nil {
 		t.Fatalf("define app: %v", err)
@@ -81,8 +106,9 @@ type envCase struct {
 
 var envCases = []envCase{
 	{name: "prod", ctx: map[string]any{}, deletion: "Retain", protection: true, receiveMax: 5, visibility: 360, keyAlias: "alias/knhk/checkpoint", pendingDays: 30},
-	{name: "local", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "visibilityTimeout": "30", "checkpointKeyAlias": "alias/knhk/local-ckpt"},
-		deletion: "Delete", protection: false, receiveMax: 3, visibility: 30, keyAlias: "alias/knhk/local-ckpt", pendingDays: 7},
+	{name: "local", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "checkpointKeyAlias": "alias/knhk/local-ckpt",
+		"executorMaxConcurrency": "5", "verifierBatchSize": "10", "runbookBaseUrl": "https://runbooks.example/knhk"},
+		deletion: "Delete", protection: false, receiveMax: 3, visibility: 120, keyAlias: "alias/knhk/local-ckpt", pendingDays: 7},
 }
 
 func TestStack(t *testing.T) {
@@ -230,7 +256,10 @@ func TestStack(t *testing.T) {
 			t.Run("outputs", func(t *testing.T) {
 				ids := []string{stack.OutReceiptsTable, stack.OutReceiptsStreamArn, stack.OutStateTable, stack.OutWorkQueueURL,
 					stack.OutWorkQueueArn, stack.OutDeadLetterURL, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutDataKeyArn,
-					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn}
+					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
+					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL,
+					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
+					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName"}
 				outs := tm.FindOutputs(jsii.String("*"), nil)
 				if len(*outs) != len(ids) {
 					t.Errorf("%d outputs, want %d", len(*outs), len(ids))

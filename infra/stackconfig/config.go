@@ -1,9 +1,11 @@
 // Package stackconfig reads the CDK context that shapes the KNHK stack:
-// environment, redrive limit, visibility timeout and checkpoint key alias.
+// environment, redrive limit, visibility timeout, checkpoint key alias, the
+// functions' sizing and event source mappings, logging and alarm runbooks.
 package stackconfig
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -14,7 +16,30 @@ const (
 	CtxMaxReceiveCount    = "maxReceiveCount"
 	CtxVisibilityTimeout  = "visibilityTimeout"
 	CtxCheckpointKeyAlias = "checkpointKeyAlias"
+
+	CtxNamePrefix             = "namePrefix"
+	CtxFunctionsDir           = "functionsDir"
+	CtxExecutorMemory         = "executorMemory"
+	CtxExecutorTimeout        = "executorTimeout"
+	CtxExecutorBatchSize      = "executorBatchSize"
+	CtxExecutorBatchWindow    = "executorBatchWindow"
+	CtxExecutorMaxConcurrency = "executorMaxConcurrency"
+	CtxExecutorDeadlineMargin = "executorDeadlineMargin"
+	CtxVerifierMemory         = "verifierMemory"
+	CtxVerifierTimeout        = "verifierTimeout"
+	CtxVerifierBatchSize      = "verifierBatchSize"
+	CtxVerifierMaxRetries     = "verifierMaxRetryAttempts"
+	CtxVerifierMaxRecordAge   = "verifierMaxRecordAge"
+	CtxVerifierParallelism    = "verifierParallelizationFactor"
+	CtxLogRetentionDays       = "logRetentionDays"
+	CtxLogLevel               = "logLevel"
+	CtxRunbookBaseURL         = "runbookBaseUrl"
 )
+
+// VisibilityFactor is how many executor timeouts the work queue's
+// visibility timeout must span at least, so that Lambda can retry a batch
+// whose invocation was throttled before the message reappears.
+const VisibilityFactor = 6
 
 // Env names a deployment environment.
 type Env string
@@ -29,11 +54,56 @@ const (
 
 // Config is everything the stack's shape depends on.
 type Config struct {
-	Env                   Env
-	MaxReceiveCount       int
+	Env             Env
+	MaxReceiveCount int
+	// VisibilityTimeoutSecs is the work queue's visibility timeout; when not
+	// given it is VisibilityFactor times the executor timeout.
 	VisibilityTimeoutSecs int
 	CheckpointKeyAlias    string
+
+	// NamePrefix prefixes function and alarm names (default knhk-<env>).
+	NamePrefix string
+	// FunctionsDir holds one folder per function with its bootstrap binary;
+	// relative paths are relative to the CDK app's directory.
+	FunctionsDir string
+
+	Executor FunctionConfig
+	// ExecutorMaxConcurrency caps the executor invocations the work queue's
+	// mapping runs at once (SQS allows 2..1000).
+	ExecutorMaxConcurrency int
+	// ExecutorDeadlineMarginSecs is how long before its timeout the
+	// executor stops starting work.
+	ExecutorDeadlineMarginSecs int
+
+	Verifier FunctionConfig
+	// VerifierMaxRetryAttempts bounds retries of a failing stream batch (-1: until the record expires).
+	VerifierMaxRetryAttempts int
+	// VerifierMaxRecordAgeSecs drops older stream records to the failure queue (-1: no limit).
+	VerifierMaxRecordAgeSecs int
+	// VerifierParallelization is the number of concurrent batches per shard;
+	// keep 1 so that a case's receipts are verified in order.
+	VerifierParallelization int
+
+	// LogRetentionDays is the functions' log retention (a CloudWatch Logs value).
+	LogRetentionDays int
+	// LogLevel is the functions' application log level: debug, info, warn or error.
+	LogLevel string
+	// RunbookBaseURL is prefixed to docs/runbooks file names in alarm
+	// descriptions; it ends with a slash.
+	RunbookBaseURL string
 }
+
+// FunctionConfig sizes one function and its event source mapping.
+type FunctionConfig struct {
+	MemoryMB    int
+	TimeoutSecs int
+	BatchSize   int
+	// BatchWindowSecs is the mapping's maximum batching window.
+	BatchWindowSecs int
+}
+
+// RetentionDays lists the retention periods CloudWatch Logs accepts.
+var RetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 // Destroyable reports whether the stack's data may be deleted with it.
 func (c Config) Destroyable() bool { return c.Env == EnvLocal || c.Env == EnvDev }
@@ -41,10 +111,22 @@ func (c Config) Destroyable() bool { return c.Env == EnvLocal || c.Env == EnvDev
 // DefaultConfig is the production configuration.
 func DefaultConfig() Config {
 	return Config{
-		Env:                   EnvProd,
-		MaxReceiveCount:       5,
-		VisibilityTimeoutSecs: 360,
-		CheckpointKeyAlias:    "alias/knhk/checkpoint",
+		Env:                        EnvProd,
+		MaxReceiveCount:            5,
+		VisibilityTimeoutSecs:      VisibilityFactor * 60,
+		CheckpointKeyAlias:         "alias/knhk/checkpoint",
+		NamePrefix:                 "knhk-prod",
+		FunctionsDir:               "../build/lambda",
+		Executor:                   FunctionConfig{MemoryMB: 512, TimeoutSecs: 60, BatchSize: 10, BatchWindowSecs: 1},
+		ExecutorMaxConcurrency:     20,
+		ExecutorDeadlineMarginSecs: 5,
+		Verifier:                   FunctionConfig{MemoryMB: 256, TimeoutSecs: 60, BatchSize: 100},
+		VerifierMaxRetryAttempts:   5,
+		VerifierMaxRecordAgeSecs:   3600,
+		VerifierParallelization:    1,
+		LogRetentionDays:           30,
+		LogLevel:                   "info",
+		RunbookBaseURL:             "docs/runbooks/",
 	}
 }
 
@@ -61,14 +143,52 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 			return Config{}, fmt.Errorf("context %s=%q: want prod, dev or local", CtxEnv, e)
 		}
 	}
-	var err error
-	if c.MaxReceiveCount, err = intContext(lookup, CtxMaxReceiveCount, c.MaxReceiveCount, 1, 1000); err != nil {
+	if c.Destroyable() {
+		c.LogRetentionDays = 7
+	}
+	c.NamePrefix = "knhk-" + string(c.Env)
+	ints := []struct {
+		key    string
+		dst    *int
+		lo, hi int
+	}{
+		{CtxMaxReceiveCount, &c.MaxReceiveCount, 1, 1000},
+		{CtxExecutorMemory, &c.Executor.MemoryMB, 128, 10240},
+		{CtxExecutorTimeout, &c.Executor.TimeoutSecs, 1, 900},
+		{CtxExecutorBatchSize, &c.Executor.BatchSize, 1, 10000},
+		{CtxExecutorBatchWindow, &c.Executor.BatchWindowSecs, 0, 300},
+		{CtxExecutorMaxConcurrency, &c.ExecutorMaxConcurrency, 2, 1000},
+		{CtxExecutorDeadlineMargin, &c.ExecutorDeadlineMarginSecs, 1, 899},
+		{CtxVerifierMemory, &c.Verifier.MemoryMB, 128, 10240},
+		{CtxVerifierTimeout, &c.Verifier.TimeoutSecs, 1, 900},
+		{CtxVerifierBatchSize, &c.Verifier.BatchSize, 1, 10000},
+		{CtxVerifierMaxRetries, &c.VerifierMaxRetryAttempts, -1, 10000},
+		{CtxVerifierMaxRecordAge, &c.VerifierMaxRecordAgeSecs, -1, 604800},
+		{CtxVerifierParallelism, &c.VerifierParallelization, 1, 10},
+		{CtxLogRetentionDays, &c.LogRetentionDays, 1, 3653},
+	}
+	for _, in := range ints {
+		n, err := intContext(lookup, in.key, *in.dst, in.lo, in.hi)
+		if err != nil {
+			return Config{}, err
+		}
+		*in.dst = n
+	}
+	if err := c.checkRelations(); err != nil {
 		return Config{}, err
 	}
-	// SQS accepts 0..43200 seconds (12 hours).
-	if c.VisibilityTimeoutSecs, err = intContext(lookup, CtxVisibilityTimeout, c.VisibilityTimeoutSecs, 0, 43200); err != nil {
+	// SQS accepts 0..43200 seconds (12 hours); the executor needs at least
+	// VisibilityFactor times its timeout.
+	minVis := VisibilityFactor * c.Executor.TimeoutSecs
+	vis, err := intContext(lookup, CtxVisibilityTimeout, minVis, 0, 43200)
+	if err != nil {
 		return Config{}, err
 	}
+	if vis < minVis {
+		return Config{}, fmt.Errorf("context %s=%d: the work queue's visibility timeout must be at least %d x %s (%d s) = %d s; raise it or leave it unset to derive it",
+			CtxVisibilityTimeout, vis, VisibilityFactor, CtxExecutorTimeout, c.Executor.TimeoutSecs, minVis)
+	}
+	c.VisibilityTimeoutSecs = vis
 	if v, ok := lookup(CtxCheckpointKeyAlias); ok {
 		a := strings.TrimSpace(fmt.Sprint(v))
 		if !validAlias(a) {
@@ -76,7 +196,73 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		}
 		c.CheckpointKeyAlias = a
 	}
+	if v, ok := lookup(CtxNamePrefix); ok {
+		p := strings.TrimSpace(fmt.Sprint(v))
+		if !validPrefix(p) {
+			return Config{}, fmt.Errorf("context %s=%q: want 1..40 letters, digits, - or _", CtxNamePrefix, p)
+		}
+		c.NamePrefix = p
+	}
+	if v, ok := lookup(CtxFunctionsDir); ok {
+		d := strings.TrimSpace(fmt.Sprint(v))
+		if d == "" {
+			return Config{}, fmt.Errorf("context %s: want a folder", CtxFunctionsDir)
+		}
+		c.FunctionsDir = d
+	}
+	if v, ok := lookup(CtxLogLevel); ok {
+		l := strings.ToLower(strings.TrimSpace(fmt.Sprint(v)))
+		switch l {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = l
+		default:
+			return Config{}, fmt.Errorf("context %s=%q: want debug, info, warn or error", CtxLogLevel, l)
+		}
+	}
+	if v, ok := lookup(CtxRunbookBaseURL); ok {
+		u := strings.TrimSpace(fmt.Sprint(v))
+		if u == "" || strings.ContainsAny(u, " \t\n\"<>") {
+			return Config{}, fmt.Errorf("context %s=%q: want a URL or path without spaces", CtxRunbookBaseURL, u)
+		}
+		if !strings.HasSuffix(u, "/") {
+			u += "/"
+		}
+		c.RunbookBaseURL = u
+	}
 	return c, nil
+}
+
+// checkRelations checks the limits that tie one setting to another.
+func (c Config) checkRelations() error {
+	if !slices.Contains(RetentionDays, c.LogRetentionDays) {
+		return fmt.Errorf("context %s=%d: want one of %v", CtxLogRetentionDays, c.LogRetentionDays, RetentionDays)
+	}
+	if c.Executor.BatchSize > 10 && c.Executor.BatchWindowSecs < 1 {
+		return fmt.Errorf("context %s=%d: batches above 10 need %s of at least 1 s", CtxExecutorBatchSize, c.Executor.BatchSize, CtxExecutorBatchWindow)
+	}
+	if c.ExecutorDeadlineMarginSecs >= c.Executor.TimeoutSecs {
+		return fmt.Errorf("context %s=%d: must be below %s (%d s)", CtxExecutorDeadlineMargin, c.ExecutorDeadlineMarginSecs, CtxExecutorTimeout, c.Executor.TimeoutSecs)
+	}
+	if a := c.VerifierMaxRecordAgeSecs; a != -1 && a < 60 {
+		return fmt.Errorf("context %s=%d: want -1 or 60..604800", CtxVerifierMaxRecordAge, a)
+	}
+	return nil
+}
+
+// validPrefix checks a name prefix: 1..40 of [a-zA-Z0-9_-], short enough
+// that function names stay within Lambda's 64 characters.
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 40 {
+		return false
+	}
+	for _, r := range p {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func intContext(lookup func(string) (any, bool), key string, def, lo, hi int) (int, error) {

@@ -1,12 +1,20 @@
 package stackconfig
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
 
 func lookupOf(m map[string]any) func(string) (any, bool) {
 	return func(k string) (any, bool) { v, ok := m[k]; return v, ok }
+}
+
+// with returns the default configuration changed by f.
+func with(f func(*Config)) Config {
+	c := DefaultConfig()
+	f(&c)
+	return c
 }
 
 func TestFromContext(t *testing.T) {
@@ -17,12 +25,48 @@ func TestFromContext(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", ctx: nil, want: DefaultConfig()},
-		{name: "local from command line", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "visibilityTimeout": "30"},
-			want: Config{Env: EnvLocal, MaxReceiveCount: 3, VisibilityTimeoutSecs: 30, CheckpointKeyAlias: "alias/knhk/checkpoint"}},
+		{name: "local from command line", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "visibilityTimeout": "150"},
+			want: with(func(c *Config) {
+				c.Env, c.NamePrefix, c.LogRetentionDays = EnvLocal, "knhk-local", 7
+				c.MaxReceiveCount, c.Executor.TimeoutSecs, c.VisibilityTimeoutSecs = 3, 20, 150
+			})},
 		{name: "numbers from cdk.json", ctx: map[string]any{"env": "dev", "maxReceiveCount": float64(7), "visibilityTimeout": float64(720)},
-			want: Config{Env: EnvDev, MaxReceiveCount: 7, VisibilityTimeoutSecs: 720, CheckpointKeyAlias: "alias/knhk/checkpoint"}},
+			want: with(func(c *Config) {
+				c.Env, c.NamePrefix, c.LogRetentionDays = EnvDev, "knhk-dev", 7
+				c.MaxReceiveCount, c.VisibilityTimeoutSecs = 7, 720
+			})},
+		{name: "visibility derived from executor timeout", ctx: map[string]any{"executorTimeout": "90"},
+			want: with(func(c *Config) { c.Executor.TimeoutSecs, c.VisibilityTimeoutSecs = 90, 540 })},
 		{name: "custom alias", ctx: map[string]any{"checkpointKeyAlias": "alias/acme/knhk-ckpt"},
-			want: Config{Env: EnvProd, MaxReceiveCount: 5, VisibilityTimeoutSecs: 360, CheckpointKeyAlias: "alias/acme/knhk-ckpt"}},
+			want: with(func(c *Config) { c.CheckpointKeyAlias = "alias/acme/knhk-ckpt" })},
+		{name: "functions and mappings", ctx: map[string]any{
+			"functionsDir": "/opt/knhk/lambda", "namePrefix": "acme-knhk", "executorMemory": "1024", "executorBatchSize": "50",
+			"executorBatchWindow": "2", "executorMaxConcurrency": "100", "executorDeadlineMargin": "8", "verifierMemory": 512,
+			"verifierTimeout": "30", "verifierBatchSize": "500", "verifierMaxRetryAttempts": "-1", "verifierMaxRecordAge": "-1",
+			"verifierParallelizationFactor": "2", "logRetentionDays": "90", "logLevel": "DEBUG", "runbookBaseUrl": "https://runbooks.example/knhk",
+		}, want: with(func(c *Config) {
+			c.FunctionsDir, c.NamePrefix = "/opt/knhk/lambda", "acme-knhk"
+			c.Executor = FunctionConfig{MemoryMB: 1024, TimeoutSecs: 60, BatchSize: 50, BatchWindowSecs: 2}
+			c.ExecutorMaxConcurrency, c.ExecutorDeadlineMarginSecs = 100, 8
+			c.Verifier = FunctionConfig{MemoryMB: 512, TimeoutSecs: 30, BatchSize: 500}
+			c.VerifierMaxRetryAttempts, c.VerifierMaxRecordAgeSecs, c.VerifierParallelization = -1, -1, 2
+			c.LogRetentionDays, c.LogLevel, c.RunbookBaseURL = 90, "debug", "https://runbooks.example/knhk/"
+		})},
+		{name: "visibility below six timeouts", ctx: map[string]any{"visibilityTimeout": "359"}, wantErr: "must be at least 6 x executorTimeout (60 s) = 360 s"},
+		{name: "visibility below six custom timeouts", ctx: map[string]any{"executorTimeout": "120", "visibilityTimeout": "360"}, wantErr: "= 720 s"},
+		{name: "max concurrency below SQS minimum", ctx: map[string]any{"executorMaxConcurrency": "1"}, wantErr: "want 2..1000"},
+		{name: "max concurrency above SQS maximum", ctx: map[string]any{"executorMaxConcurrency": "1001"}, wantErr: "want 2..1000"},
+		{name: "large batch without window", ctx: map[string]any{"executorBatchSize": "11", "executorBatchWindow": "0"}, wantErr: "need executorBatchWindow"},
+		{name: "margin not below timeout", ctx: map[string]any{"executorTimeout": "5", "executorDeadlineMargin": "5", "visibilityTimeout": "30"}, wantErr: "must be below executorTimeout"},
+		{name: "retention not offered by logs", ctx: map[string]any{"logRetentionDays": "10"}, wantErr: "want one of"},
+		{name: "record age below a minute", ctx: map[string]any{"verifierMaxRecordAge": "30"}, wantErr: "want -1 or 60..604800"},
+		{name: "parallelization above ten", ctx: map[string]any{"verifierParallelizationFactor": "11"}, wantErr: "want 1..10"},
+		{name: "memory below minimum", ctx: map[string]any{"executorMemory": "64"}, wantErr: "want 128..10240"},
+		{name: "timeout above 15 minutes", ctx: map[string]any{"verifierTimeout": "901"}, wantErr: "want 1..900"},
+		{name: "unknown log level", ctx: map[string]any{"logLevel": "verbose"}, wantErr: "want debug, info, warn or error"},
+		{name: "prefix with dot", ctx: map[string]any{"namePrefix": "knhk.prod"}, wantErr: "want 1..40 letters"},
+		{name: "runbook base with space", ctx: map[string]any{"runbookBaseUrl": "docs/run books"}, wantErr: "without spaces"},
+		{name: "empty functions dir", ctx: map[string]any{"functionsDir": " "}, wantErr: "want a folder"},
 		{name: "unknown env", ctx: map[string]any{"env": "staging"}, wantErr: "want prod, dev or local"},
 		{name: "receive count zero", ctx: map[string]any{"maxReceiveCount": "0"}, wantErr: "want 1..1000"},
 		{name: "receive count too large", ctx: map[string]any{"maxReceiveCount": 1001}, wantErr: "want 1..1000"},
@@ -63,16 +107,19 @@ func TestDestroyable(t *testing.T) {
 // FuzzFromContext checks that any command-line context either yields a
 // configuration inside the documented bounds or an error, never a panic.
 func FuzzFromContext(f *testing.F) {
-	f.Add("local", "5", "360", "alias/knhk/checkpoint")
-	f.Add("prod", "-1", "1e3", "alias/")
-	f.Fuzz(func(t *testing.T, env, mrc, vis, alias string) {
+	f.Add("local", "5", "360", "alias/knhk/checkpoint", "60", "20", "7")
+	f.Add("prod", "-1", "1e3", "alias/", "0", "1", "10")
+	f.Fuzz(func(t *testing.T, env, mrc, vis, alias, timeout, conc, retention string) {
 		c, err := FromContext(lookupOf(map[string]any{
 			"env": env, "maxReceiveCount": mrc, "visibilityTimeout": vis, "checkpointKeyAlias": alias,
+			"executorTimeout": timeout, "executorMaxConcurrency": conc, "logRetentionDays": retention,
 		}))
 		if err != nil {
 			return
 		}
-		if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 || c.VisibilityTimeoutSecs < 0 || c.VisibilityTimeoutSecs > 43200 || !validAlias(c.CheckpointKeyAlias) {
+		if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 || c.VisibilityTimeoutSecs > 43200 || !validAlias(c.CheckpointKeyAlias) ||
+			c.VisibilityTimeoutSecs < VisibilityFactor*c.Executor.TimeoutSecs || c.Executor.TimeoutSecs < 1 || c.Executor.TimeoutSecs > 900 ||
+			c.ExecutorMaxConcurrency < 2 || c.ExecutorMaxConcurrency > 1000 || !slices.Contains(RetentionDays, c.LogRetentionDays) {
 			t.Fatalf("out-of-bounds config accepted: %+v", c)
 		}
 	})

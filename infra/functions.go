@@ -1,0 +1,243 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/stack"
+)
+
+// Function folder names under the functions directory; each holds the
+// function's bootstrap binary. They are also the functions' short names.
+const (
+	ExecutorName = "executor"
+	VerifierName = "verifier"
+)
+
+// FunctionMetadataKey is the template Metadata key that names a function's
+// folder, so local runners can find its host build.
+const FunctionMetadataKey = "knhk:function"
+
+// Environment variables the functions read besides those named in
+// shared/stack.
+const (
+	EnvMaxReceiveCount = "KNHK_MAX_RECEIVE_COUNT"
+	EnvDeadlineMargin  = "KNHK_DEADLINE_MARGIN"
+	EnvLogLevel        = "LOG_LEVEL"
+)
+
+// xrayWrite are the X-Ray actions an actively traced function needs; X-Ray
+// has no resource-level permissions, so they apply to "*".
+var xrayWrite = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+// Functions are the stack's Lambda functions and what belongs to them.
+type Functions struct {
+	Executor awslambda.Function
+	Verifier awslambda.Function
+	// ExecutorLogs and VerifierLogs are the functions' log groups.
+	ExecutorLogs awslogs.CfnLogGroup
+	VerifierLogs awslogs.CfnLogGroup
+	// VerifierFailures receives descriptions of stream batches the verifier
+	// could not process within its retry and age limits.
+	VerifierFailures awssqs.Queue
+}
+
+// FunctionName is the deployed name of a function: <prefix>-<name>.
+func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NamePrefix + "-" + name }
+
+// CheckFunctionAssets reports a missing bootstrap binary before synthesis
+// would fail on it with a less helpful message.
+func CheckFunctionAssets(cfg stackconfig.Config) error {
+	for _, name := range []string{ExecutorName, VerifierName} {
+		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("function %s: %w (run `make build`, or set -c %s=DIR)", name, err, stackconfig.CtxFunctionsDir)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("function %s: %s is a folder, want the bootstrap binary", name, p)
+		}
+	}
+	return nil
+}
+
+// NewFunctions creates the executor on the work queue and the verifier on
+// the receipts stream, each with its own role, log group and tracing.
+func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys, tables Tables, msg Messaging) Functions {
+	var f Functions
+	f.VerifierFailures = awssqs.NewQueue(scope, jsii.String("VerifierFailures"), &awssqs.QueueProps{
+		Encryption:          awssqs.QueueEncryption_KMS,
+		EncryptionMasterKey: keys.Data,
+		EnforceSSL:          jsii.Bool(true),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(14)),
+		RemovalPolicy:       removalPolicy(cfg),
+	})
+	cdknag.NagSuppressions_AddResourceSuppressions(f.VerifierFailures, &[]*cdknag.NagPackSuppression{{
+		Id:     jsii.String("AwsSolutions-SQS3"),
+		Reason: jsii.String("This queue is the on-failure destination of the verifier's stream mapping: it already holds the failed batches' descriptions and is drained by an operator, so a further dead-letter queue would have nothing to catch."),
+	}}, jsii.Bool(false))
+
+	// Executor.
+	execRole := newFunctionRole(scope, "ExecutorRole", "KNHK executor: advances cases from the work queue")
+	f.ExecutorLogs = newLogGroup(scope, "ExecutorLogGroup", cfg, FunctionName(cfg, ExecutorName))
+	f.Executor = newFunction(scope, "Executor", cfg, ExecutorName, cfg.Executor, execRole, map[string]*string{
+		stack.EnvName(stack.OutReceiptsTable):  tables.Receipts.TableName(),
+		stack.EnvName(stack.OutStateTable):     tables.State.TableName(),
+		stack.EnvName(stack.OutWorkQueueURL):   msg.Work.QueueUrl(),
+		stack.EnvName(stack.OutAlertsTopicArn): msg.Alerts.TopicArn(),
+		EnvMaxReceiveCount:                     jsii.String(strconv.Itoa(cfg.MaxReceiveCount)),
+		EnvDeadlineMargin:                      jsii.String(fmt.Sprintf("%ds", cfg.ExecutorDeadlineMarginSecs)),
+		EnvLogLevel:                            jsii.String(cfg.LogLevel),
+	})
+	f.Executor.Node().AddDependency(f.ExecutorLogs)
+	allow(execRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.ExecutorLogs.AttrArn())
+	allow(execRole, []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"}, tables.Receipts.TableArn())
+	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}, tables.State.TableArn())
+	// Query is the only one of these that an index serves.
+	allow(execRole, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
+	allow(execRole, []string{"sqs:SendMessage"}, msg.Work.QueueArn())
+	allow(execRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
+	allow(execRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
+	// The mapping grants the function what polling needs: receive, delete,
+	// change visibility and get attributes on the queue, decrypt on its key.
+	f.Executor.AddEventSource(awslambdaeventsources.NewSqsEventSource(msg.Work, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(float64(cfg.Executor.BatchSize)),
+		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(float64(cfg.Executor.BatchWindowSecs))),
+		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(float64(cfg.ExecutorMaxConcurrency)),
+	}))
+	suppressXRay(execRole, "")
+
+	// Verifier.
+	verRole := newFunctionRole(scope, "VerifierRole", "KNHK verifier: checks every receipt written to the receipts table")
+	f.VerifierLogs = newLogGroup(scope, "VerifierLogGroup", cfg, FunctionName(cfg, VerifierName))
+	f.Verifier = newFunction(scope, "Verifier", cfg, VerifierName, cfg.Verifier, verRole, map[string]*string{
+		stack.EnvName(stack.OutReceiptsTable):  tables.Receipts.TableName(),
+		stack.EnvName(stack.OutStateTable):     tables.State.TableName(),
+		stack.EnvName(stack.OutAlertsTopicArn): msg.Alerts.TopicArn(),
+		EnvLogLevel:                            jsii.String(cfg.LogLevel),
+	})
+	f.Verifier.Node().AddDependency(f.VerifierLogs)
+	allow(verRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.VerifierLogs.AttrArn())
+	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:Query"}, tables.Receipts.TableArn())
+	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:PutItem"}, tables.State.TableArn())
+	allow(verRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
+	allow(verRole, []string{"sqs:SendMessage"}, f.VerifierFailures.QueueArn())
+	allow(verRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
+	// The stream mapping is built here rather than with the library's
+	// DynamoEventSource and SqsDlq, whose grants add wildcard KMS actions.
+	allow(verRole, []string{"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}, tables.Receipts.TableStreamArn())
+	allow(verRole, []string{"dynamodb:ListStreams"}, jsii.String("*"))
+	esm := awslambda.NewCfnEventSourceMapping(scope, jsii.String("VerifierStreamMapping"), &awslambda.CfnEventSourceMappingProps{
+		FunctionName:               f.Verifier.FunctionName(),
+		EventSourceArn:             tables.Receipts.TableStreamArn(),
+		StartingPosition:           jsii.String("TRIM_HORIZON"),
+		BatchSize:                  jsii.Number(float64(cfg.Verifier.BatchSize)),
+		BisectBatchOnFunctionError: jsii.Bool(true),
+		MaximumRetryAttempts:       jsii.Number(float64(cfg.VerifierMaxRetryAttempts)),
+		MaximumRecordAgeInSeconds:  jsii.Number(float64(cfg.VerifierMaxRecordAgeSecs)),
+		ParallelizationFactor:      jsii.Number(float64(cfg.VerifierParallelization)),
+		FunctionResponseTypes:      jsii.Strings("ReportBatchItemFailures"),
+		DestinationConfig: &awslambda.CfnEventSourceMapping_DestinationConfigProperty{
+			OnFailure: &awslambda.CfnEventSourceMapping_OnFailureProperty{Destination: f.VerifierFailures.QueueArn()},
+		},
+	})
+	// Lambda checks the role's permissions when the mapping is created.
+	esm.Node().AddDependency(verRole)
+	suppressXRay(verRole, " and dynamodb:ListStreams (Lambda lists the table's streams to poll it; ListStreams has no resource-level permissions)")
+	return f
+}
+
+// newFunctionRole is a role Lambda can assume, with no managed policies:
+// every permission is a statement added for one resource.
+func newFunctionRole(scope constructs.Construct, id, desc string) awsiam.Role {
+	return awsiam.NewRole(scope, jsii.String(id), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String(desc),
+	})
+}
+
+// newLogGroup creates the log group Lambda writes a function's logs to.
+func newLogGroup(scope constructs.Construct, id string, cfg stackconfig.Config, functionName string) awslogs.CfnLogGroup {
+	lg := awslogs.NewCfnLogGroup(scope, jsii.String(id), &awslogs.CfnLogGroupProps{
+		LogGroupName:    jsii.String("/aws/lambda/" + functionName),
+		RetentionInDays: jsii.Number(float64(cfg.LogRetentionDays)),
+	})
+	lg.ApplyRemovalPolicy(removalPolicy(cfg), nil)
+	return lg
+}
+
+// newFunction creates an arm64 provided.al2023 function from
+// <functionsDir>/<name>/bootstrap with JSON logs and active tracing.
+func newFunction(scope constructs.Construct, id string, cfg stackconfig.Config, name string, fc stackconfig.FunctionConfig, role awsiam.IRole, env map[string]*string) awslambda.Function {
+	fn := awslambda.NewFunction(scope, jsii.String(id), &awslambda.FunctionProps{
+		FunctionName:          jsii.String(FunctionName(cfg, name)),
+		Description:           jsii.String("KNHK " + name),
+		Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:          awslambda.Architecture_ARM_64(),
+		Handler:               jsii.String("bootstrap"),
+		Code:                  awslambda.Code_FromAsset(jsii.String(filepath.Join(cfg.FunctionsDir, name)), nil),
+		MemorySize:            jsii.Number(float64(fc.MemoryMB)),
+		Timeout:               awscdk.Duration_Seconds(jsii.Number(float64(fc.TimeoutSecs))),
+		Role:                  role,
+		Environment:           &env,
+		Tracing:               awslambda.Tracing_ACTIVE,
+		LoggingFormat:         awslambda.LoggingFormat_JSON,
+		ApplicationLogLevelV2: applicationLogLevel(cfg.LogLevel),
+		SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
+	})
+	fn.Node().DefaultChild().(awscdk.CfnResource).AddMetadata(jsii.String(FunctionMetadataKey), name)
+	return fn
+}
+
+func applicationLogLevel(level string) awslambda.ApplicationLogLevel {
+	switch strings.ToLower(level) {
+	case "debug":
+		return awslambda.ApplicationLogLevel_DEBUG
+	case "warn":
+		return awslambda.ApplicationLogLevel_WARN
+	case "error":
+		return awslambda.ApplicationLogLevel_ERROR
+	default:
+		return awslambda.ApplicationLogLevel_INFO
+	}
+}
+
+// allow adds one statement to a role's policy.
+func allow(role awsiam.Role, actions []string, resources ...*string) {
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings(actions...),
+		Resources: &resources,
+	}))
+}
+
+// indexArn is the ARN of one named index of a table.
+func indexArn(tableArn *string, index string) *string {
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{tableArn, jsii.String("/index/" + index)})
+}
+
+// suppressXRay records, on the role's policy, the one wildcard resource a
+// function needs.
+func suppressXRay(role awsiam.Role, more string) {
+	policy := role.Node().FindChild(jsii.String("DefaultPolicy"))
+	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Resource * only for " + strings.Join(xrayWrite, " and ") +
+			" (X-Ray has no resource-level permissions; active tracing needs them)" + more + ". Every other statement names its table, index, stream, queue, topic, key or log group."),
+		AppliesTo: &[]interface{}{jsii.String("Resource::*")},
+	}}, jsii.Bool(true))
+}

@@ -1,0 +1,524 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Logical ids of the resources the functions refer to.
+const (
+	idReceipts  = "ReceiptsTable036B344A"
+	idState     = "StateTable9728C7E5"
+	idWork      = "WorkQueue94013F35"
+	idDLQ       = "DeadLetterQueue9F481546"
+	idFailures  = "VerifierFailures094A5307"
+	idTopic     = "AlertsTopic3414BE91"
+	idDataKey   = "DataKey17AFBB84"
+	idExecutor  = "ExecutorB07C39A8"
+	idVerifier  = "VerifierF60271A7"
+	idExecLogs  = "ExecutorLogGroup"
+	idVerifLogs = "VerifierLogGroup"
+)
+
+func ref(id string) map[string]any          { return map[string]any{"Ref": id} }
+func getAtt(id, attr string) map[string]any { return map[string]any{"Fn::GetAtt": []any{id, attr}} }
+
+// fnExpect is what one environment's functions must look like.
+type fnExpect struct {
+	prefix        string
+	deletion      string
+	retention     float64
+	execTimeout   float64
+	maxReceive    string
+	maxConc       float64
+	verifierBatch float64
+	runbookBase   string
+}
+
+var fnExpects = map[string]fnExpect{
+	"prod":  {prefix: "knhk-prod", deletion: "Retain", retention: 30, execTimeout: 60, maxReceive: "5", maxConc: 20, verifierBatch: 100, runbookBase: "docs/runbooks/"},
+	"local": {prefix: "knhk-local", deletion: "Delete", retention: 7, execTimeout: 20, maxReceive: "3", maxConc: 5, verifierBatch: 10, runbookBase: "https://runbooks.example/knhk/"},
+}
+
+// templateJSON is the synthesized template as plain Go values.
+func templateJSON(t *testing.T, s *synthesized) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(s.tmpl.ToJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func resources(tmpl map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range tmpl["Resources"].(map[string]any) {
+		out[id] = r.(map[string]any)
+	}
+	return out
+}
+
+func list(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
+
+func canon(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// grants collects action -> sorted resources over every policy attached to
+// the role of a function, and fails on anything but plain Allow statements.
+func grants(t *testing.T, tmpl map[string]any, fnID string) map[string][]string {
+	t.Helper()
+	res := resources(tmpl)
+	fn, ok := res[fnID]
+	if !ok {
+		t.Fatalf("function %s missing", fnID)
+	}
+	roleID := fn["Properties"].(map[string]any)["Role"].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)
+	role := res[roleID]["Properties"].(map[string]any)
+	if _, ok := role["ManagedPolicyArns"]; ok {
+		t.Errorf("role %s has managed policies: %v", roleID, role["ManagedPolicyArns"])
+	}
+	if _, ok := role["Policies"]; ok {
+		t.Errorf("role %s has inline policies outside the checked policy resources", roleID)
+	}
+	trust := canon(role["AssumeRolePolicyDocument"])
+	if !strings.Contains(trust, `"Service":"lambda.amazonaws.com"`) || strings.Count(trust, `"Principal"`) != 1 {
+		t.Errorf("role %s trust policy: %s", roleID, trust)
+	}
+	acc := map[string]map[string]bool{}
+	for id, r := range res {
+		if r["Type"] != "AWS::IAM::Policy" {
+			continue
+		}
+		p := r["Properties"].(map[string]any)
+		if !slices.ContainsFunc(list(p["Roles"]), func(v any) bool { return canon(v) == canon(ref(roleID)) }) {
+			continue
+		}
+		for _, st := range list(p["PolicyDocument"].(map[string]any)["Statement"]) {
+			st := st.(map[string]any)
+			if st["Effect"] != "Allow" || st["Condition"] != nil || st["NotAction"] != nil || st["NotResource"] != nil {
+				t.Errorf("policy %s: unexpected statement form %v", id, st)
+			}
+			for _, a := range list(st["Action"]) {
+				if strings.Contains(a.(string), "*") {
+					t.Errorf("policy %s: wildcard action %s", id, a)
+				}
+				if acc[a.(string)] == nil {
+					acc[a.(string)] = map[string]bool{}
+				}
+				for _, r := range list(st["Resource"]) {
+					acc[a.(string)][canon(r)] = true
+				}
+			}
+		}
+	}
+	out := map[string][]string{}
+	for a, rs := range acc {
+		for r := range rs {
+			out[a] = append(out[a], r)
+		}
+		sort.Strings(out[a])
+	}
+	return out
+}
+
+func expectGrants(want map[string][]any) map[string][]string {
+	out := map[string][]string{}
+	for a, rs := range want {
+		for _, r := range rs {
+			out[a] = append(out[a], canon(r))
+		}
+		sort.Strings(out[a])
+	}
+	return out
+}
+
+func diffGrants(t *testing.T, who string, got, want map[string][]string) {
+	t.Helper()
+	for a, w := range want {
+		if !slices.Equal(got[a], w) {
+			t.Errorf("%s: %s on %v, want %v", who, a, got[a], w)
+		}
+	}
+	for a, g := range got {
+		if _, ok := want[a]; !ok {
+			t.Errorf("%s: unexpected grant %s on %v", who, a, g)
+		}
+	}
+}
+
+func TestFunctions(t *testing.T) {
+	for _, ec := range envCases {
+		t.Run(ec.name, func(t *testing.T) {
+			s := synth(t, ec.name, ec.ctx)
+			tm := s.tmpl
+			fx := fnExpects[ec.name]
+			tmpl := templateJSON(t, s)
+			res := resources(tmpl)
+
+			t.Run("executor function", func(t *testing.T) {
+				must(t, "executor", func() {
+					tm.HasResource(jsii.String("AWS::Lambda::Function"), like(map[string]any{
+						"Metadata":  like(map[string]any{"knhk:function": "executor"}),
+						"DependsOn": arrayWith(idExecLogs),
+						"Properties": like(map[string]any{
+							"FunctionName":  fx.prefix + "-executor",
+							"Runtime":       "provided.al2023",
+							"Architectures": []any{"arm64"},
+							"Handler":       "bootstrap",
+							"MemorySize":    512,
+							"Timeout":       fx.execTimeout,
+							"TracingConfig": map[string]any{"Mode": "Active"},
+							"LoggingConfig": like(map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}),
+							"Environment": map[string]any{"Variables": map[string]any{
+								"KNHK_RECEIPTS_TABLE":    ref(idReceipts),
+								"KNHK_STATE_TABLE":       ref(idState),
+								"KNHK_WORK_QUEUE_URL":    ref(idWork),
+								"KNHK_ALERTS_TOPIC_ARN":  ref(idTopic),
+								"KNHK_MAX_RECEIVE_COUNT": fx.maxReceive,
+								"KNHK_DEADLINE_MARGIN":   "5s",
+								"LOG_LEVEL":              "info",
+							}},
+						}),
+					}))
+				})
+			})
+			t.Run("verifier function", func(t *testing.T) {
+				must(t, "verifier", func() {
+					tm.HasResource(jsii.String("AWS::Lambda::Function"), like(map[string]any{
+						"Metadata":  like(map[string]any{"knhk:function": "verifier"}),
+						"DependsOn": arrayWith(idVerifLogs),
+						"Properties": like(map[string]any{
+							"FunctionName":  fx.prefix + "-verifier",
+							"Runtime":       "provided.al2023",
+							"Architectures": []any{"arm64"},
+							"Handler":       "bootstrap",
+							"MemorySize":    256,
+							"Timeout":       60,
+							"TracingConfig": map[string]any{"Mode": "Active"},
+							"LoggingConfig": like(map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}),
+							"Environment": map[string]any{"Variables": map[string]any{
+								"KNHK_RECEIPTS_TABLE":   ref(idReceipts),
+								"KNHK_STATE_TABLE":      ref(idState),
+								"KNHK_ALERTS_TOPIC_ARN": ref(idTopic),
+								"LOG_LEVEL":             "info",
+							}},
+						}),
+					}))
+				})
+				must(t, "two functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(2)) })
+			})
+			t.Run("work queue mapping", func(t *testing.T) {
+				must(t, "sqs mapping", func() {
+					tm.HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), like(map[string]any{
+						"FunctionName":                   ref(idExecutor),
+						"EventSourceArn":                 getAtt(idWork, "Arn"),
+						"BatchSize":                      10,
+						"MaximumBatchingWindowInSeconds": 1,
+						"FunctionResponseTypes":          []any{"ReportBatchItemFailures"},
+						"ScalingConfig":                  map[string]any{"MaximumConcurrency": fx.maxConc},
+					}))
+				})
+				must(t, "two mappings", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(2)) })
+			})
+			t.Run("visibility timeout spans six executor timeouts", func(t *testing.T) {
+				vis := res[idWork]["Properties"].(map[string]any)["VisibilityTimeout"].(float64)
+				timeout := res[idExecutor]["Properties"].(map[string]any)["Timeout"].(float64)
+				if vis < 6*timeout {
+					t.Errorf("work queue visibility %v s < 6 x executor timeout %v s", vis, timeout)
+				}
+				if vis != ec.visibility {
+					t.Errorf("visibility %v, want %v", vis, ec.visibility)
+				}
+			})
+			t.Run("receipts stream mapping", func(t *testing.T) {
+				must(t, "stream mapping", func() {
+					tm.HasResource(jsii.String("AWS::Lambda::EventSourceMapping"), like(map[string]any{
+						"DependsOn": arrayWith(assertions.Match_StringLikeRegexp(jsii.String("^VerifierRoleDefaultPolicy"))),
+						"Properties": map[string]any{
+							"FunctionName":               ref(idVerifier),
+							"EventSourceArn":             getAtt(idReceipts, "StreamArn"),
+							"StartingPosition":           "TRIM_HORIZON",
+							"BatchSize":                  fx.verifierBatch,
+							"BisectBatchOnFunctionError": true,
+							"MaximumRetryAttempts":       5,
+							"MaximumRecordAgeInSeconds":  3600,
+							"ParallelizationFactor":      1,
+							"FunctionResponseTypes":      []any{"ReportBatchItemFailures"},
+							"DestinationConfig":          map[string]any{"OnFailure": map[string]any{"Destination": getAtt(idFailures, "Arn")}},
+							"Tags":                       assertions.Match_AnyValue(),
+						},
+					}))
+				})
+			})
+			t.Run("verifier failures queue", func(t *testing.T) {
+				q := res[idFailures]
+				if q == nil {
+					t.Fatalf("queue %s missing", idFailures)
+				}
+				if q["DeletionPolicy"] != fx.deletion {
+					t.Errorf("deletion policy %v, want %s", q["DeletionPolicy"], fx.deletion)
+				}
+				p := q["Properties"].(map[string]any)
+				if p["MessageRetentionPeriod"] != float64(14*24*3600) || canon(p["KmsMasterKeyId"]) != canon(getAtt(idDataKey, "Arn")) {
+					t.Errorf("failures queue properties %v", p)
+				}
+				must(t, "TLS-only policy", func() {
+					tm.HasResourceProperties(jsii.String("AWS::SQS::QueuePolicy"), like(map[string]any{
+						"Queues": []any{ref(idFailures)},
+						"PolicyDocument": like(map[string]any{"Statement": arrayWith(like(map[string]any{
+							"Effect":    "Deny",
+							"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+						}))}),
+					}))
+				})
+			})
+			t.Run("log groups", func(t *testing.T) {
+				for id, fn := range map[string]string{idExecLogs: "executor", idVerifLogs: "verifier"} {
+					lg := res[id]
+					if lg == nil || lg["Type"] != "AWS::Logs::LogGroup" {
+						t.Fatalf("log group %s missing", id)
+					}
+					p := lg["Properties"].(map[string]any)
+					if p["LogGroupName"] != "/aws/lambda/"+fx.prefix+"-"+fn || p["RetentionInDays"] != fx.retention || lg["DeletionPolicy"] != fx.deletion {
+						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
+					}
+				}
+				must(t, "two log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(2)) })
+			})
+			t.Run("executor permissions", func(t *testing.T) {
+				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
+					map[string]any{"Fn::Join": []any{"", []any{getAtt(idState, "Arn"), "/index/gsi1"}}}
+				work, key := getAtt(idWork, "Arn"), getAtt(idDataKey, "Arn")
+				got := grants(t, tmpl, idExecutor)
+				diffGrants(t, "executor", got, expectGrants(map[string][]any{
+					"xray:PutTraceSegments":       {"*"},
+					"xray:PutTelemetryRecords":    {"*"},
+					"logs:CreateLogStream":        {getAtt(idExecLogs, "Arn")},
+					"logs:PutLogEvents":           {getAtt(idExecLogs, "Arn")},
+					"dynamodb:Query":              {receipts, state, index},
+					"dynamodb:GetItem":            {receipts, state},
+					"dynamodb:PutItem":            {receipts, state},
+					"dynamodb:DeleteItem":         {state},
+					"sqs:SendMessage":             {work},
+					"sqs:ReceiveMessage":          {work},
+					"sqs:DeleteMessage":           {work},
+					"sqs:ChangeMessageVisibility": {work},
+					"sqs:GetQueueAttributes":      {work},
+					"sqs:GetQueueUrl":             {work},
+					"sns:Publish":                 {ref(idTopic)},
+					"kms:Decrypt":                 {key},
+					"kms:GenerateDataKey":         {key},
+				}))
+				for _, r := range got["dynamodb:PutItem"] {
+					if r != canon(receipts) && r != canon(state) {
+						t.Errorf("executor may PutItem on %s", r)
+					}
+				}
+			})
+			t.Run("verifier permissions", func(t *testing.T) {
+				receipts, state, key := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"), getAtt(idDataKey, "Arn")
+				stream := getAtt(idReceipts, "StreamArn")
+				got := grants(t, tmpl, idVerifier)
+				diffGrants(t, "verifier", got, expectGrants(map[string][]any{
+					"xray:PutTraceSegments":     {"*"},
+					"xray:PutTelemetryRecords":  {"*"},
+					"dynamodb:ListStreams":      {"*"},
+					"logs:CreateLogStream":      {getAtt(idVerifLogs, "Arn")},
+					"logs:PutLogEvents":         {getAtt(idVerifLogs, "Arn")},
+					"dynamodb:GetItem":          {receipts, state},
+					"dynamodb:Query":            {receipts},
+					"dynamodb:PutItem":          {state},
+					"dynamodb:DescribeStream":   {stream},
+					"dynamodb:GetRecords":       {stream},
+					"dynamodb:GetShardIterator": {stream},
+					"sns:Publish":               {ref(idTopic)},
+					"sqs:SendMessage":           {getAtt(idFailures, "Arn")},
+					"kms:Decrypt":               {key},
+					"kms:GenerateDataKey":       {key},
+				}))
+				if slices.Contains(got["dynamodb:PutItem"], canon(receipts)) {
+					t.Errorf("verifier may PutItem on the receipts table")
+				}
+			})
+			t.Run("alarms", func(t *testing.T) {
+				testAlarms(t, tm, fx)
+			})
+		})
+	}
+}
+
+// alarmExpect is one alarm as operators and emitters rely on it.
+type alarmExpect struct {
+	id, namespace, metric, statistic string
+	dims                             []any
+	threshold                        float64
+	period, evals, datapoints        float64
+}
+
+func expectedAlarms() []alarmExpect {
+	fnDim := func(id string) []any { return []any{map[string]any{"Name": "FunctionName", "Value": ref(id)}} }
+	qDim := func(id string) []any {
+		return []any{map[string]any{"Name": "QueueName", "Value": getAtt(id, "QueueName")}}
+	}
+	knhk := func(fn string) []any { return []any{map[string]any{"Name": "Function", "Value": fn}} }
+	return []alarmExpect{
+		{"executor-errors", "AWS/Lambda", "Errors", "Sum", fnDim(idExecutor), 1, 300, 1, 1},
+		{"executor-throttles", "AWS/Lambda", "Throttles", "Sum", fnDim(idExecutor), 1, 300, 1, 1},
+		{"executor-permanent-errors", "KNHK", "PermanentErrors", "Sum", knhk("executor"), 1, 300, 1, 1},
+		{"dead-letter-queue-depth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", qDim(idDLQ), 1, 300, 1, 1},
+		{"verifier-iterator-age", "AWS/Lambda", "IteratorAge", "Maximum", fnDim(idVerifier), 60000, 60, 3, 3},
+		{"verifier-failures-depth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", qDim(idFailures), 1, 300, 1, 1},
+		{"integrity-findings", "KNHK", "IntegrityFindings", "Sum", knhk("verifier"), 1, 60, 1, 1},
+	}
+}
+
+func testAlarms(t *testing.T, tm assertions.Template, fx fnExpect) {
+	want := expectedAlarms()
+	must(t, "alarm count", func() { tm.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(want)))) })
+	for _, a := range want {
+		must(t, "alarm "+a.id, func() {
+			tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), like(map[string]any{
+				"AlarmName":          fx.prefix + "-" + a.id,
+				"AlarmDescription":   assertions.Match_StringLikeRegexp(jsii.String(`Runbook: ` + strings.ReplaceAll(fx.runbookBase, ".", `\.`) + a.id + `\.md$`)),
+				"Namespace":          a.namespace,
+				"MetricName":         a.metric,
+				"Statistic":          a.statistic,
+				"Dimensions":         a.dims,
+				"Threshold":          a.threshold,
+				"ComparisonOperator": "GreaterThanOrEqualToThreshold",
+				"Period":             a.period,
+				"EvaluationPeriods":  a.evals,
+				"DatapointsToAlarm":  a.datapoints,
+				"TreatMissingData":   "notBreaching",
+				"AlarmActions":       []any{ref(idTopic)},
+				"OKActions":          []any{ref(idTopic)},
+			}))
+		})
+	}
+	must(t, "cloudwatch may publish to the topic", func() {
+		tm.HasResourceProperties(jsii.String("AWS::SNS::TopicPolicy"), like(map[string]any{
+			"PolicyDocument": like(map[string]any{"Statement": arrayWith(like(map[string]any{
+				"Effect":    "Allow",
+				"Action":    "sns:Publish",
+				"Principal": map[string]any{"Service": "cloudwatch.amazonaws.com"},
+				"Resource":  ref(idTopic),
+				"Condition": map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": ref("AWS::AccountId")}},
+			}))}),
+		}))
+	})
+}
+
+// TestRunbooks checks that every alarm links a runbook that exists and that
+// every runbook belongs to an alarm.
+func TestRunbooks(t *testing.T) {
+	s := synth(t, "prod", nil)
+	dir := filepath.Join("..", "docs", "runbooks")
+	ids := map[string]bool{}
+	for _, spec := range s.stack.AlarmSpecs {
+		ids[spec.ID] = true
+		b, err := os.ReadFile(filepath.Join("..", RunbookPath(spec.ID)))
+		if err != nil {
+			t.Errorf("alarm %s: %v", spec.ID, err)
+			continue
+		}
+		text := string(b)
+		for _, must := range []string{"# " + spec.ID + "\n", "## What it means", "## Likely causes", "## Diagnose", "## Mitigate", "## Escalate",
+			"knhk verify --case", "aws ", "Logs Insights", "X-Ray", "OpenTelemetry", spec.Metric.Name} {
+			if !strings.Contains(text, must) {
+				t.Errorf("runbook %s does not mention %q", spec.ID, must)
+			}
+		}
+	}
+	if len(ids) != len(expectedAlarms()) {
+		t.Errorf("%d alarm specs, want %d", len(ids), len(expectedAlarms()))
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if id := strings.TrimSuffix(filepath.Base(f), ".md"); !ids[id] {
+			t.Errorf("runbook %s has no alarm", f)
+		}
+	}
+}
+
+var hashSuffix = regexp.MustCompile(`[0-9A-F]{8}$`)
+
+// TestNagSuppressions lists every cdk-nag suppression in the template, so
+// adding one is a visible change to this list.
+func TestNagSuppressions(t *testing.T) {
+	for _, ec := range envCases {
+		t.Run(ec.name, func(t *testing.T) {
+			tmpl := templateJSON(t, synth(t, ec.name, ec.ctx))
+			var got []string
+			for id, r := range resources(tmpl) {
+				md, _ := r["Metadata"].(map[string]any)
+				nag, _ := md["cdk_nag"].(map[string]any)
+				for _, rule := range list(nag["rules_to_suppress"]) {
+					if rule == nil {
+						continue
+					}
+					rule := rule.(map[string]any)
+					if reason, _ := rule["reason"].(string); len(reason) < 60 {
+						t.Errorf("%s %v: reason too thin: %q", id, rule["id"], reason)
+					}
+					got = append(got, hashSuffix.ReplaceAllString(id, "")+" "+canon(rule["id"])+" "+canon(rule["applies_to"]))
+				}
+			}
+			sort.Strings(got)
+			want := []string{
+				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`VerifierFailures AwsSolutions-SQS3 null`,
+				`VerifierRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("suppressions:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMissingFunctionBuild checks that synthesis without the function
+// binaries fails with a message that says what to do.
+func TestMissingFunctionBuild(t *testing.T) {
+	ctx := map[string]any{"functionsDir": t.TempDir()}
+	_, err := DefineApp(awscdk.NewApp(&awscdk.AppProps{Context: &ctx}))
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("err = %v, want a hint to run make build", err)
+	}
+}
+
+// TestVisibilityTooShort checks that synthesis refuses a work queue that
+// would release messages while an executor may still hold them.
+func TestVisibilityTooShort(t *testing.T) {
+	ctx := map[string]any{"functionsDir": fakeFunctions, "executorTimeout": "60", "visibilityTimeout": "300"}
+	_, err := DefineApp(awscdk.NewApp(&awscdk.AppProps{Context: &ctx}))
+	if err == nil || !strings.Contains(err.Error(), "at least 6 x executorTimeout") {
+		t.Fatalf("err = %v, want the visibility timeout refused", err)
+	}
+}
