@@ -34,7 +34,7 @@ const (
 
 // Standard dimension names.
 const (
-	DimFunction = "Function" // the Lambda function name
+	DimFunction = "Function" // the function's short name ("executor", "verifier"), which the alarms watch
 	DimWorkflow = "Workflow" // the workflow name
 	DimTenant   = "Tenant"   // the tenant; use only where tenants are few
 )
