@@ -3,15 +3,13 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/knhk/knhk/localstack/standin"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 )
 
@@ -32,67 +30,15 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// sampleService answers every call of the sample workflows: it echoes the
-// request and approves it, the answer a healthy dependency gives.
-func sampleService(w http.ResponseWriter, r *http.Request) {
-	var body any
-	if data, _ := io.ReadAll(r.Body); len(data) > 0 {
-		_ = json.Unmarshal(data, &body)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	status := "accepted"
-	if strings.HasPrefix(r.Host, "acquirer.") {
-		status = "APPROVED"
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"authCode":     "A1B2C3",
-		"entryId":      "entry-1",
-		"messageId":    "msg-1",
-		"assignmentId": "asg-1",
-		"id":           "svc-" + strings.ReplaceAll(strings.Trim(r.URL.Path, "/"), "/", "-"),
-		"host":         strings.Split(r.Host, ":")[0],
-		"status":       status,
-		"approved":     true,
-		"score":        10,
-		"risk":         "low",
-		"match":        false,
-		"hit":          false,
-		"covered":      true,
-		"riskLevel":    "low",
-		"payoutId":     "payout-1",
-		"hits":         []any{},
-		"request":      body,
-	})
-}
-
-// hostMapped sends every request to addr, whatever host it names.
-func hostMapped(addr string) *http.Client {
-	d := &net.Dialer{}
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}}}
-}
-
-// sampleOutputs are the outputs the samples produce with their sample
-// inputs against sampleService.
-var sampleOutputs = map[string]string{
-	"cross-border-payment":       `{"messageId":"msg-1","status":"released"}`,
-	"grid-operations":            `{"readingsChecked":4,"substationId":"SUB-NORTH-014"}`,
-	"insurance-claim":            `{"amount":1000,"claimId":"clm_55102","payoutId":"payout-1","status":"paid"}`,
-	"order-routing":              `{"assignmentId":"asg-1","carrier":"air-express","centre":"FRA-1","orderId":"ord_88213"}`,
-	"payment-processing":         `{"ledgerEntryId":"entry-1","paymentId":"pay_7f3c2a91","status":"authorised"}`,
-	"supply-chain-replenishment": `{"skusReviewed":3,"warehouseId":"WH-LYON-02"}`,
-}
-
 func TestSamples(t *testing.T) {
 	root := repoRoot(t)
 	files, _ := filepath.Glob(filepath.Join(root, "events", "workflows", "*.yaml"))
 	if len(files) == 0 {
 		t.Skip("no sample workflows under events/workflows")
 	}
-	srv := httptest.NewServer(http.HandlerFunc(sampleService))
+	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
-	client := hostMapped(srv.Listener.Addr().String())
+	client := standin.Client(srv.Listener.Addr().String())
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
 		t.Run(name, func(t *testing.T) {
@@ -125,8 +71,8 @@ func TestSamples(t *testing.T) {
 			if res.Status != StatusCompleted {
 				t.Fatalf("status %s, error %+v", res.Status, res.Error)
 			}
-			if got := js(res.Output); got != sampleOutputs[name] {
-				t.Fatalf("output\n got %s\nwant %s", got, sampleOutputs[name])
+			if got := js(res.Output); got != standin.Outputs[name] {
+				t.Fatalf("output\n got %s\nwant %s", got, standin.Outputs[name])
 			}
 		})
 	}
