@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/spf13/cobra"
+
+	"github.com/knhk/knhk/localstack/lambdasvc"
+)
+
+// init runs after local.go's init (files are initialised in name order), so
+// the local command exists.
+func init() {
+	for _, c := range root.Commands() {
+		if c.Name() == "local" {
+			c.AddCommand(localServeCmd())
+			return
+		}
+	}
+	local := &cobra.Command{Use: "local", Short: "Work with the stack on a local AWS endpoint"}
+	local.AddCommand(localServeCmd())
+	root.AddCommand(local)
+}
+
+func localServeCmd() *cobra.Command {
+	var (
+		templatePath, statePath, logDir, endpoint, rie, hostDir string
+		concurrency, maxConcurrency                             int
+		speedup                                                 float64
+		fireAtStart, verbose                                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the stack's Lambda functions locally and play their event source mappings",
+		Long: "Run every Lambda function of the synthesized template (its bootstrap binary, or the host build under\n" +
+			"build/host) under the Lambda Runtime Interface Emulator, and play the event source mappings (SQS queues,\n" +
+			"DynamoDB streams) and scheduled rules against the local endpoint until interrupted. Deploy the stack first\n" +
+			"with `knhk local deploy`; its state file resolves the functions' environment. See docs/local-lambda.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if endpoint == "" {
+				endpoint = os.Getenv("AWS_ENDPOINT_URL")
+			}
+			if endpoint == "" {
+				return withExit(2, errors.New("local serve: no endpoint: set AWS_ENDPOINT_URL or --endpoint"))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cfg, err := serveConfig(ctx, endpoint)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			svc, err := lambdasvc.New(lambdasvc.Config{
+				TemplatePath: templatePath, StatePath: statePath, LogDir: logDir, AWS: cfg, RIE: rie,
+				StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(templatePath), HostDir: hostDir},
+				DefaultConcurrency: concurrency, MaxConcurrency: maxConcurrency,
+				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log,
+			})
+			if err != nil {
+				return withExit(2, fmt.Errorf("local serve: %w", err))
+			}
+			printServePlan(cmd.OutOrStdout(), svc.Stack(), logDir)
+			if err := svc.Run(ctx); err != nil {
+				return fmt.Errorf("local serve: %w", err)
+			}
+			for _, st := range svc.Status() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d invocations, %d restarts\n", st.Name, st.Invocations, st.Restarts)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&templatePath, "template", "infra/cdk.out/KnhkStack.template.json", "synthesized CloudFormation template")
+	f.StringVar(&statePath, "state", ".local/stack-state.json", "stack state file written by `knhk local deploy`")
+	f.StringVar(&logDir, "logs", ".local/logs", "folder for the functions' logs (<function>.log)")
+	f.StringVar(&endpoint, "endpoint", "", "local AWS endpoint URL (default: $AWS_ENDPOINT_URL)")
+	f.StringVar(&rie, "rie", "", "Lambda Runtime Interface Emulator binary (default: $"+lambdasvc.RIEEnv+" or "+lambdasvc.DefaultRIE+")")
+	f.StringVar(&hostDir, "host-builds", "", "folder of host-architecture function builds (default: build/host under the repository)")
+	f.IntVar(&concurrency, "concurrency", 2, "instances per SQS mapping without ScalingConfig.MaximumConcurrency")
+	f.IntVar(&maxConcurrency, "max-concurrency", 10, "cap on the instances of any SQS mapping")
+	f.Float64Var(&speedup, "schedule-speedup", 1, "run schedules this many times faster than the clock")
+	f.BoolVar(&fireAtStart, "fire-schedules-at-start", false, "fire every scheduled rule once at start")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
+	return cmd
+}
+
+// serveConfig builds the service's AWS configuration for a local endpoint;
+// without credentials in the environment it uses the local test ones.
+func serveConfig(ctx context.Context, endpoint string) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{config.WithBaseEndpoint(endpoint)}
+	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
+		opts = append(opts, config.WithRegion("us-east-1"))
+	}
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("local serve: aws config: %w", err)
+	}
+	return cfg, nil
+}
+
+func printServePlan(w io.Writer, s *lambdasvc.Stack, logDir string) {
+	fmt.Fprintf(w, "stack %s (%s, account %s)\n", s.Name, s.Region, s.Account)
+	for _, f := range sortedFunctions(s) {
+		fmt.Fprintf(w, "  function %s: %s (memory %d MB, timeout %d s) -> %s\n", f.Name, f.Binary, f.MemorySize, f.Timeout, filepath.Join(logDir, f.Name+".log"))
+	}
+	for _, m := range s.Queues {
+		fmt.Fprintf(w, "  sqs %s -> %s (batch %d, window %d s, max concurrency %d, report failures %t)\n",
+			m.QueueARN, m.Function, m.BatchSize, m.WindowSeconds, m.MaxConcurrency, m.ReportFailures)
+	}
+	for _, m := range s.Streams {
+		fmt.Fprintf(w, "  stream %s -> %s (%s, batch %d, bisect %t, retries %d, on failure %s)\n",
+			m.StreamARN, m.Function, m.StartingPosition, m.BatchSize, m.Bisect, m.MaxRetryAttempts, m.OnFailureARN)
+	}
+	for _, sc := range s.Schedules {
+		fmt.Fprintf(w, "  schedule %s %s -> %v\n", sc.RuleName, sc.Expression, sc.Targets)
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+func sortedFunctions(s *lambdasvc.Stack) []*lambdasvc.Function {
+	out := make([]*lambdasvc.Function, 0, len(s.Functions))
+	for _, f := range s.Functions {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b *lambdasvc.Function) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
