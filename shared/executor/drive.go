@@ -127,7 +127,8 @@ func awaiting(st *engine.State) bool {
 
 // drive feeds stimuli to the engine until the case rests: it appends every
 // event, performs calls, and sends timers and parallel branches to the
-// queue. only restricts the calls performed to one effect (a branch message).
+// queue. only restricts the effects of the first decision (a redrive for a
+// branch message) to that branch's call.
 func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus, only string) error {
 	pending := []engine.Stimulus{first}
 	conflicts := 0
@@ -165,6 +166,7 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		if err != nil {
 			return err
 		}
+		only = "" // the restriction covers the redriven effects only
 		pending = append(pending, next...)
 	}
 	return x.settle(ctx, c)
