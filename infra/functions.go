@@ -38,6 +38,7 @@ const (
 	EnvMaxReceiveCount = "KNHK_MAX_RECEIVE_COUNT"
 	EnvDeadlineMargin  = "KNHK_DEADLINE_MARGIN"
 	EnvLogLevel        = "LOG_LEVEL"
+	EnvSecretsPrefix   = "KNHK_SECRETS_PREFIX"
 )
 
 // xrayWrite are the X-Ray actions an actively traced function needs; X-Ray
@@ -102,8 +103,13 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		EnvMaxReceiveCount:                     jsii.String(strconv.Itoa(cfg.MaxReceiveCount)),
 		EnvDeadlineMargin:                      jsii.String(fmt.Sprintf("%ds", cfg.ExecutorDeadlineMarginSecs)),
 		EnvLogLevel:                            jsii.String(cfg.LogLevel),
+		EnvSecretsPrefix:                       jsii.String(SecretsPrefix),
 	})
 	f.Executor.Node().AddDependency(f.ExecutorLogs)
+	// Workflows name their secrets at run time (use.secrets), so the grant
+	// covers the secrets under KNHK's prefix rather than a fixed list.
+	allow(execRole, []string{"secretsmanager:GetSecretValue"}, awscdk.Fn_Sub(jsii.String(
+		"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"+SecretsPrefix+"*"), nil))
 	allow(execRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.ExecutorLogs.AttrArn())
 	allow(execRole, []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"}, tables.Receipts.TableArn())
 	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}, tables.State.TableArn())
@@ -121,6 +127,13 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		MaxConcurrency:          jsii.Number(float64(cfg.ExecutorMaxConcurrency)),
 	}))
 	suppressXRay(execRole, "")
+	policy := execRole.Node().FindChild(jsii.String("DefaultPolicy"))
+	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("secretsmanager:GetSecretValue on the secrets under " + SecretsPrefix +
+			" only: workflows declare the secrets they use (use.secrets) at run time, so no fixed list of secret ARNs exists at deploy time."),
+		AppliesTo: &[]interface{}{&cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::arn:.*:secretsmanager:.*:secret:knhk\/\*$/`)}},
+	}}, jsii.Bool(true))
 
 	// Verifier.
 	verRole := newFunctionRole(scope, "VerifierRole", "KNHK verifier: checks every receipt written to the receipts table")
@@ -229,6 +242,10 @@ func allow(role awsiam.Role, actions []string, resources ...*string) {
 func indexArn(tableArn *string, index string) *string {
 	return awscdk.Fn_Join(jsii.String(""), &[]*string{tableArn, jsii.String("/index/" + index)})
 }
+
+// SecretsPrefix is the Secrets Manager name prefix of workflow secrets: a
+// secret declared as `acquirerApiKey` is stored as `knhk/acquirerApiKey`.
+const SecretsPrefix = "knhk/"
 
 // suppressXRay records, on the role's policy, the one wildcard resource a
 // function needs.

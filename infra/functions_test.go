@@ -200,6 +200,7 @@ func TestFunctions(t *testing.T) {
 								"KNHK_ALERTS_TOPIC_ARN":  ref(idTopic),
 								"KNHK_MAX_RECEIVE_COUNT": fx.maxReceive,
 								"KNHK_DEADLINE_MARGIN":   "5s",
+								"KNHK_SECRETS_PREFIX":    "knhk/",
 								"LOG_LEVEL":              "info",
 							}},
 						}),
@@ -315,23 +316,24 @@ func TestFunctions(t *testing.T) {
 				work, key := getAtt(idWork, "Arn"), getAtt(idDataKey, "Arn")
 				got := grants(t, tmpl, idExecutor)
 				diffGrants(t, "executor", got, expectGrants(map[string][]any{
-					"xray:PutTraceSegments":       {"*"},
-					"xray:PutTelemetryRecords":    {"*"},
-					"logs:CreateLogStream":        {getAtt(idExecLogs, "Arn")},
-					"logs:PutLogEvents":           {getAtt(idExecLogs, "Arn")},
-					"dynamodb:Query":              {receipts, state, index},
-					"dynamodb:GetItem":            {receipts, state},
-					"dynamodb:PutItem":            {receipts, state},
-					"dynamodb:DeleteItem":         {state},
-					"sqs:SendMessage":             {work},
-					"sqs:ReceiveMessage":          {work},
-					"sqs:DeleteMessage":           {work},
-					"sqs:ChangeMessageVisibility": {work},
-					"sqs:GetQueueAttributes":      {work},
-					"sqs:GetQueueUrl":             {work},
-					"sns:Publish":                 {ref(idTopic)},
-					"kms:Decrypt":                 {key},
-					"kms:GenerateDataKey":         {key},
+					"xray:PutTraceSegments":         {"*"},
+					"xray:PutTelemetryRecords":      {"*"},
+					"logs:CreateLogStream":          {getAtt(idExecLogs, "Arn")},
+					"logs:PutLogEvents":             {getAtt(idExecLogs, "Arn")},
+					"dynamodb:Query":                {receipts, state, index},
+					"dynamodb:GetItem":              {receipts, state},
+					"dynamodb:PutItem":              {receipts, state},
+					"dynamodb:DeleteItem":           {state},
+					"sqs:SendMessage":               {work},
+					"sqs:ReceiveMessage":            {work},
+					"sqs:DeleteMessage":             {work},
+					"sqs:ChangeMessageVisibility":   {work},
+					"sqs:GetQueueAttributes":        {work},
+					"sqs:GetQueueUrl":               {work},
+					"sns:Publish":                   {ref(idTopic)},
+					"kms:Decrypt":                   {key},
+					"kms:GenerateDataKey":           {key},
+					"secretsmanager:GetSecretValue": {map[string]any{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:knhk/*"}},
 				}))
 				for _, r := range got["dynamodb:PutItem"] {
 					if r != canon(receipts) && r != canon(state) {
@@ -493,6 +495,7 @@ func TestNagSuppressions(t *testing.T) {
 			sort.Strings(got)
 			want := []string{
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,
 				`VerifierRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/knhk/knhk/shared/executor"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/secrets"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 )
@@ -41,6 +43,7 @@ func main() {
 // settings are the executor's environment.
 type settings struct {
 	receipts, state, queueURL, topic string
+	secretsPrefix                    string
 	cfg                              executor.Config
 	breaker                          breaker.Config
 	level                            slog.Level
@@ -53,6 +56,10 @@ func readSettings(getenv func(string) string) (settings, error) {
 		queueURL: getenv("KNHK_WORK_QUEUE_URL"),
 		topic:    getenv("KNHK_ALERTS_TOPIC_ARN"),
 		cfg:      executor.DefaultConfig(),
+	}
+	s.secretsPrefix = secrets.DefaultPrefix
+	if v := getenv("KNHK_SECRETS_PREFIX"); v != "" {
+		s.secretsPrefix = v
 	}
 	for name, v := range map[string]string{"KNHK_RECEIPTS_TABLE": s.receipts, "KNHK_STATE_TABLE": s.state, "KNHK_WORK_QUEUE_URL": s.queueURL} {
 		if v == "" {
@@ -127,6 +134,7 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 		Sender:      queue.NewSender(sqs.NewFromConfig(awsCfg), s.queueURL),
 		Cases:       cases,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
+		Secrets:     secrets.New(secretsmanager.NewFromConfig(awsCfg), s.secretsPrefix, 5*time.Minute),
 		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: breaker.NewSet(s.breaker).Transport(http.DefaultTransport)},
 		Log:         log,
 		Metrics:     metrics,

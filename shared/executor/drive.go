@@ -132,6 +132,10 @@ func awaiting(st *engine.State) bool {
 func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus, only string) error {
 	pending := []engine.Stimulus{first}
 	conflicts := 0
+	opts, err := x.engineOptions(ctx, c)
+	if err != nil {
+		return err
+	}
 	for len(pending) > 0 {
 		if x.lowOnTime(ctx) {
 			x.metrics.Add(telemetry.DeadlineDeferred, telemetry.Count, 1)
@@ -140,7 +144,7 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		}
 		s := pending[0]
 		pending = pending[1:]
-		dec, err := c.prog.Decide(ctx, c.state, s, x.cfg.Engine)
+		dec, err := c.prog.Decide(ctx, c.state, s, opts)
 		if err != nil {
 			return x.faultCase(ctx, c, fmt.Errorf("engine: %w", err))
 		}
@@ -170,6 +174,28 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		pending = append(pending, next...)
 	}
 	return x.settle(ctx, c)
+}
+
+// engineOptions adds the values of the secrets the case's workflow declares.
+func (x *Executor) engineOptions(ctx context.Context, c *caseRun) (engine.Options, error) {
+	opts := x.cfg.Engine
+	names := c.desc.Workflow.Use.Secrets
+	if x.secrets == nil || len(names) == 0 {
+		return opts, nil
+	}
+	vals, err := x.secrets.Resolve(ctx, names)
+	if err != nil {
+		return opts, fmt.Errorf("case %s: secrets: %w", c.id, err)
+	}
+	merged := make(map[string]any, len(opts.Secrets)+len(vals))
+	for k, v := range opts.Secrets {
+		merged[k] = v
+	}
+	for k, v := range vals {
+		merged[k] = v
+	}
+	opts.Secrets = merged
+	return opts, nil
 }
 
 // appendAll appends the decision's events, one conditional write each.

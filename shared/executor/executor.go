@@ -65,6 +65,11 @@ type Cases interface {
 	Blob(ctx context.Context, hash string) ([]byte, error)
 }
 
+// Secrets resolves the values of the secrets a workflow declares.
+type Secrets interface {
+	Resolve(ctx context.Context, names []string) (map[string]any, error)
+}
+
 // Alerter pages people about integrity problems.
 type Alerter interface {
 	Alert(ctx context.Context, subject, body string) error
@@ -102,6 +107,7 @@ type Executor struct {
 	send    Sender
 	cases   Cases
 	alerts  Alerter
+	secrets Secrets
 	calls   *httpcall.Client
 	log     *slog.Logger
 	now     func() time.Time
@@ -116,6 +122,7 @@ type Deps struct {
 	Sender      Sender
 	Cases       Cases
 	Alerts      Alerter
+	Secrets     Secrets      // nil: only Config.Engine.Secrets
 	HTTP        *http.Client // performs the workflows' calls (wrap its transport in a circuit breaker)
 	Log         *slog.Logger
 	Metrics     *telemetry.Metrics
@@ -137,7 +144,7 @@ func New(cfg Config, d Deps) *Executor {
 		cfg.MaxConflicts = 8
 	}
 	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases,
-		alerts: d.Alerts, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
+		alerts: d.Alerts, secrets: d.Secrets, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
 // Handle processes one SQS batch: messages of one case in order, different
