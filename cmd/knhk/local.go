@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/provision"
@@ -54,7 +51,7 @@ func localDeployCmd() *cobra.Command {
 				statePath = filepath.Join(filepath.Dir(outPath), "stack-state.json")
 			}
 			ctx := cmd.Context()
-			cfg, err := localConfig(ctx, endpoint)
+			cfg, err := awsConfig(ctx, endpoint)
 			if err != nil {
 				return err
 			}
@@ -79,18 +76,6 @@ func localDeployCmd() *cobra.Command {
 	f.StringVar(&endpoint, "endpoint", "", "local AWS endpoint URL (default: $AWS_ENDPOINT_URL)")
 	f.StringArrayVar(&params, "param", nil, "template parameter as NAME=VALUE (repeatable)")
 	return cmd
-}
-
-func localConfig(ctx context.Context, endpoint string) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{config.WithBaseEndpoint(endpoint)}
-	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
-		opts = append(opts, config.WithRegion("us-east-1"))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("local deploy: aws config: %w", err)
-	}
-	return cfg, nil
 }
 
 func parseParams(kvs []string) (map[string]string, error) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
@@ -59,7 +55,7 @@ func localServeCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			cfg, err := serveConfig(ctx, endpoint)
+			cfg, err := awsConfig(ctx, endpoint)
 			if err != nil {
 				return err
 			}
@@ -100,23 +96,6 @@ func localServeCmd() *cobra.Command {
 	f.BoolVar(&fireAtStart, "fire-schedules-at-start", false, "fire every scheduled rule once at start")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
-}
-
-// serveConfig builds the service's AWS configuration for a local endpoint;
-// without credentials in the environment it uses the local test ones.
-func serveConfig(ctx context.Context, endpoint string) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{config.WithBaseEndpoint(endpoint)}
-	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
-		opts = append(opts, config.WithRegion("us-east-1"))
-	}
-	if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("local serve: aws config: %w", err)
-	}
-	return cfg, nil
 }
 
 func printServePlan(w io.Writer, s *lambdasvc.Stack, logDir string) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/knhk/knhk/shared/stack"
 )
@@ -22,11 +23,19 @@ func init() {
 }
 
 // awsConfig loads the default AWS configuration (it honours AWS_ENDPOINT_URL
-// and the usual credential chain), defaulting the region to us-east-1.
-func awsConfig(ctx context.Context) (aws.Config, error) {
+// and the usual credential chain), defaulting the region to us-east-1. With an
+// endpoint (a local one) it also uses it explicitly and, when no credentials
+// are configured, the local endpoint's test credentials.
+func awsConfig(ctx context.Context, endpoint string) (aws.Config, error) {
 	var opts []func(*config.LoadOptions) error
 	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
 		opts = append(opts, config.WithRegion("us-east-1"))
+	}
+	if endpoint != "" {
+		opts = append(opts, config.WithBaseEndpoint(endpoint))
+		if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+			opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+		}
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -55,6 +64,6 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 			return aws.Config{}, res, errors.New("stack output " + k + " unknown: deploy the stack (make local-deploy) or set " + stack.EnvName(k))
 		}
 	}
-	cfg, err := awsConfig(ctx)
+	cfg, err := awsConfig(ctx, "")
 	return cfg, res, err
 }

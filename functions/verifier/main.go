@@ -1,0 +1,85 @@
+// Command verifier is the Lambda on the receipts table's DynamoDB stream: it
+// reads configuration, builds its dependencies once per execution
+// environment and hands stream batches to the verifier package.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/telemetry"
+	"github.com/knhk/knhk/shared/verifier"
+)
+
+func main() {
+	h, err := build(context.Background())
+	if err != nil {
+		// Init failures surface as the function's init error.
+		fmt.Fprintln(os.Stderr, "verifier init:", err)
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// settings are the verifier's environment.
+type settings struct {
+	receipts, state, topic string
+	level                  slog.Level
+}
+
+func readSettings(getenv func(string) string) (settings, error) {
+	s := settings{
+		receipts: getenv("KNHK_RECEIPTS_TABLE"),
+		state:    getenv("KNHK_STATE_TABLE"),
+		topic:    getenv("KNHK_ALERTS_TOPIC_ARN"),
+	}
+	for name, v := range map[string]string{"KNHK_RECEIPTS_TABLE": s.receipts, "KNHK_STATE_TABLE": s.state} {
+		if v == "" {
+			return s, fmt.Errorf("%s is not set", name)
+		}
+	}
+	var err error
+	if s.level, err = telemetry.ParseLevel(getenv("LOG_LEVEL")); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func build(ctx context.Context) (func(context.Context, events.DynamoDBEvent) (events.DynamoDBEventResponse, error), error) {
+	s, err := readSettings(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	metrics := telemetry.NewMetrics(telemetry.Namespace)
+	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: verifier.FunctionName}); err != nil {
+		return nil, err
+	}
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	v, err := verifier.New(verifier.Deps{
+		Chains:   store.NewReceipts(ddb, s.receipts),
+		Cases:    store.NewCases(ddb, s.state),
+		Findings: store.NewFindings(ddb, s.state),
+		Alerts:   alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
+		Log:      telemetry.NewLogger(os.Stdout, s.level),
+		Metrics:  metrics,
+		Out:      os.Stdout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.Handler, nil
+}

@@ -1,0 +1,322 @@
+// Package verifier checks every change of the receipts table as it arrives on
+// the table's DynamoDB stream: each inserted receipt's hash and its link to
+// the case's verified position, and any later change or deletion. Tamper
+// findings are logged, counted, recorded in the state table and alerted
+// once per case; the verified position (watermark) advances once per case
+// per batch.
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/knhk/knhk/shared/batch"
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/telemetry"
+)
+
+// FunctionName is the verifier's short name, the value of its metrics'
+// Function dimension.
+const FunctionName = "verifier"
+
+// ReceiptsExpired counts receipt items deleted by the table's time to live
+// (allowed, never alerted).
+const ReceiptsExpired = "ReceiptsExpired"
+
+// Chains reads stored receipts.
+type Chains interface {
+	Range(ctx context.Context, caseID string, from, to int64) ([]*receipt.Receipt, []receipt.Finding, error)
+}
+
+// Cases keeps verified watermarks and alert markers.
+type Cases interface {
+	Watermark(ctx context.Context, caseID string) (receipt.Watermark, error)
+	SetWatermark(ctx context.Context, caseID string, w receipt.Watermark) error
+	MarkAlerted(ctx context.Context, caseID string) (bool, error)
+}
+
+// Findings records findings idempotently.
+type Findings interface {
+	Put(ctx context.Context, f receipt.Finding) (bool, error)
+	Alerted(ctx context.Context, caseID string) (bool, error)
+}
+
+// Alerter sends operator alerts.
+type Alerter interface {
+	Alert(ctx context.Context, subject, body string) error
+}
+
+// Deps are the verifier's collaborators. Log, Metrics and Out default to a
+// discarding logger, metrics with the dimension Function=verifier, and
+// standard output.
+type Deps struct {
+	Chains   Chains
+	Cases    Cases
+	Findings Findings
+	Alerts   Alerter
+	Log      *slog.Logger
+	Metrics  *telemetry.Metrics
+	Out      io.Writer // where metrics are flushed after every invocation
+	Workers  int       // cases verified at once (default batch.DefaultWorkers)
+}
+
+// Verifier is the stream handler.
+type Verifier struct{ d Deps }
+
+// New returns a verifier.
+func New(d Deps) (*Verifier, error) {
+	if d.Chains == nil || d.Cases == nil || d.Findings == nil || d.Alerts == nil {
+		return nil, fmt.Errorf("verifier: chains, cases, findings and alerts are required")
+	}
+	if d.Log == nil {
+		d.Log = telemetry.NewLogger(nil, nil)
+	}
+	if d.Metrics == nil {
+		d.Metrics = telemetry.NewMetrics(telemetry.Namespace)
+		if err := d.Metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: FunctionName}); err != nil {
+			return nil, fmt.Errorf("verifier metrics: %w", err)
+		}
+	}
+	if d.Out == nil {
+		d.Out = os.Stdout
+	}
+	return &Verifier{d: d}, nil
+}
+
+// Handler verifies one stream batch and reports at most one record for
+// retry: the first that met a DynamoDB or SNS error. Findings are results,
+// not errors; the returned error is always nil.
+func (v *Verifier) Handler(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+	inv := &invocation{v: v, cases: map[string]*caseState{}}
+	for _, rec := range ev.Records {
+		if id, _ := keyOf(rec); id != "" {
+			cs := inv.cases[id]
+			if cs == nil {
+				cs = &caseState{}
+				inv.cases[id] = cs
+			}
+			cs.left++
+		}
+	}
+	resp := batch.ProcessDynamoDB(ctx, ev, batch.DynamoDBOptions{
+		Key: batch.ByKeyAttribute(receipt.AttrCase),
+		Options: batch.Options{
+			Workers: v.d.Workers,
+			OnFailure: func(ctx context.Context, id string, err error) {
+				v.d.Log.ErrorContext(ctx, "stream record not verified; reported for retry", "sequenceNumber", id, "error", err.Error())
+				var pe *batch.PanicError
+				if errors.As(err, &pe) {
+					v.d.Metrics.Add(telemetry.HandlerPanics, telemetry.Count, 1)
+				}
+			},
+		},
+	}, inv.record)
+	if n := len(resp.BatchItemFailures); n > 0 {
+		v.d.Metrics.Add(telemetry.BatchItemFailures, telemetry.Count, float64(n))
+	}
+	if err := v.d.Metrics.Flush(v.d.Out); err != nil {
+		v.d.Log.ErrorContext(ctx, "metrics flush", "error", err.Error())
+	}
+	return resp, nil
+}
+
+// caseState is what one invocation knows of a case. Only the worker of the
+// case's group touches it.
+type caseState struct {
+	left    int               // records of the case not yet handled in this batch
+	loaded  bool              // stored holds the state table's watermark
+	stored  receipt.Watermark // the watermark as read
+	cur     receipt.Watermark // the position verified so far
+	known   map[int64]string  // verified hashes by seq, for redeliveries
+	alerted bool              // the case's alert is known to be out
+}
+
+type invocation struct {
+	v     *Verifier
+	cases map[string]*caseState // built before processing starts; read only after
+}
+
+func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecord) error {
+	caseID, seq := keyOf(rec)
+	cs := inv.cases[caseID]
+	ctx = telemetry.WithSeq(telemetry.WithCase(ctx, tenantOf(rec), caseID), seq)
+	var err error
+	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
+		err = inv.insert(ctx, caseID, cs, rec)
+	} else {
+		err = inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
+	}
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		return nil
+	}
+	cs.left--
+	if cs.left == 0 && cs.loaded && cs.cur.Seq > cs.stored.Seq {
+		if err := inv.v.d.Cases.SetWatermark(ctx, caseID, cs.cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
+	d := inv.v.d
+	if !cs.loaded {
+		w, err := d.Cases.Watermark(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		cs.loaded, cs.stored, cs.cur = true, w, w
+		cs.known = map[int64]string{}
+		if w.Seq >= 0 {
+			cs.known[w.Seq] = w.Hash
+		}
+	}
+	r, fs := Inserted(rec)
+	if r == nil {
+		return inv.report(ctx, cs, fs)
+	}
+	d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, 1)
+	switch Classify(cs.cur, r.Seq) {
+	case Redelivery:
+		h, ok := cs.known[r.Seq]
+		if !ok {
+			// Read from the receipt before this one up to the stored
+			// watermark: the hashes verified above it in this batch are
+			// known already.
+			stored, _, err := d.Chains.Range(ctx, caseID, r.Seq-1, cs.stored.Seq)
+			if err != nil {
+				return err
+			}
+			for seq, hash := range VerifiedHashes(cs.stored, stored) {
+				if _, seen := cs.known[seq]; !seen {
+					cs.known[seq] = hash
+				}
+			}
+			h, ok = cs.known[r.Seq]
+		}
+		fs = append(fs, Redelivered(r, h, ok)...)
+	case Link:
+		var link []receipt.Finding
+		cs.cur, link = Advance(cs.cur, nil, r)
+		fs = append(fs, withoutSelf(link, fs)...)
+		cs.known[r.Seq] = r.Hash
+	case CatchUp:
+		missing, bad, err := d.Chains.Range(ctx, caseID, cs.cur.Seq+1, r.Seq-1)
+		if err != nil {
+			return err
+		}
+		d.Log.InfoContext(ctx, "verifier catching up", "from", cs.cur.Seq+1, "to", r.Seq-1, "read", len(missing))
+		d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, float64(len(missing)))
+		var link []receipt.Finding
+		cs.cur, link = Advance(cs.cur, missing, r)
+		fs = append(fs, bad...)
+		fs = append(fs, withoutSelf(link, fs)...)
+		for _, m := range missing {
+			cs.known[m.Seq] = m.Hash
+		}
+		cs.known[r.Seq] = r.Hash
+	}
+	return inv.report(ctx, cs, fs)
+}
+
+// withoutSelf drops from fs the findings already present in have (the
+// receipt's own checks, which Advance repeats).
+func withoutSelf(fs, have []receipt.Finding) []receipt.Finding {
+	out := fs[:0:0]
+next:
+	for _, f := range fs {
+		for _, h := range have {
+			if f == h {
+				continue next
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// report handles the findings of one record: TTL expiries are logged and
+// counted; every tamper finding is recorded, and when new, logged and
+// counted; the case is alerted once.
+func (inv *invocation) report(ctx context.Context, cs *caseState, fs []receipt.Finding) error {
+	d := inv.v.d
+	for _, f := range fs {
+		fctx := telemetry.WithSeq(telemetry.WithCase(ctx, f.Tenant, f.CaseID), f.Seq)
+		if !f.Kind.Tamper() {
+			d.Log.InfoContext(fctx, "receipt expired by time to live", "kind", string(f.Kind), "expected", f.Expected)
+			d.Metrics.Add(ReceiptsExpired, telemetry.Count, 1)
+			continue
+		}
+		created := true
+		if f.CaseID != "" {
+			var err error
+			if created, err = d.Findings.Put(ctx, f); err != nil {
+				return err
+			}
+		}
+		if created {
+			d.Log.ErrorContext(fctx, "integrity finding", "kind", string(f.Kind), "expected", f.Expected, "actual", f.Actual, "detail", f.Detail)
+			d.Metrics.Add(telemetry.IntegrityFindings, telemetry.Count, 1)
+		}
+		if f.CaseID == "" || (cs != nil && cs.alerted) {
+			continue
+		}
+		if err := inv.alert(fctx, f); err != nil {
+			return err
+		}
+		if cs != nil {
+			cs.alerted = true
+		}
+	}
+	return nil
+}
+
+// alert sends the case's alert unless it already went out. The marker is
+// written after the alert is published, so an SNS failure retries the
+// alert rather than losing it.
+func (inv *invocation) alert(ctx context.Context, f receipt.Finding) error {
+	d := inv.v.d
+	done, err := d.Findings.Alerted(ctx, f.CaseID)
+	if err != nil || done {
+		return err
+	}
+	subject, body := AlertMessage(f)
+	if err := d.Alerts.Alert(ctx, subject, body); err != nil {
+		return err
+	}
+	_, err = d.Cases.MarkAlerted(ctx, f.CaseID)
+	return err
+}
+
+// AlertMessage renders the alert of a case's first finding.
+func AlertMessage(f receipt.Finding) (subject, body string) {
+	subject = fmt.Sprintf("KNHK integrity finding: %s in case %s", f.Kind, f.CaseID)
+	var b strings.Builder
+	fmt.Fprintf(&b, "The receipts verifier found a tampered receipt chain.\n\n")
+	fmt.Fprintf(&b, "Tenant:   %s\nCase:     %s\nSeq:      %d\nKind:     %s\n", f.Tenant, f.CaseID, f.Seq, f.Kind)
+	if f.Expected != "" || f.Actual != "" {
+		fmt.Fprintf(&b, "Expected: %s\nActual:   %s\n", f.Expected, f.Actual)
+	}
+	if f.Detail != "" {
+		fmt.Fprintf(&b, "Detail:   %s\n", f.Detail)
+	}
+	fmt.Fprintf(&b, "\nFurther findings of this case are recorded without another alert.\nInspect the chain: knhk verify --case %s\n", f.CaseID)
+	return subject, b.String()
+}
+
+func tenantOf(rec events.DynamoDBEventRecord) string {
+	if t := strAttr(rec.Change.NewImage, receipt.AttrTenant); t != "" {
+		return t
+	}
+	return strAttr(rec.Change.OldImage, receipt.AttrTenant)
+}
