@@ -15,7 +15,12 @@ import (
 )
 
 func init() {
-	rc := &cobra.Command{Use: "receipts", Short: "Work with receipt chains offline"}
+	rc := &cobra.Command{
+		Use:   "receipts [CASE_ID]",
+		Short: "Print a case's stored receipts as JSON lines, or chain an event history offline",
+		Args:  cobra.MaximumNArgs(1),
+		RunE:  receiptsOfCase,
+	}
 	var events, tenant, caseID string
 	chain := &cobra.Command{
 		Use:   "chain --events FILE --tenant T --case ID",

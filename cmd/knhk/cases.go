@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/spf13/cobra"
+
+	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/queue"
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/workflow/engine"
+)
+
+func init() {
+	root.AddCommand(submitCmd())
+	cs := &cobra.Command{Use: "case", Short: "Inspect cases of a deployed stack"}
+	cs.AddCommand(caseShowCmd())
+	root.AddCommand(cs)
+	root.AddCommand(findingsCmd())
+}
+
+func submitCmd() *cobra.Command {
+	var ref, input, tenant, key string
+	cmd := &cobra.Command{
+		Use:   "submit --workflow [NAMESPACE/]NAME[:VERSION] --input FILE|- [--tenant T] [--key K]",
+		Short: "Start a workflow case by sending a start message to the work queue; prints the case id",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ns, name, version, err := parseWorkflowRef(ref)
+			if err != nil {
+				return withExit(2, err)
+			}
+			in, err := readInput(cmd.InOrStdin(), input)
+			if err != nil {
+				return withExit(2, err)
+			}
+			raw, err := json.Marshal(in)
+			if err != nil {
+				return withExit(2, err)
+			}
+			if key == "" {
+				key = randomKey()
+			}
+			start := message.Start{Kind: message.KindStart, Tenant: tenant, IdempotencyKey: key, Input: raw,
+				Workflow: message.WorkflowRef{Namespace: ns, Name: name, Version: version}}
+			body, err := json.Marshal(start)
+			if err != nil {
+				return err
+			}
+			// Validate exactly as the executor will.
+			m, err := message.Decode(body)
+			if err != nil {
+				return withExit(2, err)
+			}
+			ctx := cmd.Context()
+			cfg, res, err := deployedStack(ctx, stack.OutWorkQueueURL)
+			if err != nil {
+				return err
+			}
+			caseID := m.Start.CaseID()
+			if err := queue.NewSender(sqs.NewFromConfig(cfg), res.WorkQueueURL).Send(ctx, queue.Message{Body: m.Start, CaseID: caseID}); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), caseID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ref, "workflow", "", "workflow to start: [NAMESPACE/]NAME[:VERSION] (latest when no version)")
+	f.StringVar(&input, "input", "", "input JSON file, or - for standard input (default {})")
+	f.StringVar(&tenant, "tenant", message.DefaultTenant, "tenant")
+	f.StringVar(&key, "key", "", "idempotency key (default: a random one); re-sending with the same key opens no second case")
+	_ = cmd.MarkFlagRequired("workflow")
+	return cmd
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// caseView is what `case show` reports.
+type caseView struct {
+	CaseID     string            `json:"caseId"`
+	Tenant     string            `json:"tenant"`
+	Workflow   string            `json:"workflow"`
+	Status     engine.Status     `json:"status"`
+	Receipts   int               `json:"receipts"`
+	Verified   bool              `json:"verified"`
+	Findings   []receipt.Finding `json:"findings,omitempty"`
+	Waiting    []string          `json:"waiting,omitempty"` // tasks awaiting an effect or an event
+	Output     json.RawMessage   `json:"output,omitempty"`
+	Error      *history.Error    `json:"error,omitempty"`
+	StartedAt  time.Time         `json:"startedAt,omitzero"`
+	LastEvents []receiptLine     `json:"last"`
+}
+
+type receiptLine struct {
+	Seq  int64        `json:"seq"`
+	Type history.Type `json:"type"`
+	Task string       `json:"task,omitempty"`
+	Time time.Time    `json:"time,omitzero"`
+}
+
+func caseShowCmd() *cobra.Command {
+	var last int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show CASE_ID",
+		Short: "Show a case: status, where it waits, its last receipts and any integrity finding",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable, stack.OutStateTable)
+			if err != nil {
+				return err
+			}
+			db := dynamodb.NewFromConfig(cfg)
+			chains := store.NewReceipts(db, res.ReceiptsTable)
+			chains.Blobs = store.NewState(db, res.StateTable)
+			rs, bad, err := chains.Chain(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if len(rs) == 0 && len(bad) == 0 {
+				return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
+			}
+			v := caseView{CaseID: args[0], Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
+			v.Verified = len(v.Findings) == 0
+			if len(rs) > 0 && rs[0].Genesis != nil {
+				g := rs[0].Genesis
+				v.Tenant, v.Workflow = rs[0].Tenant, fmt.Sprintf("%s/%s:%s", g.Namespace, g.Workflow, g.Version)
+				if err := foldCase(ctx, &v, chains, registry.New(db, res.StateTable), rs); err != nil {
+					return err
+				}
+			}
+			for _, r := range rs[max(0, len(rs)-last):] {
+				v.LastEvents = append(v.LastEvents, receiptLine{Seq: r.Seq, Type: r.Type, Task: r.Task, Time: r.Ended})
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			printCase(cmd.OutOrStdout(), v)
+			if !v.Verified {
+				return withExit(3, fmt.Errorf("case %s: chain does not verify", v.CaseID))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&last, "last", 10, "how many of the last receipts to show")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// foldCase replays the chain with the pinned descriptor to report status and
+// position.
+func foldCase(ctx context.Context, v *caseView, chains *store.Receipts, reg *registry.Registry, rs []*receipt.Receipt) error {
+	g := rs[0].Genesis
+	d, err := reg.Load(ctx, g.Namespace, g.Workflow, g.Version, g.DescriptorHash)
+	if err != nil {
+		return fmt.Errorf("case %s: pinned descriptor: %w", v.CaseID, err)
+	}
+	evs, err := chains.Events(ctx, rs)
+	if err != nil {
+		return err
+	}
+	st, err := engine.Replay(d.Workflow, evs)
+	if err != nil {
+		v.Findings = append(v.Findings, receipt.Finding{Kind: receipt.HistoryInvalid, Tenant: v.Tenant, CaseID: v.CaseID, Detail: err.Error()})
+		v.Verified = false
+		return nil
+	}
+	v.Status, v.Output, v.Error, v.StartedAt = st.Status, st.Output, st.Error, st.StartedAt
+	for _, r := range st.Records {
+		if r.Status == engine.RecAwaiting || r.Status == engine.RecRequested {
+			v.Waiting = append(v.Waiting, fmt.Sprintf("%s (%s)", r.Task, r.Status))
+		}
+	}
+	for id, t := range st.Timers {
+		if !t.Fired {
+			v.Waiting = append(v.Waiting, fmt.Sprintf("timer %s due %s", id, t.Due.Format(time.RFC3339)))
+		}
+	}
+	slices.Sort(v.Waiting)
+	return nil
+}
+
+func printCase(w io.Writer, v caseView) {
+	fmt.Fprintf(w, "case      %s\ntenant    %s\nworkflow  %s\nstatus    %s\nreceipts  %d (chain verified: %t)\n", v.CaseID, v.Tenant, v.Workflow, v.Status, v.Receipts, v.Verified)
+	for _, f := range v.Findings {
+		fmt.Fprintf(w, "finding   %s\n", f)
+	}
+	for _, x := range v.Waiting {
+		fmt.Fprintf(w, "waiting   %s\n", x)
+	}
+	if len(v.Output) > 0 {
+		fmt.Fprintf(w, "output    %s\n", v.Output)
+	}
+	if v.Error != nil {
+		fmt.Fprintf(w, "error     %s %d %s: %s at %s\n", v.Error.Type, v.Error.Status, v.Error.Title, v.Error.Detail, v.Error.Instance)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTYPE\tTASK\tTIME")
+	for _, l := range v.LastEvents {
+		ts := ""
+		if !l.Time.IsZero() {
+			ts = l.Time.Format(time.RFC3339Nano)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", l.Seq, l.Type, l.Task, ts)
+	}
+	tw.Flush()
+}
+
+// receiptsOfCase prints a case's stored receipts, canonical, one per line.
+func receiptsOfCase(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	ctx := cmd.Context()
+	cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable)
+	if err != nil {
+		return err
+	}
+	rs, bad, err := store.NewReceipts(dynamodb.NewFromConfig(cfg), res.ReceiptsTable).Chain(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 && len(bad) == 0 {
+		return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
+	}
+	out := cmd.OutOrStdout()
+	for _, r := range rs {
+		c, err := r.Canonical()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s\n", c)
+	}
+	for _, f := range bad {
+		fmt.Fprintln(cmd.ErrOrStderr(), "finding:", f)
+	}
+	if len(bad) > 0 {
+		return withExit(3, fmt.Errorf("case %s: %d stored items do not decode", args[0], len(bad)))
+	}
+	return nil
+}
+
+func findingsCmd() *cobra.Command {
+	var since time.Duration
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "findings",
+		Short: "List recent integrity findings recorded by the verifier, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, res, err := deployedStack(ctx, stack.OutStateTable)
+			if err != nil {
+				return err
+			}
+			fs, err := store.NewFindings(dynamodb.NewFromConfig(cfg), res.StateTable).Recent(ctx, time.Now().Add(-since), limit)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, f := range fs {
+				if err := enc.Encode(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back to look")
+	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many findings (0: all)")
+	return cmd
+}

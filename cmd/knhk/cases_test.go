@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/knhk/knhk/localstack/provision"
+	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/executor"
+	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/queue"
+	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
+)
+
+// TestOperatorCommandsOnLocalStack publishes a workflow, submits a case,
+// lets an executor run it, and inspects it the way an operator does.
+func TestOperatorCommandsOnLocalStack(t *testing.T) {
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	dir := t.TempDir()
+	outFile := filepath.Join(dir, "outputs.json")
+	b, _ := json.Marshal(outs)
+	if err := os.WriteFile(outFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region,
+		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"} {
+		t.Setenv(k, v)
+	}
+	sample := filepath.Join("..", "..", "events")
+
+	out, errOut, code := run(t, "workflow", "push", filepath.Join(sample, "workflows", "order-routing.yaml"), "--outputs", outFile)
+	if code != 0 || !strings.HasPrefix(out, "created commerce/order-routing:1.0.0 sha256:") {
+		t.Fatalf("push: %d %q %q", code, out, errOut)
+	}
+	if out, _, code := run(t, "workflow", "list", "--outputs", outFile); code != 0 || !strings.Contains(out, "commerce/order-routing  1.0.0    *") {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	if _, _, code := run(t, "submit", "--workflow", "commerce/", "--outputs", outFile); code != 2 {
+		t.Fatalf("submit with a bad reference exited %d, want 2", code)
+	}
+	out, errOut, code = run(t, "submit", "--workflow", "commerce/order-routing", "--key", "order-1",
+		"--input", filepath.Join(sample, "inputs", "order-routing.json"), "--outputs", outFile)
+	caseID := strings.TrimSpace(out)
+	if code != 0 || caseID != message.CaseID(message.DefaultTenant, "commerce", "order-routing", "order-1") {
+		t.Fatalf("submit: %d %q %q", code, out, errOut)
+	}
+
+	// The executor runs what was submitted.
+	ctx := context.Background()
+	cfg, _ := ep.Config(ctx)
+	sq, db := sqs.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
+	got, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2, MessageAttributeNames: []string{"All"}})
+	if err != nil || len(got.Messages) != 1 {
+		t.Fatalf("submitted message: %v %v", got, err)
+	}
+	srv := httptest.NewServer(standin.Handler())
+	defer srv.Close()
+	chains := store.NewReceipts(db, outs[stack.OutReceiptsTable])
+	x := executor.New(executor.DefaultConfig(), executor.Deps{
+		Chains: chains, Descriptors: registry.New(db, outs[stack.OutStateTable]), Cases: store.NewCases(db, outs[stack.OutStateTable]),
+		Sender: queue.NewSender(sq, outs[stack.OutWorkQueueURL]), HTTP: standin.Client(srv.Listener.Addr().String()),
+	})
+	hctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	resp, err := x.Handle(hctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: aws.ToString(got.Messages[0].Body)}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("executor: %v %v", resp, err)
+	}
+
+	out, errOut, code = run(t, "case", "show", caseID, "--json", "--outputs", outFile)
+	var v caseView
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+		t.Fatalf("case show: %d %q %q", code, out, errOut)
+	}
+	if v.Status != "completed" || !v.Verified || v.Workflow != "commerce/order-routing:1.0.0" || !jsonSame(v.Output, standin.Outputs["order-routing"]) {
+		t.Fatalf("case show = %+v", v)
+	}
+	out, _, code = run(t, "case", "show", caseID, "--outputs", outFile)
+	if code != 0 || !strings.Contains(out, "status    completed") || !strings.Contains(out, "case.completed") {
+		t.Fatalf("case show (text): %d %q", code, out)
+	}
+	if _, _, code := run(t, "case", "show", "0123456789abcdef0123456789abcdef", "--outputs", outFile); code != 2 {
+		t.Fatalf("case show of an unknown case exited %d, want 2", code)
+	}
+
+	out, _, code = run(t, "receipts", caseID, "--outputs", outFile)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != v.Receipts {
+		t.Fatalf("receipts: exit %d, %d lines for %d receipts:\n%s", code, len(lines), v.Receipts, out)
+	}
+	file := filepath.Join(dir, "case.jsonl")
+	if err := os.WriteFile(file, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := run(t, "verify", "--file", file); code != 0 {
+		t.Fatalf("verify --file of the exported receipts exited %d", code)
+	}
+	if out, _, code := run(t, "findings", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "" {
+		t.Fatalf("findings on a clean stack: %d %q", code, out)
+	}
+}
+
+func jsonSame(a json.RawMessage, b string) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return string(xa) == string(ya)
+}
