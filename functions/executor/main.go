@@ -23,6 +23,7 @@ import (
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/breaker"
 	"github.com/knhk/knhk/shared/executor"
+	"github.com/knhk/knhk/shared/hostmap"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/secrets"
@@ -46,6 +47,7 @@ type settings struct {
 	secretsPrefix                    string
 	cfg                              executor.Config
 	breaker                          breaker.Config
+	hosts                            hostmap.Map
 	level                            slog.Level
 }
 
@@ -95,7 +97,11 @@ func readSettings(getenv func(string) string) (settings, error) {
 		s.cfg.FanOut = b
 	}
 	var err error
-	if s.breaker, err = breaker.ConfigFromEnv("HTTP"); err != nil {
+	// Local runs route the samples' hosts to stand-in services.
+	if s.hosts, err = hostmap.Parse(getenv("KNHK_HTTP_HOST_MAP")); err != nil {
+		return s, fmt.Errorf("KNHK_HTTP_HOST_MAP: %w", err)
+	}
+	if s.breaker, err = breaker.ConfigFrom("HTTP", getenv); err != nil {
 		return s, err
 	}
 	if s.level, err = telemetry.ParseLevel(getenv("LOG_LEVEL")); err != nil {
@@ -135,7 +141,7 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 		Cases:       cases,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Secrets:     secrets.New(secretsmanager.NewFromConfig(awsCfg), s.secretsPrefix, 5*time.Minute),
-		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: breaker.NewSet(s.breaker).Transport(http.DefaultTransport)},
+		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: breaker.NewSet(s.breaker).Transport(s.hosts.Transport(http.DefaultTransport.(*http.Transport)))},
 		Log:         log,
 		Metrics:     metrics,
 	})

@@ -270,8 +270,20 @@ func (r *resolver) active(id string) bool {
 	return err == nil && ok
 }
 
-func (r *resolver) props(res cfnResource) (map[string]any, error) {
-	v, err := r.Resolve(res.Properties)
+// props resolves the named properties of a resource (all when none are
+// named). Naming them matters: a function's Role refers to IAM resources
+// that a local endpoint does not provision, and the service never uses it.
+func (r *resolver) props(res cfnResource, names ...string) (map[string]any, error) {
+	in := res.Properties
+	if len(names) > 0 {
+		in = map[string]any{}
+		for _, n := range names {
+			if v, ok := res.Properties[n]; ok {
+				in[n] = v
+			}
+		}
+	}
+	v, err := r.Resolve(in)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +295,7 @@ func (r *resolver) props(res cfnResource) (map[string]any, error) {
 }
 
 func (r *resolver) fillFunction(f *Function, res cfnResource, opts StackOptions) error {
-	p, err := r.props(res)
+	p, err := r.props(res, "MemorySize", "Timeout", "Environment")
 	if err != nil {
 		return err
 	}

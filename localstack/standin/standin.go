@@ -6,13 +6,13 @@
 package standin
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/knhk/knhk/shared/hostmap"
 )
 
 // Domain is the host suffix of every service the samples call.
@@ -77,22 +77,8 @@ func AdjusterDecision(claimID, id string) map[string]any {
 	}
 }
 
-// Transport dials addr for every `*.knhk.local` host and uses base for
-// everything else.
-func Transport(addr string, base *http.Transport) *http.Transport {
-	t := base.Clone()
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	t.DialContext = func(ctx context.Context, network, target string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(target)
-		if err == nil && strings.HasSuffix(host, Domain) {
-			target = addr
-		}
-		return d.DialContext(ctx, network, target)
-	}
-	return t
-}
-
 // Client is an HTTP client whose `*.knhk.local` requests reach addr.
 func Client(addr string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: Transport(addr, http.DefaultTransport.(*http.Transport))}
+	m := hostmap.Map{strings.TrimPrefix(Domain, "."): addr}
+	return &http.Client{Timeout: 30 * time.Second, Transport: m.Transport(http.DefaultTransport.(*http.Transport))}
 }

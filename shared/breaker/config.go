@@ -69,7 +69,14 @@ const (
 // example BREAKER_FAILURE_THRESHOLD with prefix "BREAKER"). Unset or empty
 // variables leave the default in place; malformed or non-positive values are
 // an error.
-func ConfigFromEnv(prefix string) (Config, error) {
+func ConfigFromEnv(prefix string) (Config, error) { return ConfigFrom(prefix, os.Getenv) }
+
+// ConfigFrom is ConfigFromEnv over any variable source.
+func ConfigFrom(prefix string, getenv func(string) string) (Config, error) {
+	lookup := func(name string) (string, bool) {
+		v := getenv(name)
+		return v, v != ""
+	}
 	name := func(suffix string) string {
 		if prefix == "" {
 			return suffix
@@ -102,11 +109,6 @@ func ConfigFromEnv(prefix string) (Config, error) {
 		c.OpenInterval = d
 	}
 	return c.withDefaults(), nil
-}
-
-func lookup(name string) (string, bool) {
-	v, ok := os.LookupEnv(name)
-	return v, ok && v != ""
 }
 
 func positiveInt(v string) (int, error) {
