@@ -18,6 +18,9 @@ GOFLAGS_LAMBDA := -trimpath -ldflags='-s -w' -tags lambda.norpc
 # Local synths make tables destroyable; deploy to AWS with -c env=prod (README).
 CDK_CONTEXT ?= -c env=local
 
+RIE         := $(LOCAL)/bin/aws-lambda-rie
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
+
 # Defaults for the local endpoint only; real AWS uses your own profile.
 LOCAL_ENV := AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
              AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
@@ -42,7 +45,10 @@ $(LOCAL)/go-mod.done: go.mod go.sum
 	$(GO) mod download
 	touch $@
 
-deps: $(VENV)/.installed infra/node_modules/.installed $(LOCAL)/go-mod.done ## install Go modules, the endpoint venv and the CDK CLI
+$(RIE): | $(LOCAL)/go-mod.done
+	GOBIN=$(CURDIR)/$(LOCAL)/bin $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+deps: $(VENV)/.installed infra/node_modules/.installed $(LOCAL)/go-mod.done $(RIE) ## install Go modules, the endpoint venv, the CDK CLI and the Lambda emulator
 
 # ---------------------------------------------------------------- build
 build: $(LOCAL)/go-mod.done ## arm64 bootstrap zips for every function + host binaries
@@ -74,9 +80,8 @@ local-deploy: synth local-up ## provision the synthesized stack on the local end
 	$(LOCAL_ENV) $(BUILD)/host/knhk local deploy --template infra/cdk.out/KnhkStack.template.json --out $(LOCAL)/outputs.json
 
 # ---------------------------------------------------------------- main job
-run: local-deploy ## the main job on the embedded endpoint
-	@echo "endpoint: $(ENDPOINT)"
-	@jq . $(LOCAL)/outputs.json 2>/dev/null || cat $(LOCAL)/outputs.json
+run: deps local-deploy ## the main job on the embedded endpoint (ONCE=1 exits after the summary)
+	$(LOCAL_ENV) $(BUILD)/host/knhk run $(if $(ONCE),--once) $(RUN_FLAGS)
 
 # ---------------------------------------------------------------- quality
 lint: $(LOCAL)/go-mod.done ## gofmt check and go vet
