@@ -355,3 +355,7 @@ func seqs(rs []*receipt.Receipt) string {
 	}
 	return b.String()
 }
+
+func withTimeout(e *env, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.ctx, d)
+}
