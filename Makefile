@@ -91,6 +91,7 @@ lint: $(LOCAL)/go-mod.done ## gofmt check and go vet
 
 test: deps lint build synth ## everything CI runs: lint, unit, integration, CDK, conformance and e2e tests
 	$(GO) test -count=1 -timeout 30m ./... 2>&1 | tee $(LOCAL)/test.log
+	@$(GO) test -count=1 -run 'TestConformance$$' -v ./shared/workflow/ctk/ | grep -E 'CTK:|SKIP' || true
 	@echo "packages: $$(grep -c '^ok' $(LOCAL)/test.log) ok, $$(grep -c '^FAIL' $(LOCAL)/test.log || true) failed"
 
 e2e: deps build synth ## end-to-end suite against the local stack
