@@ -56,7 +56,7 @@ func Resolve(outputsFile string) (Resources, error) {
 		b, err := os.ReadFile(outputsFile)
 		switch {
 		case err == nil:
-			if err := json.Unmarshal(b, &outs); err != nil {
+			if outs, err = decodeOutputs(b); err != nil {
 				return Resources{}, fmt.Errorf("read stack outputs %s: %w", outputsFile, err)
 			}
 		case !os.IsNotExist(err):
@@ -77,4 +77,30 @@ func Resolve(outputsFile string) (Resources, error) {
 		AlertsTopicArn:  get(OutAlertsTopicArn),
 		CheckpointKeyID: get(OutCheckpointKeyID),
 	}, nil
+}
+
+// decodeOutputs reads a flat object of output id to value (as a local deploy
+// writes it) or the file `cdk deploy --outputs-file` writes: one object per
+// stack name.
+func decodeOutputs(b []byte) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, err
+	}
+	outs := map[string]string{}
+	for k, v := range raw {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			outs[k] = s
+			continue
+		}
+		var nested map[string]string
+		if err := json.Unmarshal(v, &nested); err != nil {
+			return nil, fmt.Errorf("output %s is neither a string nor a stack's outputs", k)
+		}
+		for nk, nv := range nested {
+			outs[nk] = nv
+		}
+	}
+	return outs, nil
 }
