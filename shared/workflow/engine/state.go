@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/dsl"
+	"github.com/knhk/knhk/shared/workflow/expr"
 )
 
 // Status is the life-cycle state of a case.
@@ -236,31 +236,9 @@ func decodeJSON(raw json.RawMessage) any {
 	if len(raw) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := expr.DecodeJSON(raw)
+	if err != nil {
 		return nil
-	}
-	return fromNumbers(v)
-}
-
-func fromNumbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil && int64(int(i)) == i {
-			return int(i)
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromNumbers(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = fromNumbers(x)
-		}
 	}
 	return v
 }

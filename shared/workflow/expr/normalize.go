@@ -1,6 +1,7 @@
 package expr
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -153,4 +154,16 @@ func same(a, b any) bool {
 		}
 		return reflect.TypeOf(a) == reflect.TypeOf(b) && a == b
 	}
+}
+
+// DecodeJSON decodes one JSON value into the values expressions work on,
+// keeping integers as int (json.Number, then Normalize).
+func DecodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return Normalize(v), nil
 }

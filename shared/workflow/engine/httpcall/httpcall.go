@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/workflow/expr"
 )
 
 // Output formats of a call.
@@ -199,38 +200,11 @@ func decodeContent(contentType string, data []byte) any {
 	}
 	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "" && json.Valid(data) {
-		var v any
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		if err := dec.Decode(&v); err == nil {
-			return fromJSONNumbers(v)
+		if v, err := expr.DecodeJSON(data); err == nil {
+			return v
 		}
 	}
 	return string(data)
-}
-
-// fromJSONNumbers turns json.Number into int (when integral and in range)
-// or float64, so that integers from services stay integers.
-func fromJSONNumbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil && int64(int(i)) == i {
-			return int(i)
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromJSONNumbers(x)
-		}
-		return t
-	case []any:
-		for i, x := range t {
-			t[i] = fromJSONNumbers(x)
-		}
-		return t
-	}
-	return v
 }
 
 func headerMap(h http.Header, hideAuth bool) map[string]any {
