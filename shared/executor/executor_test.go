@@ -3,6 +3,8 @@ package executor
 import (
 	"bytes"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/workflow/engine"
 )
@@ -40,7 +43,7 @@ func runSamples(t *testing.T, e *env, x *Executor) (map[string]string, []string)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for name, id := range ids {
-				rs, _, _ := e.chains.Chain(e.ctx, id)
+				rs, _, _ := e.view.Chain(e.ctx, id)
 				t.Logf("%s %s: %s", name, id, seqs(rs))
 				if len(rs) > 0 && rs[len(rs)-1].Error != nil {
 					t.Logf("  error %+v", *rs[len(rs)-1].Error)
@@ -82,7 +85,7 @@ func TestSamplesCompleteWithVerifiableChains(t *testing.T) {
 	e := newEnv(t, nil)
 	x, _ := e.executor(sampleConfig())
 	e.ops.reset()
-	ids, _ := runSamples(t, e, x)
+	ids, seen := runSamples(t, e, x)
 	total := 0
 	for name, id := range ids {
 		rs := e.chain(id)
@@ -102,6 +105,17 @@ func TestSamplesCompleteWithVerifiableChains(t *testing.T) {
 	// receipts table.
 	if got := e.ops.get("PutItem", e.receipts); got != total {
 		t.Errorf("PutItem on receipts = %d for %d receipts", got, total)
+	}
+	// One chain read per case message: CloudEvents (the adjuster's decision
+	// and the events the samples emit) read subscriptions, not chains.
+	caseMessages := 0
+	for _, b := range seen {
+		if !strings.Contains(b, `"specversion"`) || strings.Contains(b, `"kind":"continue"`) {
+			caseMessages++
+		}
+	}
+	if got := e.ops.get("Query", e.receipts); got != caseMessages {
+		t.Errorf("Query on receipts = %d for %d case messages", got, caseMessages)
 	}
 	if subs, _ := e.cases.Subscribers(e.ctx, "acme"); len(subs) != 0 {
 		t.Errorf("subscriptions left after the listen task ended: %v", subs)
@@ -336,5 +350,71 @@ func TestTamperedChainIsQuarantinedNotExtended(t *testing.T) {
 	_ = m.Flush(&buf)
 	if emfSum(t, buf.Bytes(), telemetry.IntegrityFindings) < 1 {
 		t.Fatal("no IntegrityFindings metric")
+	}
+}
+
+// A case keeps the version it pinned at genesis while latest moves forward
+// and back: a rollback is safe for cases in flight.
+func TestRollbackIsSafeForCasesInFlight(t *testing.T) {
+	e := newEnv(t, nil)
+	x, _ := e.executor(DefaultConfig())
+	v1, err := os.ReadFile(filepath.Join("..", "..", "events", "workflows", "insurance-claim.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := bytes.Replace(v1, []byte("version: '1.0.0'"), []byte("version: '2.0.0'"), 1)
+	v2 = bytes.Replace(v2, []byte(`status: "paid"`), []byte(`status: "paid-v2"`), 1)
+	if bytes.Equal(v1, v2) {
+		t.Fatal("could not derive version 2")
+	}
+	claim := func(key, claimID string) string {
+		in := sampleInput(t, "insurance-claim").(map[string]any)
+		in["claimId"] = claimID
+		e.send(startMessage("acme", "insurance", "insurance-claim", key, in))
+		return message.CaseID("acme", "insurance", "insurance-claim", key)
+	}
+	waiting := func(ids ...string) func() bool {
+		return func() bool {
+			subs, _ := e.cases.Subscribers(e.ctx, "acme")
+			n := 0
+			for _, s := range subs {
+				for _, id := range ids {
+					if s == id {
+						n++
+					}
+				}
+			}
+			return n == len(ids)
+		}
+	}
+	old := claim("inflight-1", "clm-old")
+	e.pump(x, waiting(old), time.Minute)
+	if _, res, err := e.reg.Push(e.ctx, v2); err != nil || res != registry.Created {
+		t.Fatalf("push v2: %s %v", res, err)
+	}
+	newer := claim("inflight-2", "clm-new")
+	e.pump(x, waiting(old, newer), time.Minute)
+	// Roll latest back to 1.0.0 while both cases wait.
+	if err := e.reg.SetLatest(e.ctx, "insurance", "insurance-claim", "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	rolled := claim("inflight-3", "clm-rolled")
+	e.pump(x, waiting(old, newer, rolled), time.Minute)
+	for _, c := range []string{"clm-old", "clm-new", "clm-rolled"} {
+		ev := standin.AdjusterDecision(c, "decision-"+c)
+		ev["knhktenant"] = "acme"
+		e.send(ev)
+	}
+	e.pump(x, func() bool { return e.ended(old) && e.ended(newer) && e.ended(rolled) }, time.Minute)
+	for id, want := range map[string]string{old: "1.0.0", newer: "2.0.0", rolled: "1.0.0"} {
+		rs := e.chain(id)
+		last := rs[len(rs)-1]
+		status := "paid"
+		if want == "2.0.0" {
+			status = "paid-v2"
+		}
+		if rs[0].Genesis.Version != want || last.Type != history.CaseCompleted || !strings.Contains(string(last.Output), `"status":"`+status+`"`) {
+			t.Errorf("case pinned %s ended %s %s, want version %s with status %s", rs[0].Genesis.Version, last.Type, last.Output, want, status)
+		}
 	}
 }
