@@ -155,11 +155,15 @@ func (d *decoder) scanExprs(n *node, ptr string) {
 		d.maybeExpr(n.str, ptr)
 	case kindMap:
 		for _, e := range n.keys {
-			d.scanExprs(e.val, join(ptr, e.key))
+			if v := e.val; v != nil && (v.kind == kindMap || v.kind == kindSeq || (v.kind == kindString && IsExpression(v.str))) {
+				d.scanExprs(v, join(ptr, e.key))
+			}
 		}
 	case kindSeq:
 		for i, it := range n.items {
-			d.scanExprs(it, idx(ptr, i))
+			if it != nil && (it.kind == kindMap || it.kind == kindSeq || (it.kind == kindString && IsExpression(it.str))) {
+				d.scanExprs(it, idx(ptr, i))
+			}
 		}
 	}
 }
@@ -727,7 +731,9 @@ func (d *decoder) taskList(n *node, ptr string) TaskList {
 }
 
 // taskKinds lists the keys that name a task's kind, in the order reported.
-var taskKinds = []string{"call", "do", "fork", "emit", "for", "listen", "raise", "run", "set", "switch", "try", "wait"}
+var taskKinds = taskKindList[:]
+
+var taskKindList = [...]string{"call", "do", "fork", "emit", "for", "listen", "raise", "run", "set", "switch", "try", "wait"}
 
 var taskBase = []string{"if", "input", "output", "export", "timeout", "then", "metadata"}
 
@@ -738,13 +744,29 @@ var kindKeys = map[string][]string{
 	"run": {"run"}, "set": {"set"}, "switch": {"switch"}, "try": {"try", "catch"}, "wait": {"wait"},
 }
 
+// taskShape is what the decoding of a task of one kind checks its keys
+// against, computed once.
+type taskShape struct {
+	allowed []string // taskBase then the kind's keys
+	what    string   // "<kind> task", as issues name it
+}
+
+var taskShapes = func() map[string]taskShape {
+	m := make(map[string]taskShape, len(kindKeys))
+	for kind, keys := range kindKeys {
+		m[kind] = taskShape{allowed: append(append([]string{}, taskBase...), keys...), what: kind + " task"}
+	}
+	return m
+}()
+
 func (d *decoder) task(n *node, ptr string, at Pos) *Task {
 	t := &Task{Pointer: ptr, Pos: at}
 	if n == nil || n.kind != kindMap {
 		d.issues = append(d.issues, &Issue{Pointer: ptr, Line: at.Line, Column: at.Column, Message: fmt.Sprintf("a task must be an object, not %s", kindOf(n))})
 		return t
 	}
-	var kinds []string
+	var kindBuf [len(taskKindList)]string
+	kinds := kindBuf[:0]
 	for _, k := range taskKinds {
 		if n.has(k) && !(k == "do" && n.has("for")) {
 			kinds = append(kinds, k)
@@ -770,8 +792,9 @@ func (d *decoder) task(n *node, ptr string, at Pos) *Task {
 		return t
 	}
 	kind := kinds[0]
-	allowed := append(append([]string{}, taskBase...), kindKeys[kind]...)
-	required := []string{kind}
+	shape := taskShapes[kind]
+	var reqBuf [2]string
+	required := append(reqBuf[:0], kind)
 	switch kind {
 	case "for":
 		required = append(required, "do")
@@ -782,7 +805,7 @@ func (d *decoder) task(n *node, ptr string, at Pos) *Task {
 			required = append(required, "with")
 		}
 	}
-	if !d.object(n, ptr, kind+" task", allowed, required...) {
+	if !d.object(n, ptr, shape.what, shape.allowed, required...) {
 		return t
 	}
 	t.If = d.exprStr(n, "if", ptr)

@@ -15,9 +15,9 @@ type blockLevel struct {
 // parsing, how deeply a YAML or JSON document nests (block levels by
 // indentation and "- " entries, plus open flow brackets outside quoted
 // strings, comments and block scalars) and how many entries its widest
-// collection has. The YAML parser's cost grows faster than linearly with
-// both, so such documents are refused before it runs. The estimates err on
-// the high side only for text with many unbalanced brackets or commas.
+// collection has, so that documents beyond the limits are refused before
+// the YAML parser spends time and memory on them. The estimates err on the
+// high side only for text with many unbalanced brackets or commas.
 func scanShape(data []byte) shape {
 	var (
 		s            shape

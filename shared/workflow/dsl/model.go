@@ -20,8 +20,8 @@ type Workflow struct {
 	Schedule *Schedule
 	Evaluate *Evaluate
 
-	// pos maps the JSON pointer of every node of the source to its position.
-	pos map[string]Pos
+	// root is the source tree, kept to answer Position.
+	root *node
 	// exprs are the runtime expressions found by Parse, compiled by Validate.
 	exprs []exprSite
 }
@@ -29,11 +29,10 @@ type Workflow struct {
 // Position returns the source position of the node at the JSON pointer ptr,
 // and whether the pointer names a node of the source document.
 func (w *Workflow) Position(ptr string) (Pos, bool) {
-	if w == nil || w.pos == nil {
+	if w == nil || w.root == nil {
 		return Pos{}, false
 	}
-	p, ok := w.pos[ptr]
-	return p, ok
+	return w.root.find(ptr)
 }
 
 // Pos is a 1-based line and column in the source document.

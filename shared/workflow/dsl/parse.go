@@ -2,7 +2,6 @@ package dsl
 
 import (
 	"fmt"
-	"strconv"
 	"unicode/utf8"
 )
 
@@ -39,31 +38,7 @@ func Parse(data []byte) (w *Workflow, err error) {
 	if len(d.issues) > 0 {
 		return nil, &Error{Issues: sortIssues(d.issues)}
 	}
-	w.pos = make(map[string]Pos, 64)
-	recordPositions(w.pos, root, "")
+	w.root = root
 	w.exprs = d.exprs
 	return w, nil
-}
-
-// recordPositions maps the pointer of every node to its position; entries of
-// a mapping are placed at their key.
-func recordPositions(m map[string]Pos, n *node, ptr string) {
-	if n == nil {
-		return
-	}
-	if _, ok := m[ptr]; !ok {
-		m[ptr] = n.pos
-	}
-	switch n.kind {
-	case kindMap:
-		for _, e := range n.keys {
-			p := join(ptr, e.key)
-			m[p] = e.keyPos
-			recordPositions(m, e.val, p)
-		}
-	case kindSeq:
-		for i, it := range n.items {
-			recordPositions(m, it, ptr+"/"+strconv.Itoa(i))
-		}
-	}
 }

@@ -238,7 +238,7 @@ func TestJSONAndYAMLGiveTheSameModel(t *testing.T) {
 	}
 	strip(wy.Do)
 	strip(wj.Do)
-	wy.pos, wj.pos, wy.exprs, wj.exprs = nil, nil, nil, nil
+	wy.root, wj.root, wy.exprs, wj.exprs = nil, nil, nil, nil
 	if !reflect.DeepEqual(wy, wj) {
 		t.Fatalf("YAML and JSON models differ:\n%+v\n%+v", wy.Do[0].Task.Call, wj.Do[0].Task.Call)
 	}
