@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/dsl"

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/cucumber/godog"
-	"github.com/goccy/go-yaml"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/dsl"

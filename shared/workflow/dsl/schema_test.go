@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/dlclark/regexp2"
-	"github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // stricter lists the corpus documents that the official schema accepts but

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/goccy/go-yaml"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/knhk/knhk/shared/history"
 )
