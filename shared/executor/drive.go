@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,8 @@ type caseRun struct {
 	desc       *registry.Descriptor
 	prog       *engine.Program
 	state      *engine.State
-	awaiting   bool // a listen task waited when the chain was read
+	awaiting   bool     // a listen task waited when the chain was read
+	types      []string // the event types it waited for (nil: any)
 }
 
 func (c *caseRun) exists() bool { return len(c.receipts) > 0 }
@@ -112,17 +114,8 @@ func (x *Executor) open(ctx context.Context, tenant, caseID string) (*caseRun, e
 			Seq: int64(len(rs) - 1), Detail: err.Error()}})
 	}
 	c.state = st
-	c.awaiting = awaiting(st)
+	c.types, c.awaiting = listenTypes(c)
 	return c, nil
-}
-
-func awaiting(st *engine.State) bool {
-	for _, r := range st.Records {
-		if r.Status == engine.RecAwaiting {
-			return true
-		}
-	}
-	return false
 }
 
 // drive feeds stimuli to the engine until the case rests: it appends every
@@ -323,12 +316,16 @@ func (x *Executor) continuation(c *caseRun, reason message.Reason, ref string, d
 	}}
 }
 
-// settle keeps the listen subscription in step with the case.
+// settle keeps the listen subscription in step with the case: present with
+// the event types its waiting listen tasks consume, absent otherwise.
 func (x *Executor) settle(ctx context.Context, c *caseRun) error {
-	now := !c.state.Terminal() && awaiting(c.state)
+	types, now := []string(nil), false
+	if !c.state.Terminal() {
+		types, now = listenTypes(c)
+	}
 	switch {
-	case now && !c.awaiting:
-		if err := x.cases.Subscribe(ctx, c.tenant, c.id); err != nil {
+	case now && (!c.awaiting || !slices.Equal(types, c.types)):
+		if err := x.cases.Subscribe(ctx, c.tenant, c.id, types); err != nil {
 			return fmt.Errorf("case %s: subscribe: %w", c.id, err)
 		}
 	case !now && c.awaiting:
@@ -336,11 +333,39 @@ func (x *Executor) settle(ctx context.Context, c *caseRun) error {
 			return fmt.Errorf("case %s: unsubscribe: %w", c.id, err)
 		}
 	}
-	c.awaiting = now
+	c.awaiting, c.types = now, types
 	if c.state.Terminal() {
 		x.log.InfoContext(telemetry.WithSeq(ctx, int64(len(c.receipts)-1)), "case ended", "status", string(c.state.Status))
 	}
 	return nil
+}
+
+// listenTypes reports whether a listen task of the case waits, and the
+// event types the waiting tasks consume (nil: any type).
+func listenTypes(c *caseRun) ([]string, bool) {
+	var types []string
+	waiting, anyType := false, false
+	for _, r := range c.state.Records {
+		if r.Status != engine.RecAwaiting {
+			continue
+		}
+		waiting = true
+		t := c.desc.Workflow.Task(r.Task)
+		if t == nil || t.Listen == nil {
+			anyType = true
+			continue
+		}
+		ts := t.Listen.EventTypes()
+		if ts == nil {
+			anyType = true
+		}
+		types = append(types, ts...)
+	}
+	if anyType || !waiting {
+		return nil, waiting
+	}
+	slices.Sort(types)
+	return slices.Compact(types), true
 }
 
 // quarantine records integrity findings, alerts once per case, and drops the

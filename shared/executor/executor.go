@@ -59,9 +59,9 @@ type Cases interface {
 	// Quarantine records integrity findings for a case; first is true the
 	// first time the case is quarantined.
 	Quarantine(ctx context.Context, tenant, caseID string, findings []receipt.Finding) (first bool, err error)
-	Subscribe(ctx context.Context, tenant, caseID string) error
+	Subscribe(ctx context.Context, tenant, caseID string, eventTypes []string) error
 	Unsubscribe(ctx context.Context, tenant, caseID string) error
-	Subscribers(ctx context.Context, tenant string) ([]string, error)
+	SubscribersFor(ctx context.Context, tenant, eventType string) ([]string, error)
 	Blob(ctx context.Context, hash string) ([]byte, error)
 }
 
@@ -220,7 +220,7 @@ func (x *Executor) handleMessage(ctx context.Context, m events.SQSMessage) error
 		if t, ok := msg.Event.Extensions()["knhktenant"].(string); ok && t != "" {
 			tenant = t
 		}
-		return x.deliver(ctx, tenant, raw)
+		return x.deliver(ctx, tenant, msg.Event.Type(), raw)
 	}
 }
 
@@ -316,14 +316,15 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 }
 
 // deliver hands an external event to every case of the tenant whose listen
-// task waits; the engine decides whether it matches.
-func (x *Executor) deliver(ctx context.Context, tenant string, event json.RawMessage) error {
-	ids, err := x.cases.Subscribers(ctx, tenant)
+// task waits for its type; the engine decides whether it matches (the other
+// filters and correlation).
+func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event json.RawMessage) error {
+	ids, err := x.cases.SubscribersFor(ctx, tenant, eventType)
 	if err != nil {
 		return fmt.Errorf("deliver event: %w", err)
 	}
 	if len(ids) == 0 {
-		x.log.InfoContext(ctx, "event consumed by no case: no listen task waits", "tenant", tenant)
+		x.log.InfoContext(ctx, "event consumed by no case: no listen task waits for it", "tenant", tenant, "type", eventType)
 		return nil
 	}
 	msgs := make([]queue.Message, 0, len(ids))

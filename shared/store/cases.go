@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -139,10 +140,14 @@ func subKey(tenant, caseID string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{AttrPK: s("SUB#" + tenant), AttrSK: s(caseID)}
 }
 
-// Subscribe records that a case waits for events.
-func (c *Cases) Subscribe(ctx context.Context, tenant, caseID string) error {
+// Subscribe records that a case waits for events of the given CloudEvent
+// types (any type when types is empty).
+func (c *Cases) Subscribe(ctx context.Context, tenant, caseID string, eventTypes []string) error {
 	item := subKey(tenant, caseID)
 	item["at"] = s(c.now().UTC().Format(time.RFC3339Nano))
+	if len(eventTypes) > 0 {
+		item["types"] = &types.AttributeValueMemberSS{Value: slices.Compact(slices.Sorted(slices.Values(eventTypes)))}
+	}
 	if _, err := c.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(c.table), Item: item}); err != nil {
 		return fmt.Errorf("subscribe %s: %w", caseID, err)
 	}
@@ -159,6 +164,12 @@ func (c *Cases) Unsubscribe(ctx context.Context, tenant, caseID string) error {
 
 // Subscribers lists the cases of a tenant that wait for events.
 func (c *Cases) Subscribers(ctx context.Context, tenant string) ([]string, error) {
+	return c.SubscribersFor(ctx, tenant, "")
+}
+
+// SubscribersFor lists the cases of a tenant that wait for an event of the
+// given type (every waiting case when eventType is empty).
+func (c *Cases) SubscribersFor(ctx context.Context, tenant, eventType string) ([]string, error) {
 	var ids []string
 	var start map[string]types.AttributeValue
 	for {
@@ -173,8 +184,9 @@ func (c *Cases) Subscribers(ctx context.Context, tenant string) ([]string, error
 			return nil, fmt.Errorf("subscribers of %s: %w", tenant, err)
 		}
 		for _, it := range out.Items {
-			if v, ok := it[AttrSK].(*types.AttributeValueMemberS); ok {
-				ids = append(ids, v.Value)
+			id, ok := it[AttrSK].(*types.AttributeValueMemberS)
+			if ok && wants(it["types"], eventType) {
+				ids = append(ids, id.Value)
 			}
 		}
 		if len(out.LastEvaluatedKey) == 0 {
@@ -182,4 +194,13 @@ func (c *Cases) Subscribers(ctx context.Context, tenant string) ([]string, error
 		}
 		start = out.LastEvaluatedKey
 	}
+}
+
+// wants reports whether a subscription's types admit an event type.
+func wants(v types.AttributeValue, eventType string) bool {
+	set, ok := v.(*types.AttributeValueMemberSS)
+	if !ok || eventType == "" {
+		return true
+	}
+	return slices.Contains(set.Value, eventType)
 }

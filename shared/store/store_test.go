@@ -419,3 +419,36 @@ func TestAppendExact(t *testing.T) {
 		t.Fatalf("events = %+v, %v", evs, err)
 	}
 }
+
+func TestSubscriptionsFilterByEventType(t *testing.T) {
+	db, _, st := tables(t)
+	ctx := context.Background()
+	c := NewCases(db, st)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.Subscribe(ctx, "acme", "claim-1", []string{"claim.decided", "claim.withdrawn", "claim.decided"}))
+	must(c.Subscribe(ctx, "acme", "any-1", nil))
+	must(c.Subscribe(ctx, "acme", "pay-1", []string{"payment.settled"}))
+	must(c.Subscribe(ctx, "other", "claim-9", []string{"claim.decided"}))
+	for typ, want := range map[string][]string{
+		"claim.decided":   {"any-1", "claim-1"},
+		"payment.settled": {"any-1", "pay-1"},
+		"unrelated":       {"any-1"},
+		"":                {"any-1", "claim-1", "pay-1"},
+	} {
+		got, err := c.SubscribersFor(ctx, "acme", typ)
+		must(err)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("SubscribersFor(%q) = %v, want %v", typ, got, want)
+		}
+	}
+	must(c.Unsubscribe(ctx, "acme", "claim-1"))
+	if got, _ := c.Subscribers(ctx, "acme"); len(got) != 2 {
+		t.Errorf("after unsubscribe: %v", got)
+	}
+}

@@ -7,7 +7,10 @@
 // both.
 package dsl
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Workflow is a parsed workflow document.
 type Workflow struct {
@@ -555,3 +558,61 @@ type WaitTask struct {
 // `with.data` (default: the task input) against the JSON Schema
 // `with.schema`. Built-ins are called by name without a use.functions entry.
 const BuiltinValidateSchema = "knhk:validate-schema"
+
+// Task returns the task at a JSON pointer (as Task.Pointer spells it), or
+// nil.
+func (w *Workflow) Task(ptr string) *Task {
+	var find func(TaskList) *Task
+	find = func(tl TaskList) *Task {
+		for _, nt := range tl {
+			t := nt.Task
+			if t == nil {
+				continue
+			}
+			if t.Pointer == ptr {
+				return t
+			}
+			if !strings.HasPrefix(ptr, t.Pointer+"/") {
+				continue
+			}
+			var lists []TaskList
+			switch {
+			case t.Do != nil:
+				lists = append(lists, t.Do.Tasks)
+			case t.Fork != nil:
+				lists = append(lists, t.Fork.Branches)
+			case t.For != nil:
+				lists = append(lists, t.For.Do)
+			case t.Try != nil:
+				lists = append(lists, t.Try.Try, t.Try.Catch.Do)
+			}
+			for _, l := range lists {
+				if found := find(l); found != nil {
+					return found
+				}
+			}
+		}
+		return nil
+	}
+	return find(w.Do)
+}
+
+// EventTypes returns the CloudEvent types a listen task can consume, or
+// nil when one of its filters accepts any type.
+func (l *ListenTask) EventTypes() []string {
+	var filters []EventFilter
+	filters = append(filters, l.To.All...)
+	filters = append(filters, l.To.Any...)
+	if l.To.One != nil {
+		filters = append(filters, *l.To.One)
+	}
+	var types []string
+	for _, f := range filters {
+		t, ok := f.With["type"].(string)
+		if !ok || t == "" || IsExpression(t) {
+			return nil
+		}
+		types = append(types, t)
+	}
+	return types
+}

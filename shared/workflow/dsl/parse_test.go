@@ -335,3 +335,52 @@ func TestIsExpressionMatchesSchemaPattern(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskByPointerAndListenTypes(t *testing.T) {
+	src := `document: {dsl: '1.0.0', namespace: t, name: w, version: '1.0.0'}
+do:
+  - outer:
+      try:
+        - waitDecision:
+            listen:
+              to:
+                any:
+                  - with: {type: com.example.approved}
+                  - with: {type: com.example.rejected, source: https://x}
+      catch:
+        do:
+          - anyEvent:
+              listen:
+                to:
+                  one:
+                    with: {source: https://y}
+  - branches:
+      fork:
+        branches:
+          - left:
+              set: {a: 1}
+`
+	w, err := Load([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ptr, want := range map[string]string{
+		"/do/0/outer":                              "outer",
+		"/do/0/outer/try/0/waitDecision":           "waitDecision",
+		"/do/0/outer/catch/do/0/anyEvent":          "anyEvent",
+		"/do/1/branches/fork/branches/0/left":      "left",
+		"/do/9/none":                               "",
+		"/do/0/outer/try/0/waitDecision/not/there": "",
+	} {
+		got := w.Task(ptr)
+		if (got == nil) != (want == "") || (got != nil && got.Pointer != ptr) {
+			t.Errorf("Task(%q) = %v, want %q", ptr, got, want)
+		}
+	}
+	if got := w.Task("/do/0/outer/try/0/waitDecision").Listen.EventTypes(); len(got) != 2 || got[0] != "com.example.approved" || got[1] != "com.example.rejected" {
+		t.Errorf("EventTypes = %v", got)
+	}
+	if got := w.Task("/do/0/outer/catch/do/0/anyEvent").Listen.EventTypes(); got != nil {
+		t.Errorf("a filter without a type must accept any type, got %v", got)
+	}
+}
