@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/knhk/knhk/shared/localaws"
 )
 
 // RIEEnv names the environment variable that points at the emulator binary.
@@ -91,7 +93,7 @@ func FindRIE() (string, error) {
 	if p := os.Getenv(RIEEnv); p != "" {
 		return p, nil
 	}
-	root, err := repoRoot()
+	root, err := localaws.RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -100,23 +102,6 @@ func FindRIE() (string, error) {
 		return "", fmt.Errorf("emulator not found at %s: run `make deps` (or set %s)", p, RIEEnv)
 	}
 	return p, nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (go.mod) not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // New validates cfg and reads the stack; Run starts it.
@@ -167,7 +152,7 @@ func New(cfg Config) (*Service, error) {
 	st := cfg.Stack
 	if st == nil {
 		if cfg.StackOptions.HostDir == "" {
-			if root, err := repoRoot(); err == nil {
+			if root, err := localaws.RepoRoot(); err == nil {
 				cfg.StackOptions.HostDir = filepath.Join(root, "build", "host")
 			}
 		}

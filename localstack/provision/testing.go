@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,20 +22,11 @@ func TemplatePath() (string, error) {
 	if p := os.Getenv(TemplateEnv); p != "" {
 		return p, nil
 	}
-	dir, err := os.Getwd()
+	root, err := localaws.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, DefaultTemplate), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (go.mod) not found above the working directory")
-		}
-		dir = parent
-	}
+	return filepath.Join(root, DefaultTemplate), nil
 }
 
 // DeployForTest deploys the synthesized stack onto a test endpoint and

@@ -77,28 +77,37 @@ func (e *Endpoint) Stop() error {
 	return nil
 }
 
-// launcher finds the project's endpoint launcher and the virtualenv's
-// Python by walking up from the working directory to the repository root.
-func launcher() (python, script string, err error) {
+// RepoRoot finds the repository root: the nearest folder above the working
+// directory that holds go.mod.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			python = filepath.Join(dir, ".venv", "bin", "python")
-			script = filepath.Join(dir, "localstack", "endpoint.py")
-			if _, err := os.Stat(python); err != nil {
-				return "", "", errors.New("the endpoint's virtualenv is missing: run `make deps`")
-			}
-			return python, script, nil
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", "", errors.New("repository root (go.mod) not found above the working directory")
+			return "", errors.New("repository root (go.mod) not found above the working directory")
 		}
 		dir = parent
 	}
+}
+
+// launcher finds the project's endpoint launcher and the virtualenv's
+// Python.
+func launcher() (python, script string, err error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", "", err
+	}
+	python = filepath.Join(root, ".venv", "bin", "python")
+	if _, err := os.Stat(python); err != nil {
+		return "", "", errors.New("the endpoint's virtualenv is missing: run `make deps`")
+	}
+	return python, filepath.Join(root, "localstack", "endpoint.py"), nil
 }
 
 // Start launches the endpoint (localstack/endpoint.py: moto with atomic

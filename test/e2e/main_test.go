@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -85,7 +84,7 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) (int, error) {
 	ctx := context.Background()
-	root, err := repoRoot()
+	root, err := localaws.RepoRoot()
 	if err != nil {
 		return 1, err
 	}
@@ -333,23 +332,6 @@ func publish(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (go.mod) not found")
-		}
-		dir = parent
-	}
 }
 
 // --- helpers shared by the scenarios ---
