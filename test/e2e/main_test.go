@@ -232,6 +232,11 @@ func withVisibilityTimeout(t *testing.T, seconds int) {
 	if got := out.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)]; got != strconv.Itoa(seconds) {
 		t.Fatalf("work queue visibility timeout %s after deploying the fixture, want %d", got, seconds)
 	}
+	// SQS applies the visibility timeout in force when a ReceiveMessage call
+	// starts; the local Lambda service long-polls for up to 20 s, so a
+	// message could still be taken under the old timeout until the polls in
+	// flight have returned.
+	time.Sleep(21 * time.Second)
 	t.Cleanup(func() {
 		if err := deployVisibility(context.WithoutCancel(t.Context()), baseVisibilityTimeout); err != nil {
 			t.Errorf("restore the visibility timeout: %v", err)
