@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,12 +33,9 @@ func localDeployCmd() *cobra.Command {
 			"The endpoint comes from --endpoint or AWS_ENDPOINT_URL; without one the command refuses to run.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			endpoint := endpoint
-			if endpoint == "" {
-				endpoint = os.Getenv("AWS_ENDPOINT_URL")
-			}
-			if endpoint == "" {
-				return withExit(2, errors.New("local deploy: no endpoint: set AWS_ENDPOINT_URL or --endpoint"))
+			endpoint, err := localEndpoint("local deploy", endpoint)
+			if err != nil {
+				return err
 			}
 			overrides, err := parseParams(params)
 			if err != nil {

@@ -47,9 +47,9 @@ func runCmd() *cobra.Command {
 			"summary, with status 0 only when every case completed and every chain verified.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			endpoint := os.Getenv("AWS_ENDPOINT_URL")
-			if endpoint == "" {
-				return withExit(2, errors.New("run: no local endpoint: set AWS_ENDPOINT_URL (make run does)"))
+			endpoint, err := localEndpoint("run", "")
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

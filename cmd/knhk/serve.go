@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,11 +46,9 @@ func localServeCmd() *cobra.Command {
 			"with `knhk local deploy`; its state file resolves the functions' environment. See docs/local-lambda.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if endpoint == "" {
-				endpoint = os.Getenv("AWS_ENDPOINT_URL")
-			}
-			if endpoint == "" {
-				return withExit(2, errors.New("local serve: no endpoint: set AWS_ENDPOINT_URL or --endpoint"))
+			endpoint, err := localEndpoint("local serve", endpoint)
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -67,3 +67,16 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 	cfg, err := awsConfig(ctx, "")
 	return cfg, res, err
 }
+
+// localEndpoint returns the local endpoint a command works against: flag,
+// else AWS_ENDPOINT_URL. Without one the command refuses to run, so it never
+// acts on real AWS by accident.
+func localEndpoint(command, flag string) (string, error) {
+	if flag == "" {
+		flag = os.Getenv("AWS_ENDPOINT_URL")
+	}
+	if flag == "" {
+		return "", withExit(2, fmt.Errorf("%s: no endpoint: set AWS_ENDPOINT_URL or --endpoint", command))
+	}
+	return flag, nil
+}

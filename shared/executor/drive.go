@@ -2,15 +2,12 @@ package executor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/knhk/knhk/shared/batch"
 	"github.com/knhk/knhk/shared/history"
@@ -133,7 +130,7 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		if x.lowOnTime(ctx) {
 			x.metrics.Add(telemetry.DeadlineDeferred, telemetry.Count, 1)
 			x.log.WarnContext(ctx, "invocation nearly out of time: case handed back to the queue")
-			return x.send.Send(ctx, x.continuation(c, message.ReasonResume, "", 0))
+			return x.send.Send(ctx, x.continuation(c, message.ReasonResume, "", time.Time{}, 0))
 		}
 		s := pending[0]
 		pending = pending[1:]
@@ -250,9 +247,7 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 				continue // a branch message performs its call only
 			}
 			if wait := e.Due.Sub(x.now()); wait > 0 {
-				m := x.continuation(c, message.ReasonTimer, e.ID, wait)
-				m.Body.(*message.Continue).DueAt = e.Due
-				out = append(out, m)
+				out = append(out, x.continuation(c, message.ReasonTimer, e.ID, e.Due, wait))
 			} else {
 				next = append(next, engine.TimerFired{ID: e.ID, Time: x.now()})
 			}
@@ -262,12 +257,12 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 			}
 			ev := e.Event.Clone()
 			ev.SetExtension("knhktenant", c.tenant)
-			out = append(out, queue.Message{Body: eventBody{ev}})
+			out = append(out, queue.Message{Body: ev}) // structured-mode JSON
 		}
 	}
 	if x.cfg.FanOut && len(calls) > 1 {
 		for _, e := range calls[1:] {
-			out = append(out, x.continuation(c, message.ReasonBranch, e.ID, 0))
+			out = append(out, x.continuation(c, message.ReasonBranch, e.ID, time.Time{}, 0))
 		}
 		calls = calls[:1]
 	}
@@ -278,11 +273,6 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 	}
 	return append(next, x.call(ctx, calls)...), nil
 }
-
-// eventBody encodes a CloudEvent in structured JSON mode.
-type eventBody struct{ ev cloudevents.Event }
-
-func (b eventBody) MarshalJSON() ([]byte, error) { return json.Marshal(b.ev) }
 
 // call performs calls concurrently and returns their results as stimuli.
 func (x *Executor) call(ctx context.Context, calls []engine.Effect) []engine.Stimulus {
@@ -308,11 +298,12 @@ func (x *Executor) call(ctx context.Context, calls []engine.Effect) []engine.Sti
 	return out
 }
 
-// continuation builds a message that resumes the case.
-func (x *Executor) continuation(c *caseRun, reason message.Reason, ref string, delay time.Duration) queue.Message {
+// continuation builds a message that resumes the case, due at dueAt (zero:
+// now) and delivered after delay.
+func (x *Executor) continuation(c *caseRun, reason message.Reason, ref string, dueAt time.Time, delay time.Duration) queue.Message {
 	return queue.Message{CaseID: c.id, Delay: delay, Body: &message.Continue{
 		Kind: message.KindContinue, Tenant: c.tenant, CaseID: c.id, Reason: reason, Ref: ref,
-		ExpectedSeq: int64(len(c.receipts)),
+		ExpectedSeq: int64(len(c.receipts)), DueAt: dueAt,
 	}}
 }
 
