@@ -147,7 +147,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	f.Verifier.Node().AddDependency(f.VerifierLogs)
 	allow(verRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.VerifierLogs.AttrArn())
 	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:Query"}, tables.Receipts.TableArn())
-	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:PutItem"}, tables.State.TableArn())
+	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
 	allow(verRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(verRole, []string{"sqs:SendMessage"}, f.VerifierFailures.QueueArn())
 	allow(verRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
@@ -156,15 +156,18 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	allow(verRole, []string{"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}, tables.Receipts.TableStreamArn())
 	allow(verRole, []string{"dynamodb:ListStreams"}, jsii.String("*"))
 	esm := awslambda.NewCfnEventSourceMapping(scope, jsii.String("VerifierStreamMapping"), &awslambda.CfnEventSourceMappingProps{
-		FunctionName:               f.Verifier.FunctionName(),
-		EventSourceArn:             tables.Receipts.TableStreamArn(),
-		StartingPosition:           jsii.String("TRIM_HORIZON"),
-		BatchSize:                  jsii.Number(float64(cfg.Verifier.BatchSize)),
-		BisectBatchOnFunctionError: jsii.Bool(true),
-		MaximumRetryAttempts:       jsii.Number(float64(cfg.VerifierMaxRetryAttempts)),
-		MaximumRecordAgeInSeconds:  jsii.Number(float64(cfg.VerifierMaxRecordAgeSecs)),
-		ParallelizationFactor:      jsii.Number(float64(cfg.VerifierParallelization)),
-		FunctionResponseTypes:      jsii.Strings("ReportBatchItemFailures"),
+		FunctionName:     f.Verifier.FunctionName(),
+		EventSourceArn:   tables.Receipts.TableStreamArn(),
+		StartingPosition: jsii.String("TRIM_HORIZON"),
+		BatchSize:        jsii.Number(float64(cfg.Verifier.BatchSize)),
+		// A window lets a case's receipts share a batch: one watermark read
+		// and write for all of them.
+		MaximumBatchingWindowInSeconds: jsii.Number(float64(cfg.Verifier.BatchWindowSecs)),
+		BisectBatchOnFunctionError:     jsii.Bool(true),
+		MaximumRetryAttempts:           jsii.Number(float64(cfg.VerifierMaxRetryAttempts)),
+		MaximumRecordAgeInSeconds:      jsii.Number(float64(cfg.VerifierMaxRecordAgeSecs)),
+		ParallelizationFactor:          jsii.Number(float64(cfg.VerifierParallelization)),
+		FunctionResponseTypes:          jsii.Strings("ReportBatchItemFailures"),
 		DestinationConfig: &awslambda.CfnEventSourceMapping_DestinationConfigProperty{
 			OnFailure: &awslambda.CfnEventSourceMapping_OnFailureProperty{Destination: f.VerifierFailures.QueueArn()},
 		},

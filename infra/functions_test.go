@@ -260,17 +260,18 @@ func TestFunctions(t *testing.T) {
 					tm.HasResource(jsii.String("AWS::Lambda::EventSourceMapping"), like(map[string]any{
 						"DependsOn": arrayWith(assertions.Match_StringLikeRegexp(jsii.String("^VerifierRoleDefaultPolicy"))),
 						"Properties": map[string]any{
-							"FunctionName":               ref(idVerifier),
-							"EventSourceArn":             getAtt(idReceipts, "StreamArn"),
-							"StartingPosition":           "TRIM_HORIZON",
-							"BatchSize":                  fx.verifierBatch,
-							"BisectBatchOnFunctionError": true,
-							"MaximumRetryAttempts":       5,
-							"MaximumRecordAgeInSeconds":  3600,
-							"ParallelizationFactor":      1,
-							"FunctionResponseTypes":      []any{"ReportBatchItemFailures"},
-							"DestinationConfig":          map[string]any{"OnFailure": map[string]any{"Destination": getAtt(idFailures, "Arn")}},
-							"Tags":                       assertions.Match_AnyValue(),
+							"FunctionName":                   ref(idVerifier),
+							"EventSourceArn":                 getAtt(idReceipts, "StreamArn"),
+							"StartingPosition":               "TRIM_HORIZON",
+							"BatchSize":                      fx.verifierBatch,
+							"MaximumBatchingWindowInSeconds": 1,
+							"BisectBatchOnFunctionError":     true,
+							"MaximumRetryAttempts":           5,
+							"MaximumRecordAgeInSeconds":      3600,
+							"ParallelizationFactor":          1,
+							"FunctionResponseTypes":          []any{"ReportBatchItemFailures"},
+							"DestinationConfig":              map[string]any{"OnFailure": map[string]any{"Destination": getAtt(idFailures, "Arn")}},
+							"Tags":                           assertions.Match_AnyValue(),
 						},
 					}))
 				})
@@ -354,6 +355,8 @@ func TestFunctions(t *testing.T) {
 					"dynamodb:GetItem":          {receipts, state},
 					"dynamodb:Query":            {receipts},
 					"dynamodb:PutItem":          {state},
+					"dynamodb:BatchGetItem":     {state},
+					"dynamodb:BatchWriteItem":   {state},
 					"dynamodb:DescribeStream":   {stream},
 					"dynamodb:GetRecords":       {stream},
 					"dynamodb:GetShardIterator": {stream},
@@ -362,8 +365,10 @@ func TestFunctions(t *testing.T) {
 					"kms:Decrypt":               {key},
 					"kms:GenerateDataKey":       {key},
 				}))
-				if slices.Contains(got["dynamodb:PutItem"], canon(receipts)) {
-					t.Errorf("verifier may PutItem on the receipts table")
+				for _, write := range []string{"dynamodb:PutItem", "dynamodb:BatchWriteItem"} {
+					if slices.Contains(got[write], canon(receipts)) {
+						t.Errorf("verifier may %s on the receipts table", write)
+					}
 				}
 			})
 			t.Run("alarms", func(t *testing.T) {

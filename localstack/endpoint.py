@@ -11,20 +11,46 @@ moto also answers a Query by sorting every item of the table, so a case's
 chain read costs O(table size). The launcher narrows a base-table Query to
 the partition it names; moto's own filtering and sorting then run as before,
 so results are unchanged (the serialized requests keep this safe).
+
+moto checks a received SQS message's retention by computing every queue
+attribute, three of which scan the whole queue: a receive from a queue of N
+messages cost O(N) per message returned. The launcher reads the retention
+period from the queue itself (same result). moto's clock, unix_time(), builds
+two datetimes per call and SQS calls it twice per queued message whenever it
+counts messages (on every send, too); the launcher answers it from
+time.time() (same value). GetRecords answers are written with json.dumps
+instead of moto's shape-driven serializer (a sixth of the endpoint's time
+under load); their records are DynamoDB JSON already.
+
+Request lines are not logged (werkzeug logs each one, a sixth of the
+endpoint's time under load); --log-requests turns them on. With the
+environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
+writes there, every 5 s and at exit, each operation's count and seconds.
 """
 
 import argparse
+import atexit
+import datetime
 import inspect
+import json
+import os
 import signal
 import sys
 import threading
+import time
+import types
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+import moto.core.utils
+import moto.dynamodb.models
+import moto.sqs.models
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
+from moto.sqs.models import SQSBackend
 from werkzeug.serving import run_simple
 
 
@@ -47,16 +73,100 @@ def partition_query(query):
     return wrapped
 
 
-class SerializedDynamoDB:
-    """WSGI middleware running DynamoDB (not Streams) requests under one lock."""
+def fast_clock(unix_time):
+    """unix_time() answered by time.time() when it is asked for now."""
 
-    def __init__(self, app):
+    def clock(dt=None):
+        return time.time() if dt is None else unix_time(dt)
+
+    return clock
+
+
+def epoch_seconds(value):
+    """JSON for the datetimes of stream records: epoch seconds."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.timestamp()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def get_records(self):
+    """DynamoDB Streams GetRecords, serialized with json.dumps."""
+    limit = self._get_param("Limit") or 1000
+    result = self.backend.get_records(self._get_param("ShardIterator"), limit)
+    return json.dumps(result, default=epoch_seconds)
+
+
+def retained(self, queue_name, message):
+    """Whether a message is within its queue's retention period."""
+    queue = self.get_queue(queue_name)
+    return message.sent_timestamp / 1000 + int(queue.message_retention_period) > time.time()
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without a log line per request."""
+
+    def log_request(self, code="-", size="-"):
+        pass
+
+
+class Stats:
+    """Per-operation request counts and seconds, written to a JSON file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.ops = {}
+        self.written = time.monotonic()
+
+    def add(self, op, seconds):
+        with self.lock:
+            entry = self.ops.setdefault(op, {"count": 0, "seconds": 0.0})
+            entry["count"] += 1
+            entry["seconds"] += seconds
+            due = time.monotonic() - self.written > 5
+        if due:
+            self.write()
+
+    def write(self):
+        with self.lock:
+            self.written = time.monotonic()
+            body = json.dumps(self.ops, indent=1, sort_keys=True)
+        with open(self.path, "w") as f:
+            f.write(body)
+
+
+def operation(environ):
+    """The operation a request names: its X-Amz-Target, else the service
+    of its credential scope and its Action parameter or path."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target
+    scope = environ.get("HTTP_AUTHORIZATION", "").split("Credential=")[-1].split("/")
+    service = scope[3] if len(scope) > 3 else "unknown"
+    return service + " " + environ.get("PATH_INFO", "")
+
+
+class SerializedDynamoDB:
+    """WSGI middleware running DynamoDB (not Streams) requests under one
+    lock, and timing every request when stats are kept."""
+
+    def __init__(self, app, stats=None):
         self.app = app
         self.lock = threading.Lock()
+        self.stats = stats
 
     def __call__(self, environ, start_response):
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("DynamoDB_"):
+        if self.stats is None:
+            return self.serve(environ, start_response)
+        begin = time.perf_counter()
+        body = list(self.serve(environ, start_response))
+        self.stats.add(operation(environ), time.perf_counter() - begin)
+        return body
+
+    def serve(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with self.lock:
                 # Drain the response inside the lock: the write happens while
                 # the body is produced.
@@ -68,17 +178,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
+    parser.add_argument("--log-requests", action="store_true", help="log a line per request")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     Table.query = partition_query(Table.query)
+    SQSBackend.is_message_valid_based_on_retention_period = retained
+    DynamoDBStreamsHandler.get_records = get_records
+    clock = fast_clock(moto.core.utils.unix_time)
+    for module in (moto.core.utils, moto.sqs.models, moto.dynamodb.models):
+        if isinstance(getattr(module, "unix_time", None), types.FunctionType):
+            module.unix_time = clock
+    stats = None
+    if os.environ.get("KNHK_ENDPOINT_STATS"):
+        stats = Stats(os.environ["KNHK_ENDPOINT_STATS"])
+        atexit.register(stats.write)
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
         args.port,
-        SerializedDynamoDB(app),
+        SerializedDynamoDB(app, stats),
         threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=MotoRequestHandler if args.log_requests else QuietRequestHandler,
     )
 
 

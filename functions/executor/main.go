@@ -49,6 +49,7 @@ type settings struct {
 	breaker                          breaker.Config
 	hosts                            hostmap.Map
 	level                            slog.Level
+	latestTTL                        time.Duration
 }
 
 func readSettings(getenv func(string) string) (settings, error) {
@@ -58,6 +59,8 @@ func readSettings(getenv func(string) string) (settings, error) {
 		queueURL: getenv("KNHK_WORK_QUEUE_URL"),
 		topic:    getenv("KNHK_ALERTS_TOPIC_ARN"),
 		cfg:      executor.DefaultConfig(),
+		// A push or rollback reaches new cases within this time.
+		latestTTL: 2 * time.Second,
 	}
 	s.secretsPrefix = secrets.DefaultPrefix
 	if v := getenv("KNHK_SECRETS_PREFIX"); v != "" {
@@ -81,6 +84,13 @@ func readSettings(getenv func(string) string) (settings, error) {
 			return s, fmt.Errorf("KNHK_DEADLINE_MARGIN=%q: want a duration such as 5s", v)
 		}
 		s.cfg.Margin = d
+	}
+	if v := getenv("KNHK_LATEST_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return s, fmt.Errorf("KNHK_LATEST_TTL=%q: want a duration such as 2s (0 reads the latest pointer for every start)", v)
+		}
+		s.latestTTL = d
 	}
 	if v := getenv("KNHK_WORKERS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -136,7 +146,7 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 	receipts.Blobs = cases.State
 	x := executor.New(s.cfg, executor.Deps{
 		Chains:      receipts,
-		Descriptors: registry.New(ddb, s.state),
+		Descriptors: registry.New(ddb, s.state, registry.LatestTTL(s.latestTTL)),
 		Sender:      queue.NewSender(sqs.NewFromConfig(awsCfg), s.queueURL),
 		Cases:       cases,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),

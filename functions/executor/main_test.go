@@ -28,12 +28,13 @@ func TestReadSettings(t *testing.T) {
 		chk  func(settings) bool
 	}{
 		{"defaults", base, true, func(s settings) bool {
-			return s.cfg.MaxReceiveCount == 5 && s.cfg.Margin == 5*time.Second && s.cfg.FanOut && s.secretsPrefix == "knhk/" && len(s.hosts) == 0
+			return s.cfg.MaxReceiveCount == 5 && s.cfg.Margin == 5*time.Second && s.cfg.FanOut && s.secretsPrefix == "knhk/" && len(s.hosts) == 0 &&
+				s.latestTTL == 2*time.Second
 		}},
 		{"tuned", with("KNHK_MAX_RECEIVE_COUNT", "3", "KNHK_DEADLINE_MARGIN", "2500ms", "KNHK_WORKERS", "4", "KNHK_FAN_OUT", "false",
-			"KNHK_SECRETS_PREFIX", "prod/knhk/", "KNHK_HTTP_HOST_MAP", "knhk.local=127.0.0.1:9000"), true, func(s settings) bool {
+			"KNHK_LATEST_TTL", "0", "KNHK_SECRETS_PREFIX", "prod/knhk/", "KNHK_HTTP_HOST_MAP", "knhk.local=127.0.0.1:9000"), true, func(s settings) bool {
 			addr, ok := s.hosts.Lookup("fraud.knhk.local")
-			return s.cfg.MaxReceiveCount == 3 && s.cfg.Margin == 2500*time.Millisecond && s.cfg.Workers == 4 && !s.cfg.FanOut &&
+			return s.cfg.MaxReceiveCount == 3 && s.cfg.Margin == 2500*time.Millisecond && s.cfg.Workers == 4 && !s.cfg.FanOut && s.latestTTL == 0 &&
 				s.secretsPrefix == "prod/knhk/" && ok && addr == "127.0.0.1:9000"
 		}},
 		{"no receipts table", with("KNHK_RECEIPTS_TABLE", ""), false, nil},
@@ -41,6 +42,7 @@ func TestReadSettings(t *testing.T) {
 		{"bad receive count", with("KNHK_MAX_RECEIVE_COUNT", "0"), false, nil},
 		{"bad margin", with("KNHK_DEADLINE_MARGIN", "soon"), false, nil},
 		{"bad workers", with("KNHK_WORKERS", "-1"), false, nil},
+		{"bad latest ttl", with("KNHK_LATEST_TTL", "-1s"), false, nil},
 		{"bad fan-out", with("KNHK_FAN_OUT", "sometimes"), false, nil},
 		{"bad host map", with("KNHK_HTTP_HOST_MAP", "knhk.local"), false, nil},
 		{"bad breaker", with("HTTP_FAILURE_THRESHOLD", "many"), false, nil},

@@ -28,6 +28,7 @@ const (
 	CtxVerifierMemory         = "verifierMemory"
 	CtxVerifierTimeout        = "verifierTimeout"
 	CtxVerifierBatchSize      = "verifierBatchSize"
+	CtxVerifierBatchWindow    = "verifierBatchWindow"
 	CtxVerifierMaxRetries     = "verifierMaxRetryAttempts"
 	CtxVerifierMaxRecordAge   = "verifierMaxRecordAge"
 	CtxVerifierParallelism    = "verifierParallelizationFactor"
@@ -120,7 +121,7 @@ func DefaultConfig() Config {
 		Executor:                   FunctionConfig{MemoryMB: 512, TimeoutSecs: 60, BatchSize: 10, BatchWindowSecs: 1},
 		ExecutorMaxConcurrency:     20,
 		ExecutorDeadlineMarginSecs: 5,
-		Verifier:                   FunctionConfig{MemoryMB: 256, TimeoutSecs: 60, BatchSize: 100},
+		Verifier:                   FunctionConfig{MemoryMB: 256, TimeoutSecs: 60, BatchSize: 100, BatchWindowSecs: 1},
 		VerifierMaxRetryAttempts:   5,
 		VerifierMaxRecordAgeSecs:   3600,
 		VerifierParallelization:    1,
@@ -162,6 +163,7 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		{CtxVerifierMemory, &c.Verifier.MemoryMB, 128, 10240},
 		{CtxVerifierTimeout, &c.Verifier.TimeoutSecs, 1, 900},
 		{CtxVerifierBatchSize, &c.Verifier.BatchSize, 1, 10000},
+		{CtxVerifierBatchWindow, &c.Verifier.BatchWindowSecs, 0, 300},
 		{CtxVerifierMaxRetries, &c.VerifierMaxRetryAttempts, -1, 10000},
 		{CtxVerifierMaxRecordAge, &c.VerifierMaxRecordAgeSecs, -1, 604800},
 		{CtxVerifierParallelism, &c.VerifierParallelization, 1, 10},

@@ -42,13 +42,13 @@ func TestFromContext(t *testing.T) {
 		{name: "functions and mappings", ctx: map[string]any{
 			"functionsDir": "/opt/knhk/lambda", "namePrefix": "acme-knhk", "executorMemory": "1024", "executorBatchSize": "50",
 			"executorBatchWindow": "2", "executorMaxConcurrency": "100", "executorDeadlineMargin": "8", "verifierMemory": 512,
-			"verifierTimeout": "30", "verifierBatchSize": "500", "verifierMaxRetryAttempts": "-1", "verifierMaxRecordAge": "-1",
+			"verifierTimeout": "30", "verifierBatchSize": "500", "verifierBatchWindow": "3", "verifierMaxRetryAttempts": "-1", "verifierMaxRecordAge": "-1",
 			"verifierParallelizationFactor": "2", "logRetentionDays": "90", "logLevel": "DEBUG", "runbookBaseUrl": "https://runbooks.example/knhk",
 		}, want: with(func(c *Config) {
 			c.FunctionsDir, c.NamePrefix = "/opt/knhk/lambda", "acme-knhk"
 			c.Executor = FunctionConfig{MemoryMB: 1024, TimeoutSecs: 60, BatchSize: 50, BatchWindowSecs: 2}
 			c.ExecutorMaxConcurrency, c.ExecutorDeadlineMarginSecs = 100, 8
-			c.Verifier = FunctionConfig{MemoryMB: 512, TimeoutSecs: 30, BatchSize: 500}
+			c.Verifier = FunctionConfig{MemoryMB: 512, TimeoutSecs: 30, BatchSize: 500, BatchWindowSecs: 3}
 			c.VerifierMaxRetryAttempts, c.VerifierMaxRecordAgeSecs, c.VerifierParallelization = -1, -1, 2
 			c.LogRetentionDays, c.LogLevel, c.RunbookBaseURL = 90, "debug", "https://runbooks.example/knhk/"
 		})},
@@ -57,6 +57,7 @@ func TestFromContext(t *testing.T) {
 		{name: "max concurrency below SQS minimum", ctx: map[string]any{"executorMaxConcurrency": "1"}, wantErr: "want 2..1000"},
 		{name: "max concurrency above SQS maximum", ctx: map[string]any{"executorMaxConcurrency": "1001"}, wantErr: "want 2..1000"},
 		{name: "large batch without window", ctx: map[string]any{"executorBatchSize": "11", "executorBatchWindow": "0"}, wantErr: "need executorBatchWindow"},
+		{name: "verifier window above five minutes", ctx: map[string]any{"verifierBatchWindow": "301"}, wantErr: "want 0..300"},
 		{name: "margin not below timeout", ctx: map[string]any{"executorTimeout": "5", "executorDeadlineMargin": "5", "visibilityTimeout": "30"}, wantErr: "must be below executorTimeout"},
 		{name: "retention not offered by logs", ctx: map[string]any{"logRetentionDays": "10"}, wantErr: "want one of"},
 		{name: "record age below a minute", ctx: map[string]any{"verifierMaxRecordAge": "30"}, wantErr: "want -1 or 60..604800"},

@@ -103,7 +103,13 @@ func (sp *streamPoller) run(ctx context.Context) {
 		if err == nil {
 			first = false
 		}
-		sleep(ctx, 2*time.Second)
+		// New shards are rare (a stream rolls its shards every few hours):
+		// look often only until the first one is there.
+		if len(shards) == 0 {
+			sleep(ctx, 2*time.Second)
+		} else {
+			sleep(ctx, 10*time.Second)
+		}
 	}
 	wg.Wait()
 }

@@ -126,7 +126,10 @@ const pollBudget = 5
 
 // Await polls until every case ended or ctx is done, answering insurance
 // claims' adjuster requests with a decision event, and reports progress.
-// It reads at most pollBudget case tails per 250 ms tick, round robin.
+// Each 250 ms tick it reads case tails in submission order while they show
+// ended cases (at most pollBudget), and sends the first unfinished case to
+// the back: a load in progress costs about one read per tick, and one per
+// case as cases end.
 func Await(ctx context.Context, cases []Case, chains Chains, waiting Waiting, q Sender, progress func(done, total int)) error {
 	open := make([]string, 0, len(cases))
 	byID := map[string]Case{}
@@ -138,19 +141,17 @@ func Await(ctx context.Context, cases []Case, chains Chains, waiting Waiting, q 
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for len(open) > 0 {
-		n := min(pollBudget, len(open))
-		var unfinished []string
-		for _, id := range open[:n] {
-			r, err := chains.Tail(ctx, id)
+		for reads := 0; reads < pollBudget && len(open) > 0; reads++ {
+			r, err := chains.Tail(ctx, open[0])
 			if err != nil {
 				return err
 			}
 			if r == nil || !terminal(r.Type) {
-				unfinished = append(unfinished, id)
+				open = append(open[1:], open[0])
+				break
 			}
+			open = open[1:]
 		}
-		// Round robin: the cases just read go to the back.
-		open = append(open[n:len(open):len(open)], unfinished...)
 		if err := answerClaims(ctx, cases, byID, answered, waiting, q); err != nil {
 			return err
 		}
@@ -170,9 +171,9 @@ func Await(ctx context.Context, cases []Case, chains Chains, waiting Waiting, q 
 }
 
 func answerClaims(ctx context.Context, cases []Case, byID map[string]Case, answered map[string]bool, waiting Waiting, q Sender) error {
-	tenants := map[string]bool{}
+	tenants := map[string]bool{} // those with claims still to answer
 	for _, c := range cases {
-		if c.Workflow == "insurance-claim" {
+		if c.Workflow == "insurance-claim" && !answered[c.ID] {
 			tenants[c.Tenant] = true
 		}
 	}

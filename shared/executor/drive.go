@@ -139,6 +139,9 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 			return x.faultCase(ctx, c, fmt.Errorf("engine: %w", err))
 		}
 		if err := x.appendAll(ctx, c, dec.Events); errors.Is(err, store.ErrConflict) {
+			if _, ok := s.(engine.Start); ok && !c.exists() {
+				return errCaseExists // the genesis is taken: a duplicate start
+			}
 			conflicts++
 			x.metrics.Add(telemetry.AppendConflicts, telemetry.Count, 1)
 			if conflicts > x.cfg.MaxConflicts {

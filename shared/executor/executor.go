@@ -228,17 +228,33 @@ func (x *Executor) handleMessage(ctx context.Context, m events.SQSMessage) error
 func (x *Executor) start(ctx context.Context, s *message.Start) error {
 	caseID := s.CaseID()
 	ctx = telemetry.WithCase(ctx, s.Tenant, caseID)
+	// Most start messages name a new case, so the chain is not read first:
+	// the genesis receipt's conditional write tells a duplicate apart.
+	err := x.startNew(ctx, s, caseID)
+	if !errors.Is(err, errCaseExists) {
+		return err
+	}
 	c, err := x.open(ctx, s.Tenant, caseID)
 	if err != nil {
 		return err
 	}
-	if c.exists() {
-		x.log.InfoContext(ctx, "duplicate start message: case exists", "workflow", s.Workflow.String(), "status", string(c.state.Status))
-		if c.state.Terminal() {
-			return nil
-		}
-		return x.drive(ctx, c, engine.Resume{Time: x.now(), Redrive: true}, "")
+	if !c.exists() {
+		return fmt.Errorf("start %s: the genesis write conflicted but the chain is empty", caseID)
 	}
+	x.log.InfoContext(ctx, "duplicate start message: case exists", "workflow", s.Workflow.String(), "status", string(c.state.Status))
+	if c.state.Terminal() {
+		return nil
+	}
+	return x.drive(ctx, c, engine.Resume{Time: x.now(), Redrive: true}, "")
+}
+
+// errCaseExists means a start message's genesis receipt lost its conditional
+// write: the case exists.
+var errCaseExists = errors.New("case exists")
+
+// startNew starts a case assumed new; it returns errCaseExists when the
+// genesis receipt is taken.
+func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string) error {
 	d, err := x.descs.Resolve(ctx, s.Workflow.Namespace, s.Workflow.Name, s.Workflow.Version)
 	if errors.Is(err, registry.ErrNotFound) {
 		return batch.Permanent(fmt.Errorf("start %s: unknown workflow %s: %w", caseID, s.Workflow, err))
@@ -250,6 +266,7 @@ func (x *Executor) start(ctx context.Context, s *message.Start) error {
 	if err != nil {
 		return err
 	}
+	c := &caseRun{tenant: s.Tenant, id: caseID, state: engine.NewState()}
 	if err := c.bind(x, d); err != nil {
 		return batch.Permanent(err)
 	}
@@ -259,6 +276,7 @@ func (x *Executor) start(ctx context.Context, s *message.Start) error {
 	return x.drive(ctx, c, stim, "")
 }
 
+// startInput decodes a start message's input, inline or by reference.
 func (x *Executor) startInput(ctx context.Context, s *message.Start) (any, error) {
 	raw := []byte(s.Input)
 	if s.InputRef != "" {

@@ -63,17 +63,41 @@ type Descriptor struct {
 }
 
 // Registry reads and writes descriptors in the state table and caches parsed
-// documents by content hash (safe: published bodies never change).
+// documents by content hash (safe: published bodies never change), the hash
+// of each published version (versions are immutable) and, for LatestTTL, the
+// latest pointer.
 type Registry struct {
-	db    DB
-	table string
-	now   func() time.Time
-	cache sync.Map // hash -> *Descriptor
+	db        DB
+	table     string
+	now       func() time.Time
+	latestTTL time.Duration
+	cache     sync.Map // hash -> *Descriptor
+	versions  sync.Map // ns/name:version -> hash
+	latest    sync.Map // ns/name -> latestPointer
 }
 
+// latestPointer is a read of a workflow's latest pointer.
+type latestPointer struct {
+	version, hash string
+	read          time.Time
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// LatestTTL lets Resolve reuse a read of a workflow's latest pointer for d:
+// a push or rollback then reaches new cases within d, and a busy executor
+// reads the pointer once per d instead of once per start message. Zero
+// (the default) reads it every time.
+func LatestTTL(d time.Duration) Option { return func(r *Registry) { r.latestTTL = d } }
+
 // New returns a registry over the state table.
-func New(db DB, table string) *Registry {
-	return &Registry{db: db, table: table, now: time.Now}
+func New(db DB, table string, opts ...Option) *Registry {
+	r := &Registry{db: db, table: table, now: time.Now}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 const (
@@ -163,35 +187,54 @@ func (r *Registry) SetLatest(ctx context.Context, ns, name, version string) erro
 	if err != nil {
 		return fmt.Errorf("set latest %s: %w", e.Ref(), err)
 	}
+	r.latest.Delete(ns + "/" + name)
 	return nil
 }
 
 // Latest returns the version latest points at.
 func (r *Registry) Latest(ctx context.Context, ns, name string) (string, error) {
+	p, err := r.readLatest(ctx, ns, name)
+	return p.version, err
+}
+
+// readLatest reads a workflow's latest pointer: version and content hash.
+func (r *Registry) readLatest(ctx context.Context, ns, name string) (latestPointer, error) {
 	out, err := r.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      &r.table,
 		Key:            key(workflowPK(ns, name), latestSK),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return "", fmt.Errorf("read latest of %s/%s: %w", ns, name, err)
+		return latestPointer{}, fmt.Errorf("read latest of %s/%s: %w", ns, name, err)
 	}
 	if out.Item == nil {
-		return "", fmt.Errorf("%s/%s: %w", ns, name, ErrNotFound)
+		return latestPointer{}, fmt.Errorf("%s/%s: %w", ns, name, ErrNotFound)
 	}
-	return getS(out.Item, "version"), nil
+	return latestPointer{version: getS(out.Item, "version"), hash: getS(out.Item, "hash"), read: r.now()}, nil
 }
 
-// Resolve loads a version, or latest when version is empty.
+// Resolve loads a version, or latest when version is empty. A version
+// resolved before costs no read; latest costs one (none within LatestTTL).
 func (r *Registry) Resolve(ctx context.Context, ns, name, version string) (*Descriptor, error) {
-	if version == "" {
-		v, err := r.Latest(ctx, ns, name)
-		if err != nil {
-			return nil, err
-		}
-		version = v
+	if version != "" {
+		hash, _ := r.versions.Load(ns + "/" + name + ":" + version)
+		h, _ := hash.(string)
+		return r.Load(ctx, ns, name, version, h)
 	}
-	return r.Load(ctx, ns, name, version, "")
+	k := ns + "/" + name
+	if v, ok := r.latest.Load(k); ok && r.latestTTL > 0 && r.now().Sub(v.(latestPointer).read) < r.latestTTL {
+		p := v.(latestPointer)
+		return r.Load(ctx, ns, name, p.version, p.hash)
+	}
+	p, err := r.readLatest(ctx, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	d, err := r.Load(ctx, ns, name, p.version, p.hash)
+	if err == nil && r.latestTTL > 0 {
+		r.latest.Store(k, p)
+	}
+	return d, err
 }
 
 // Load returns a published version, parsed. When hash is given (a case's
@@ -218,6 +261,7 @@ func (r *Registry) Load(ctx context.Context, ns, name, version, hash string) (*D
 	if got := dsl.Hash(body); got != e.Hash || (hash != "" && got != hash) {
 		return nil, fmt.Errorf("load %s: %w (stored %s, computed %s, pinned %s)", e.Ref(), ErrHashMismatch, e.Hash, got, hash)
 	}
+	r.versions.Store(e.Ref(), e.Hash)
 	if d, ok := r.cache.Load(e.Hash); ok {
 		return d.(*Descriptor), nil
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -164,5 +165,79 @@ func TestLoadRefusesTamperedBodyAndUnknown(t *testing.T) {
 	}
 	if _, err := fresh.Resolve(ctx, "payments", "no-such-workflow", ""); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown workflow = %v, want ErrNotFound", err)
+	}
+}
+
+// countingDB counts the GetItem calls made to the real endpoint.
+type countingDB struct {
+	DB
+	gets int
+}
+
+func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.gets++
+	return c.DB.GetItem(ctx, in, opts...)
+}
+
+func TestResolveReads(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	v1 := sample(t)
+	e1, _, err := r.Push(ctx, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, _, err := r.Push(ctx, withVersion(t, v1, e1.Version, "9.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name    string
+		ttl     time.Duration
+		version string
+		step    time.Duration // clock advance between the two resolves
+		want    int           // GetItem calls for the two resolves
+	}{
+		{"pinned version: one read, then cached", 0, e1.Version, 0, 1},
+		{"latest without ttl: pointer every time, body once", 0, "", 0, 3},
+		{"latest within ttl", time.Minute, "", 30 * time.Second, 2},
+		{"latest after ttl", time.Minute, "", 61 * time.Second, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := &countingDB{DB: r.db}
+			fresh := New(db, r.table, LatestTTL(tc.ttl))
+			clock := now
+			fresh.now = func() time.Time { return clock }
+			for range 2 {
+				d, err := fresh.Resolve(ctx, e1.Namespace, e1.Name, tc.version)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := e2.Hash
+				if tc.version != "" {
+					want = e1.Hash
+				}
+				if d.Hash != want {
+					t.Fatalf("resolved %s, want %s", d.Hash, want)
+				}
+				clock = clock.Add(tc.step)
+			}
+			if db.gets != tc.want {
+				t.Fatalf("%d GetItem calls, want %d", db.gets, tc.want)
+			}
+		})
+	}
+	// A rollback made through the same registry is seen at once.
+	cached := New(r.db, r.table, LatestTTL(time.Hour))
+	if d, err := cached.Resolve(ctx, e1.Namespace, e1.Name, ""); err != nil || d.Hash != e2.Hash {
+		t.Fatalf("latest = %+v %v", d, err)
+	}
+	if err := cached.SetLatest(ctx, e1.Namespace, e1.Name, e1.Version); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := cached.Resolve(ctx, e1.Namespace, e1.Name, ""); err != nil || d.Hash != e1.Hash {
+		t.Fatalf("latest after rollback = %+v %v", d, err)
 	}
 }

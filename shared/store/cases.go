@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,6 +23,7 @@ type CaseDB interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
 // Cases keeps per-case records in the state table: quarantine (pk
@@ -102,38 +105,83 @@ func (c *Cases) putOnce(ctx context.Context, item map[string]types.AttributeValu
 	return true, nil
 }
 
-// Watermark returns the last verified position of a case's chain (seq -1
-// when none).
-func (c *Cases) Watermark(ctx context.Context, caseID string) (receipt.Watermark, error) {
-	out, err := c.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(c.table), Key: caseKey(caseID, "WATERMARK"), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return receipt.Watermark{}, fmt.Errorf("read watermark of %s: %w", caseID, err)
+// Watermarks returns the last verified position of each case's chain (seq
+// -1 when none), with strongly consistent batch reads of up to 100 keys.
+func (c *Cases) Watermarks(ctx context.Context, caseIDs []string) (map[string]receipt.Watermark, error) {
+	out := make(map[string]receipt.Watermark, len(caseIDs))
+	for _, id := range caseIDs {
+		out[id] = receipt.Watermark{Seq: -1}
 	}
-	w := receipt.Watermark{Seq: -1}
-	if v, ok := out.Item["w"].(*types.AttributeValueMemberS); ok {
-		if err := json.Unmarshal([]byte(v.Value), &w); err != nil {
-			return w, fmt.Errorf("decode watermark of %s: %w", caseID, err)
+	for chunk := range slices.Chunk(caseIDs, 100) {
+		keys := make([]map[string]types.AttributeValue, 0, len(chunk))
+		for _, id := range chunk {
+			keys = append(keys, caseKey(id, "WATERMARK"))
+		}
+		for attempt := 0; len(keys) > 0; attempt++ {
+			if attempt > 8 {
+				return nil, fmt.Errorf("read watermarks: %d keys unprocessed after retries", len(keys))
+			}
+			if err := pause(ctx, attempt); err != nil {
+				return nil, err
+			}
+			res, err := c.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+				c.table: {Keys: keys, ConsistentRead: aws.Bool(true)},
+			}})
+			if err != nil {
+				return nil, fmt.Errorf("read watermarks: %w", err)
+			}
+			for _, it := range res.Responses[c.table] {
+				id := strings.TrimPrefix(attrS(it, AttrPK), "CASE#")
+				v, ok := it["w"].(*types.AttributeValueMemberS)
+				if !ok {
+					continue
+				}
+				var w receipt.Watermark
+				if err := json.Unmarshal([]byte(v.Value), &w); err != nil {
+					return nil, fmt.Errorf("decode watermark of %s: %w", id, err)
+				}
+				out[id] = w
+			}
+			keys = res.UnprocessedKeys[c.table].Keys
 		}
 	}
-	return w, nil
+	return out, nil
 }
 
-// SetWatermark advances a case's verified watermark; it never moves it back.
-func (c *Cases) SetWatermark(ctx context.Context, caseID string, w receipt.Watermark) error {
-	b, _ := json.Marshal(w)
-	item := caseKey(caseID, "WATERMARK")
-	item["w"] = s(string(b))
-	item["seq"] = &types.AttributeValueMemberN{Value: fmt.Sprint(w.Seq)}
-	_, err := c.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(c.table), Item: item,
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR seq < :s"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": item["seq"]},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("set watermark of %s: %w", caseID, err)
+// SetWatermarks writes cases' verified positions in batches of 25. The
+// writes are unconditional: the caller (the stream verifier) handles a
+// case's records one invocation at a time and in order, and writes only a
+// position above the one it read.
+func (c *Cases) SetWatermarks(ctx context.Context, ws map[string]receipt.Watermark) error {
+	reqs := make([]types.WriteRequest, 0, len(ws))
+	for _, id := range slices.Sorted(maps.Keys(ws)) {
+		b, err := json.Marshal(ws[id])
+		if err != nil {
+			return fmt.Errorf("encode watermark of %s: %w", id, err)
+		}
+		item := caseKey(id, "WATERMARK")
+		item["w"] = s(string(b))
+		item["seq"] = &types.AttributeValueMemberN{Value: fmt.Sprint(ws[id].Seq)}
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+	}
+	if err := c.batchWrite(ctx, reqs); err != nil {
+		return fmt.Errorf("write %d watermarks: %w", len(reqs), err)
 	}
 	return nil
+}
+
+// pause waits before a retry of unprocessed batch items: nothing before the
+// first attempt, then 10 ms doubling.
+func pause(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(10<<(attempt-1)) * time.Millisecond):
+		return nil
+	}
 }
 
 func subKey(tenant, caseID string) map[string]types.AttributeValue {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -123,26 +123,19 @@ func (s *State) PutCheckpoint(ctx context.Context, cp *checkpoint.Checkpoint) er
 // batchWrite writes in batches of 25, resending unprocessed items with a
 // growing pause.
 func (s *State) batchWrite(ctx context.Context, reqs []types.WriteRequest) error {
-	for len(reqs) > 0 {
-		n := min(25, len(reqs))
-		batch := reqs[:n]
-		reqs = reqs[n:]
+	for batch := range slices.Chunk(reqs, 25) {
 		for attempt := 0; len(batch) > 0; attempt++ {
 			if attempt > 8 {
-				return errors.New("unprocessed items after retries")
+				return fmt.Errorf("%d items unprocessed after retries", len(batch))
+			}
+			if err := pause(ctx, attempt); err != nil {
+				return err
 			}
 			out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: batch}})
 			if err != nil {
 				return err
 			}
 			batch = out.UnprocessedItems[s.table]
-			if len(batch) > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(10<<attempt) * time.Millisecond):
-				}
-			}
 		}
 	}
 	return nil

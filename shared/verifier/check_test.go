@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -200,6 +201,43 @@ func TestVerifiedHashes(t *testing.T) {
 				if got[seq] != h {
 					t.Errorf("seq %d: %.12s, want %.12s", seq, got[seq], h)
 				}
+			}
+		})
+	}
+}
+
+func TestEarliestFailure(t *testing.T) {
+	recs := make([]events.DynamoDBEventRecord, 4)
+	for i := range recs {
+		recs[i].Change.SequenceNumber = fmt.Sprintf("s%d", i)
+	}
+	failing := func(ids ...string) events.DynamoDBEventResponse {
+		r := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
+		for _, id := range ids {
+			r.BatchItemFailures = append(r.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: id})
+		}
+		return r
+	}
+	cases := []struct {
+		name string
+		resp events.DynamoDBEventResponse
+		i    int
+		want []string
+	}{
+		{"no write failure keeps the response", failing("s2"), -1, []string{"s2"}},
+		{"write failure before the reported record wins", failing("s2"), 1, []string{"s1"}},
+		{"reported record before the write failure stays", failing("s0"), 3, []string{"s0"}},
+		{"write failure alone", failing(), 2, []string{"s2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := earliest(recs, tc.resp, tc.i)
+			var ids []string
+			for _, f := range got.BatchItemFailures {
+				ids = append(ids, f.ItemIdentifier)
+			}
+			if !slices.Equal(ids, tc.want) {
+				t.Fatalf("failures %v, want %v", ids, tc.want)
 			}
 		})
 	}

@@ -370,11 +370,11 @@ func (e *env) deleteReceipt(t *testing.T, caseID string, seq int64) {
 
 func (e *env) watermark(t *testing.T, caseID string) receipt.Watermark {
 	t.Helper()
-	w, err := store.NewCases(e.db, e.state).Watermark(context.Background(), caseID)
+	ws, err := store.NewCases(e.db, e.state).Watermarks(context.Background(), []string{caseID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w
+	return ws[caseID]
 }
 
 func (e *env) findings(t *testing.T, caseID string) []receipt.Finding {
@@ -447,11 +447,11 @@ func TestOnLocalEndpoint(t *testing.T) {
 		if w := e.watermark(t, other); w.Seq != 6 || w.Hash != ors[6].Hash {
 			t.Fatalf("watermark of the other case %+v, want its tail", w)
 		}
-		if got := h.ops.get("PutItem"); got != 2 {
-			t.Fatalf("%d state writes, want one watermark write per case", got)
+		if got := h.ops.get("BatchWriteItem"); got != 1 || h.ops.get("PutItem") != 0 {
+			t.Fatalf("%d batch writes and %d puts, want the batch's watermarks in one write", got, h.ops.get("PutItem"))
 		}
-		if got := h.ops.get("GetItem"); got != 2 {
-			t.Fatalf("%d state reads, want one watermark read per case", got)
+		if got := h.ops.get("BatchGetItem"); got != 1 || h.ops.get("GetItem") != 0 {
+			t.Fatalf("%d batch reads and %d gets, want the batch's watermarks in one read", got, h.ops.get("GetItem"))
 		}
 		if n := e.alertsFor(t, caseID); n != 0 {
 			t.Fatalf("%d alerts", n)
@@ -627,7 +627,7 @@ func TestOnLocalEndpoint(t *testing.T) {
 			if got := e.watermark(t, caseID); got != w {
 				t.Fatalf("watermark changed on redelivery: %+v, was %+v", got, w)
 			}
-			if got := h2.ops.get("PutItem"); got != 0 {
+			if got := h2.ops.get("PutItem") + h2.ops.get("BatchWriteItem"); got != 0 {
 				t.Fatalf("%d writes on redelivery", got)
 			}
 		}

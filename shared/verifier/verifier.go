@@ -2,8 +2,8 @@
 // the table's DynamoDB stream: each inserted receipt's hash and its link to
 // the case's verified position, and any later change or deletion. Tamper
 // findings are logged, counted, recorded in the state table and alerted
-// once per case; the verified position (watermark) advances once per case
-// per batch.
+// once per case; the verified positions (watermarks) of a batch's cases are
+// read and written once per batch.
 package verifier
 
 import (
@@ -37,8 +37,8 @@ type Chains interface {
 
 // Cases keeps verified watermarks and alert markers.
 type Cases interface {
-	Watermark(ctx context.Context, caseID string) (receipt.Watermark, error)
-	SetWatermark(ctx context.Context, caseID string, w receipt.Watermark) error
+	Watermarks(ctx context.Context, caseIDs []string) (map[string]receipt.Watermark, error)
+	SetWatermarks(ctx context.Context, ws map[string]receipt.Watermark) error
 	MarkAlerted(ctx context.Context, caseID string) (bool, error)
 }
 
@@ -92,46 +92,65 @@ func New(d Deps) (*Verifier, error) {
 
 // Handler verifies one stream batch and reports at most one record for
 // retry: the first that met a DynamoDB or SNS error. Findings are results,
-// not errors; the returned error is always nil.
+// not errors; the returned error is always nil. The batch costs one read of
+// its cases' watermarks and one write of those that advanced (in requests
+// of 100 and 25 cases).
 func (v *Verifier) Handler(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
 	inv := &invocation{v: v, cases: map[string]*caseState{}}
+	var ids []string
 	for _, rec := range ev.Records {
-		if id, _ := keyOf(rec); id != "" {
-			cs := inv.cases[id]
-			if cs == nil {
-				cs = &caseState{}
-				inv.cases[id] = cs
-			}
-			cs.left++
+		if id, _ := keyOf(rec); id != "" && inv.cases[id] == nil {
+			inv.cases[id] = &caseState{}
+			ids = append(ids, id)
 		}
 	}
+	defer func() {
+		if err := v.d.Metrics.Flush(v.d.Out); err != nil {
+			v.d.Log.ErrorContext(ctx, "metrics flush", "error", err.Error())
+		}
+	}()
+	var resp events.DynamoDBEventResponse
+	if err := inv.load(ctx, ids); err != nil {
+		v.d.Log.ErrorContext(ctx, "watermarks not read; batch reported for retry", "cases", len(ids), "error", err.Error())
+		resp = retryFrom(ev.Records, 0)
+	} else {
+		resp = inv.process(ctx, ev)
+	}
+	if n := len(resp.BatchItemFailures); n > 0 {
+		v.d.Metrics.Add(telemetry.BatchItemFailures, telemetry.Count, float64(n))
+	}
+	return resp, nil
+}
+
+// process verifies the batch's records, then writes the positions that
+// advanced.
+func (inv *invocation) process(ctx context.Context, ev events.DynamoDBEvent) events.DynamoDBEventResponse {
+	d := inv.v.d
 	resp := batch.ProcessDynamoDB(ctx, ev, batch.DynamoDBOptions{
 		Key: batch.ByKeyAttribute(receipt.AttrCase),
 		Options: batch.Options{
-			Workers: v.d.Workers,
+			Workers: d.Workers,
 			OnFailure: func(ctx context.Context, id string, err error) {
-				v.d.Log.ErrorContext(ctx, "stream record not verified; reported for retry", "sequenceNumber", id, "error", err.Error())
+				d.Log.ErrorContext(ctx, "stream record not verified; reported for retry", "sequenceNumber", id, "error", err.Error())
 				var pe *batch.PanicError
 				if errors.As(err, &pe) {
-					v.d.Metrics.Add(telemetry.HandlerPanics, telemetry.Count, 1)
+					d.Metrics.Add(telemetry.HandlerPanics, telemetry.Count, 1)
 				}
 			},
 		},
 	}, inv.record)
-	if n := len(resp.BatchItemFailures); n > 0 {
-		v.d.Metrics.Add(telemetry.BatchItemFailures, telemetry.Count, float64(n))
+	if err := inv.save(ctx); err != nil {
+		// Nothing of the batch is lost: it is verified again from the
+		// first record of a case whose position was not written.
+		d.Log.ErrorContext(ctx, "watermarks not written; batch reported for retry", "error", err.Error())
+		resp = earliest(ev.Records, resp, inv.firstOfAdvanced(ev.Records))
 	}
-	if err := v.d.Metrics.Flush(v.d.Out); err != nil {
-		v.d.Log.ErrorContext(ctx, "metrics flush", "error", err.Error())
-	}
-	return resp, nil
+	return resp
 }
 
 // caseState is what one invocation knows of a case. Only the worker of the
 // case's group touches it.
 type caseState struct {
-	left    int               // records of the case not yet handled in this batch
-	loaded  bool              // stored holds the state table's watermark
 	stored  receipt.Watermark // the watermark as read
 	cur     receipt.Watermark // the position verified so far
 	known   map[int64]string  // verified hashes by seq, for redeliveries
@@ -143,44 +162,100 @@ type invocation struct {
 	cases map[string]*caseState // built before processing starts; read only after
 }
 
-func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecord) error {
-	caseID, seq := keyOf(rec)
-	cs := inv.cases[caseID]
-	ctx = telemetry.WithSeq(telemetry.WithCase(ctx, tenantOf(rec), caseID), seq)
-	var err error
-	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
-		err = inv.insert(ctx, caseID, cs, rec)
-	} else {
-		err = inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
+// load reads the watermarks of the batch's cases.
+func (inv *invocation) load(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
 	}
+	ws, err := inv.v.d.Cases.Watermarks(ctx, ids)
 	if err != nil {
 		return err
 	}
-	if cs == nil {
-		return nil
-	}
-	cs.left--
-	if cs.left == 0 && cs.loaded && cs.cur.Seq > cs.stored.Seq {
-		if err := inv.v.d.Cases.SetWatermark(ctx, caseID, cs.cur); err != nil {
-			return err
+	for _, id := range ids {
+		w, ok := ws[id]
+		if !ok {
+			w = receipt.Watermark{Seq: -1}
+		}
+		cs := inv.cases[id]
+		cs.stored, cs.cur, cs.known = w, w, map[int64]string{}
+		if w.Seq >= 0 {
+			cs.known[w.Seq] = w.Hash
 		}
 	}
 	return nil
 }
 
-func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
-	d := inv.v.d
-	if !cs.loaded {
-		w, err := d.Cases.Watermark(ctx, caseID)
-		if err != nil {
-			return err
-		}
-		cs.loaded, cs.stored, cs.cur = true, w, w
-		cs.known = map[int64]string{}
-		if w.Seq >= 0 {
-			cs.known[w.Seq] = w.Hash
+// advanced returns the cases whose verified position moved in this batch.
+func (inv *invocation) advanced() map[string]receipt.Watermark {
+	out := map[string]receipt.Watermark{}
+	for id, cs := range inv.cases {
+		if cs.cur.Seq > cs.stored.Seq {
+			out[id] = cs.cur
 		}
 	}
+	return out
+}
+
+// save writes the positions that advanced.
+func (inv *invocation) save(ctx context.Context) error {
+	ws := inv.advanced()
+	if len(ws) == 0 {
+		return nil
+	}
+	return inv.v.d.Cases.SetWatermarks(ctx, ws)
+}
+
+// firstOfAdvanced is the index of the first record of a case whose position
+// advanced, or -1.
+func (inv *invocation) firstOfAdvanced(recs []events.DynamoDBEventRecord) int {
+	ws := inv.advanced()
+	for i, rec := range recs {
+		if id, _ := keyOf(rec); id != "" {
+			if _, ok := ws[id]; ok {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// retryFrom reports the batch for retry from record i.
+func retryFrom(recs []events.DynamoDBEventRecord, i int) events.DynamoDBEventResponse {
+	resp := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
+	if i >= 0 && i < len(recs) {
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: recs[i].Change.SequenceNumber})
+	}
+	return resp
+}
+
+// earliest keeps the one reported failure that comes first in the batch:
+// the stream resumes from there.
+func earliest(recs []events.DynamoDBEventRecord, resp events.DynamoDBEventResponse, i int) events.DynamoDBEventResponse {
+	if i < 0 {
+		return resp
+	}
+	for j := range recs[:i] {
+		for _, f := range resp.BatchItemFailures {
+			if f.ItemIdentifier == recs[j].Change.SequenceNumber {
+				return resp
+			}
+		}
+	}
+	return retryFrom(recs, i)
+}
+
+func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecord) error {
+	caseID, seq := keyOf(rec)
+	cs := inv.cases[caseID]
+	ctx = telemetry.WithSeq(telemetry.WithCase(ctx, tenantOf(rec), caseID), seq)
+	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
+		return inv.insert(ctx, caseID, cs, rec)
+	}
+	return inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
+}
+
+func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
+	d := inv.v.d
 	r, fs := Inserted(rec)
 	if r == nil {
 		return inv.report(ctx, cs, fs)
