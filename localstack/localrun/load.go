@@ -122,7 +122,7 @@ type Outcome struct {
 // pollBudget bounds the chain reads Await makes per tick, so that watching
 // a load does not itself load the endpoint (a local emulator serves a few
 // hundred requests a second in all).
-const pollBudget = 5
+const pollBudget = 20
 
 // Await polls until every case ended or ctx is done, answering insurance
 // claims' adjuster requests with a decision event, and reports progress.

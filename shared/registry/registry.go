@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/knhk/knhk/shared/workflow/dsl"
 )
@@ -74,6 +75,7 @@ type Registry struct {
 	cache     sync.Map // hash -> *Descriptor
 	versions  sync.Map // ns/name:version -> hash
 	latest    sync.Map // ns/name -> latestPointer
+	refresh   singleflight.Group
 }
 
 // latestPointer is a read of a workflow's latest pointer.
@@ -226,15 +228,26 @@ func (r *Registry) Resolve(ctx context.Context, ns, name, version string) (*Desc
 		p := v.(latestPointer)
 		return r.Load(ctx, ns, name, p.version, p.hash)
 	}
-	p, err := r.readLatest(ctx, ns, name)
+	if r.latestTTL == 0 {
+		p, err := r.readLatest(ctx, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		return r.Load(ctx, ns, name, p.version, p.hash)
+	}
+	// One read refreshes the pointer for every start message waiting on it.
+	v, err, _ := r.refresh.Do(k, func() (any, error) {
+		p, err := r.readLatest(ctx, ns, name)
+		if err == nil {
+			r.latest.Store(k, p)
+		}
+		return p, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	d, err := r.Load(ctx, ns, name, p.version, p.hash)
-	if err == nil && r.latestTTL > 0 {
-		r.latest.Store(k, p)
-	}
-	return d, err
+	p := v.(latestPointer)
+	return r.Load(ctx, ns, name, p.version, p.hash)
 }
 
 // Load returns a published version, parsed. When hash is given (a case's

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,11 +172,14 @@ func TestLoadRefusesTamperedBodyAndUnknown(t *testing.T) {
 // countingDB counts the GetItem calls made to the real endpoint.
 type countingDB struct {
 	DB
+	mu   sync.Mutex
 	gets int
 }
 
 func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.mu.Lock()
 	c.gets++
+	c.mu.Unlock()
 	return c.DB.GetItem(ctx, in, opts...)
 }
 
@@ -239,5 +243,40 @@ func TestResolveReads(t *testing.T) {
 	}
 	if d, err := cached.Resolve(ctx, e1.Namespace, e1.Name, ""); err != nil || d.Hash != e1.Hash {
 		t.Fatalf("latest after rollback = %+v %v", d, err)
+	}
+}
+
+func TestResolveLatestReadOnceForConcurrentStarts(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	e, _, err := r.Push(ctx, sample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &countingDB{DB: r.db}
+	reg := New(db, r.table, LatestTTL(time.Second))
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reg.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	if _, err := reg.Resolve(ctx, e.Namespace, e.Name, ""); err != nil { // body cached
+		t.Fatal(err)
+	}
+	mu.Lock()
+	clock = clock.Add(2 * time.Second) // the pointer expired
+	mu.Unlock()
+	db.mu.Lock()
+	db.gets = 0
+	db.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if d, err := reg.Resolve(ctx, e.Namespace, e.Name, ""); err != nil || d.Hash != e.Hash {
+				t.Errorf("resolve = %+v %v", d, err)
+			}
+		})
+	}
+	wg.Wait()
+	if db.gets < 1 || db.gets > 2 {
+		t.Fatalf("%d GetItem calls for 16 concurrent starts after expiry, want the pointer read once (twice if a late start found it expired again)", db.gets)
 	}
 }
