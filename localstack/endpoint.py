@@ -22,6 +22,10 @@ time.time() (same value). GetRecords answers are written with json.dumps
 instead of moto's shape-driven serializer (a sixth of the endpoint's time
 under load); their records are DynamoDB JSON already.
 
+Two lookups moto repeats on every request are made once: the list of its
+service modules (a directory listing) and the action names of a handler
+class (inspect.getmembers); together a sixth of a PutItem's time.
+
 Request lines are not logged (werkzeug logs each one, a sixth of the
 endpoint's time under load); --log-requests turns them on. With the
 environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
@@ -31,6 +35,7 @@ writes there, every 5 s and at exit, each operation's count and seconds.
 import argparse
 import atexit
 import datetime
+import functools
 import inspect
 import json
 import os
@@ -45,6 +50,8 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+import moto.backends
+import moto.core.responses
 import moto.core.utils
 import moto.dynamodb.models
 import moto.sqs.models
@@ -185,6 +192,9 @@ def main():
     Table.query = partition_query(Table.query)
     SQSBackend.is_message_valid_based_on_retention_period = retained
     DynamoDBStreamsHandler.get_records = get_records
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules
+    moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)
     clock = fast_clock(moto.core.utils.unix_time)
     for module in (moto.core.utils, moto.sqs.models, moto.dynamodb.models):
         if isinstance(getattr(module, "unix_time", None), types.FunctionType):
