@@ -22,6 +22,12 @@ time.time() (same value). GetRecords answers are written with json.dumps
 instead of moto's shape-driven serializer (a sixth of the endpoint's time
 under load); their records are DynamoDB JSON already.
 
+A ReceiveMessage long poll whose client went away (a poller stopped, a
+request cancelled) goes on in moto until its wait time ends, and takes
+the messages that arrive meanwhile: they stay invisible for the queue's
+visibility timeout with nobody to process them. The launcher ends such a
+poll, without taking anything, when it sees the client's connection closed.
+
 Two lookups moto repeats on every request are made once: the list of its
 service modules (a directory listing) and the action names of a handler
 class (inspect.getmembers); together a sixth of a PutItem's time.
@@ -39,7 +45,9 @@ import functools
 import inspect
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -57,7 +65,8 @@ import moto.dynamodb.models
 import moto.sqs.models
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import run_simple
 
 
@@ -103,6 +112,33 @@ def get_records(self):
     limit = self._get_param("Limit") or 1000
     result = self.backend.get_records(self._get_param("ShardIterator"), limit)
     return json.dumps(result, default=epoch_seconds)
+
+
+REQUEST = threading.local()
+
+
+def peer_closed(sock):
+    """Whether the peer of a request's socket closed it (the request was
+    read in full, so a readable socket is at its end or broken)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
+def watched(wait_for_messages):
+    """Queue.wait_for_messages that ends the poll of a departed client."""
+
+    def wait(self, timeout):
+        sock = getattr(REQUEST, "socket", None)
+        if sock is not None and peer_closed(sock):
+            raise ClientDisconnected("ReceiveMessage client closed its connection")
+        wait_for_messages(self, timeout)
+        if sock is not None and peer_closed(sock):
+            raise ClientDisconnected("ReceiveMessage client closed its connection")
+
+    return wait
 
 
 def retained(self, queue_name, message):
@@ -173,7 +209,14 @@ class SerializedDynamoDB:
         return body
 
     def serve(self, environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == "AmazonSQS.ReceiveMessage":
+            REQUEST.socket = environ.get("werkzeug.socket")
+            try:
+                return list(self.app(environ, start_response))
+            finally:
+                REQUEST.socket = None
+        if target.startswith("DynamoDB_"):
             with self.lock:
                 # Drain the response inside the lock: the write happens while
                 # the body is produced.
@@ -191,6 +234,7 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     Table.query = partition_query(Table.query)
     SQSBackend.is_message_valid_based_on_retention_period = retained
+    Queue.wait_for_messages = watched(Queue.wait_for_messages)
     DynamoDBStreamsHandler.get_records = get_records
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules
