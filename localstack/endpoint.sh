@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts, stops and resets the embedded local AWS endpoint (moto server).
-# Usage: endpoint.sh up|down|reset   (PORT, VENV and LOCAL come from the Makefile)
+# Usage: endpoint.sh up|down|reset   (PORT, VENV and LOCAL come from the Makefile;
+# ENDPOINT_FLAGS, e.g. --log-requests, are passed to endpoint.py)
 set -euo pipefail
 PORT=${PORT:-4566}
 VENV=${VENV:-.venv}
@@ -17,7 +18,7 @@ up)
   mkdir -p "$LOCAL"
   if running && ready; then echo "endpoint already up at $URL (pid $(cat "$PIDFILE"))"; exit 0; fi
   if ready; then echo "port $PORT is served by a process this project did not start; stop it or set PORT" >&2; exit 1; fi
-  nohup "$VENV/bin/python" "$(dirname "$0")/endpoint.py" -H 127.0.0.1 -p "$PORT" >"$LOGFILE" 2>&1 &
+  nohup "$VENV/bin/python" "$(dirname "$0")/endpoint.py" -H 127.0.0.1 -p "$PORT" ${ENDPOINT_FLAGS:-} >"$LOGFILE" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do
     if ready; then echo "endpoint up at $URL (pid $(cat "$PIDFILE"), log $LOGFILE)"; exit 0; fi
