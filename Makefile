@@ -63,8 +63,19 @@ build: $(LOCAL)/go-mod.done ## arm64 bootstrap zips for every function + host bi
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/host/knhk ./cmd/knhk
 	@echo "built knhk"
 
-synth: build infra/node_modules/.installed ## synthesize the CDK stack into infra/cdk.out
-	cd infra && npx --no-install cdk synth --quiet $(CDK_CONTEXT)
+# The template depends on the Go sources, the function binaries (asset
+# hashes) and the context; synth runs again only when one of them changed.
+SYNTH_SUM := $(LOCAL)/synth.sha256
+synth: build infra/node_modules/.installed ## synthesize the CDK stack into infra/cdk.out (skipped when nothing it reads changed)
+	@files=$$(git ls-files -co --exclude-standard -- '*.go' go.mod go.sum infra/cdk.json infra/package-lock.json 2>/dev/null || true); \
+	  sum=$$( { echo '$(CDK_CONTEXT)'; [ -z "$$files" ] || sha256sum $$files; sha256sum $(BUILD)/lambda/*/bootstrap; } | sha256sum | cut -d' ' -f1); \
+	  if [ -n "$$files" ] && [ -f infra/cdk.out/KnhkStack.template.json ] && [ "$$sum" = "$$(cat $(SYNTH_SUM) 2>/dev/null)" ]; then \
+	    echo "synth: infra/cdk.out is up to date"; \
+	  else \
+	    rm -f $(SYNTH_SUM); \
+	    (cd infra && npx --no-install cdk synth --quiet $(CDK_CONTEXT)); \
+	    mkdir -p $(LOCAL); echo "$$sum" > $(SYNTH_SUM); \
+	  fi
 
 # ---------------------------------------------------------------- local endpoint
 local-up: $(VENV)/.installed ## start the embedded AWS endpoint (moto) on 127.0.0.1:$(PORT)

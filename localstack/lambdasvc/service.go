@@ -68,6 +68,11 @@ type Config struct {
 	// fires every schedule once when the service starts.
 	ScheduleSpeedup float64
 	FireAtStart     bool
+	// PositionsPath is the JSON file where stream mappings keep the last
+	// sequence number they handled per shard, so that a restarted service
+	// resumes there (default: stream-positions.json beside StatePath; none
+	// when StatePath is empty).
+	PositionsPath string
 	// Env adds variables to every function's environment.
 	Env map[string]string
 	// Logger receives the service's own logs (default: discard).
@@ -84,6 +89,7 @@ type Service struct {
 	fwd   *forwarder
 	sqs   *sqs.Client
 	ages  *iteratorAges
+	pos   *positions
 }
 
 // FindRIE locates the emulator: $KNHK_RIE, else DefaultRIE under the
@@ -125,6 +131,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.LogDir == "" {
 		cfg.LogDir = filepath.Join(".local", "logs")
 	}
+	if cfg.PositionsPath == "" && cfg.StatePath != "" {
+		cfg.PositionsPath = filepath.Join(filepath.Dir(cfg.StatePath), "stream-positions.json")
+	}
 	if cfg.DefaultConcurrency <= 0 {
 		cfg.DefaultConcurrency = 2
 	}
@@ -161,7 +170,11 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("lambdasvc: %w", err)
 		}
 	}
-	s := &Service{cfg: cfg, stack: st, log: cfg.Logger, pools: map[string]*pool{}, sqs: sqs.NewFromConfig(cfg.AWS)}
+	pos, err := loadPositions(cfg.PositionsPath)
+	if err != nil {
+		return nil, fmt.Errorf("lambdasvc: %w", err)
+	}
+	s := &Service{cfg: cfg, stack: st, log: cfg.Logger, pools: map[string]*pool{}, sqs: sqs.NewFromConfig(cfg.AWS), pos: pos}
 	return s, nil
 }
 
@@ -337,7 +350,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, m := range s.stack.Streams {
 		sp := &streamPoller{m: m, fn: s.pools[m.Function], functionARN: s.stack.Functions[m.Function].ARN,
 			streams: streams, sqs: s.sqs, log: s.log, region: s.stack.Region,
-			poll: s.cfg.StreamPollInterval, retryDelay: s.cfg.RetryDelay, ages: s.ages}
+			poll: s.cfg.StreamPollInterval, retryDelay: s.cfg.RetryDelay, ages: s.ages, positions: s.pos}
 		wg.Go(func() { sp.run(ctx) })
 	}
 	for _, sc := range s.stack.Schedules {

@@ -38,6 +38,7 @@ type streamPoller struct {
 	poll        time.Duration
 	retryDelay  time.Duration
 	ages        *iteratorAges
+	positions   *positions
 	failureURL  string
 }
 
@@ -134,10 +135,21 @@ func (sp *streamPoller) shards(ctx context.Context) ([]st.Shard, error) {
 }
 
 // readShard reads a shard in order, batch by batch, until it is closed or
-// ctx ends.
+// ctx ends. It starts after the last record handled before (positions),
+// else at pos.
 func (sp *streamPoller) readShard(ctx context.Context, shard string, pos st.ShardIteratorType) {
-	it, err := sp.streams.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{
-		StreamArn: aws.String(sp.m.StreamARN), ShardId: aws.String(shard), ShardIteratorType: pos})
+	key := positionKey(sp.m.LogicalID, sp.m.StreamARN, shard)
+	in := &dynamodbstreams.GetShardIteratorInput{StreamArn: aws.String(sp.m.StreamARN), ShardId: aws.String(shard), ShardIteratorType: pos}
+	if seq, ok := sp.positions.get(key); ok {
+		in.ShardIteratorType, in.SequenceNumber = st.ShardIteratorTypeAfterSequenceNumber, aws.String(seq)
+	}
+	it, err := sp.streams.GetShardIterator(ctx, in)
+	if err != nil && in.SequenceNumber != nil && ctx.Err() == nil {
+		sp.log.Warn("cannot resume after the last handled record; starting at the mapping's position",
+			"mapping", sp.m.LogicalID, "shard", shard, "sequenceNumber", aws.ToString(in.SequenceNumber), "err", err)
+		in.ShardIteratorType, in.SequenceNumber = pos, nil
+		it, err = sp.streams.GetShardIterator(ctx, in)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			sp.log.Error("shard iterator", "mapping", sp.m.LogicalID, "shard", shard, "err", err)
@@ -178,7 +190,14 @@ func (sp *streamPoller) readShard(ctx context.Context, shard string, pos st.Shar
 			continue
 		}
 		n := min(len(buf), sp.m.BatchSize)
-		sp.handle(ctx, shard, buf[:n])
+		if !sp.handle(ctx, shard, buf[:n]) {
+			return // stopping: the batch is read again after a restart
+		}
+		if last := buf[n-1].Dynamodb; last != nil && last.SequenceNumber != nil {
+			if err := sp.positions.set(key, *last.SequenceNumber); err != nil {
+				sp.log.Warn("stream position not kept", "mapping", sp.m.LogicalID, "shard", shard, "err", err)
+			}
+		}
 		buf = buf[n:]
 	}
 }
@@ -191,8 +210,9 @@ type work struct {
 
 // handle delivers one batch: retries on error, bisects when configured,
 // resumes from a reported failure, and sends what cannot be delivered to the
-// on-failure destination.
-func (sp *streamPoller) handle(ctx context.Context, shard string, batch []st.Record) {
+// on-failure destination. It reports whether the batch is done with (false
+// when the service stopped first).
+func (sp *streamPoller) handle(ctx context.Context, shard string, batch []st.Record) bool {
 	queue := []work{{records: batch}}
 	for len(queue) > 0 && ctx.Err() == nil {
 		w := queue[0]
@@ -206,12 +226,12 @@ func (sp *streamPoller) handle(ctx context.Context, shard string, batch []st.Rec
 		payload, err := json.Marshal(DynamoDBEvent(w.records, sp.m.StreamARN, sp.region))
 		if err != nil {
 			sp.log.Error("encode stream event", "err", err)
-			return
+			return false
 		}
 		res, err := sp.fn.invoke(context.WithoutCancel(ctx), payload)
 		if err != nil {
 			if errors.Is(err, errPoolClosed) {
-				return
+				return false
 			}
 			res = Result{FunctionError: "Unhandled", Reason: err.Error()}
 		}
@@ -237,6 +257,7 @@ func (sp *streamPoller) handle(ctx context.Context, shard string, batch []st.Rec
 		sleep(ctx, sp.retryDelay)
 		queue = append([]work{rest}, queue...)
 	}
+	return len(queue) == 0
 }
 
 // FirstFailedRecord returns the index of the first record to retry, or -1
