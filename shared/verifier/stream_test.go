@@ -740,6 +740,34 @@ func TestOnLocalEndpoint(t *testing.T) {
 		}
 	})
 
+	t.Run("SNS error retries the alert of an inserted receipt", func(t *testing.T) {
+		caseID, rs := e.appendCase(t, "snsdown-insert", 6)
+		seen := len(e.verified(t, caseID, rs))
+		other := buildChain(t, "acme", caseID, 6)
+		e.putReceipt(t, forgeAfter(t, rs[5], other[4].Hash))
+		recs := e.streamRecords(t, caseID)[seen:]
+		down := e.verifierTo(t, e.state, e.topic+"-missing")
+		resp, _ := down.handle(t, recs)
+		if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != recs[0].Change.SequenceNumber {
+			t.Fatalf("failures %v, want the forged record (logs %s)", resp.BatchItemFailures, down.logs.String())
+		}
+		if w := e.watermark(t, caseID); w.Seq != 5 {
+			t.Fatalf("watermark %+v moved past the record reported for retry", w)
+		}
+		// Lambda delivers the record again to a working verifier: the
+		// finding exists, the alert goes out now.
+		resp, _ = e.verifier(t, e.state).handle(t, recs)
+		if len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("retry: failures %v", resp.BatchItemFailures)
+		}
+		if n := e.alertsFor(t, caseID); n != 1 {
+			t.Fatalf("%d alerts after the retry, want 1", n)
+		}
+		if got := findingKinds(e.findings(t, caseID)); !slices.Equal(got, []string{"BrokenLink@6"}) {
+			t.Fatalf("findings %v", got)
+		}
+	})
+
 	t.Run("DynamoDB error is a batch item failure", func(t *testing.T) {
 		caseID, _ := e.appendCase(t, "broken", 3)
 		recs := e.streamRecords(t, caseID)

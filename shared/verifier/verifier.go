@@ -155,6 +155,7 @@ type caseState struct {
 	cur     receipt.Watermark // the position verified so far
 	known   map[int64]string  // verified hashes by seq, for redeliveries
 	alerted bool              // the case's alert is known to be out
+	failed  bool              // a record of the case is reported for retry
 }
 
 type invocation struct {
@@ -186,10 +187,13 @@ func (inv *invocation) load(ctx context.Context, ids []string) error {
 }
 
 // advanced returns the cases whose verified position moved in this batch.
+// A case with a record reported for retry keeps its stored position, so
+// that the retry checks (and alerts) that record again instead of taking
+// it for a redelivery.
 func (inv *invocation) advanced() map[string]receipt.Watermark {
 	out := map[string]receipt.Watermark{}
 	for id, cs := range inv.cases {
-		if cs.cur.Seq > cs.stored.Seq {
+		if !cs.failed && cs.cur.Seq > cs.stored.Seq {
 			out[id] = cs.cur
 		}
 	}
@@ -248,10 +252,16 @@ func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecor
 	caseID, seq := keyOf(rec)
 	cs := inv.cases[caseID]
 	ctx = telemetry.WithSeq(telemetry.WithCase(ctx, tenantOf(rec), caseID), seq)
+	var err error
 	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
-		return inv.insert(ctx, caseID, cs, rec)
+		err = inv.insert(ctx, caseID, cs, rec)
+	} else {
+		err = inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
 	}
-	return inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
+	if err != nil && cs != nil {
+		cs.failed = true
+	}
+	return err
 }
 
 func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
