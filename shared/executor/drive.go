@@ -30,6 +30,9 @@ type caseRun struct {
 	state      *engine.State
 	awaiting   bool     // a listen task waited when the chain was read
 	types      []string // the event types it waited for (nil: any)
+	// trace is the trace context of the message being handled; the
+	// messages this invocation sends for the case carry it on.
+	trace *message.Trace
 }
 
 func (c *caseRun) exists() bool { return len(c.receipts) > 0 }
@@ -151,6 +154,7 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 			if err != nil {
 				return err
 			}
+			fresh.trace = c.trace
 			*c = *fresh
 			// Re-decide the stimulus on the fresh history (the engine
 			// ignores it if the winner consumed it), then walk on.
@@ -260,6 +264,14 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 			}
 			ev := e.Event.Clone()
 			ev.SetExtension("knhktenant", c.tenant)
+			if _, set := ev.Extensions()["traceparent"]; !set && c.trace != nil && c.trace.TraceParent != "" {
+				// CloudEvents' distributed tracing extension: a listener
+				// continues the emitting case's trace.
+				ev.SetExtension("traceparent", c.trace.TraceParent)
+				if c.trace.TraceState != "" {
+					ev.SetExtension("tracestate", c.trace.TraceState)
+				}
+			}
 			out = append(out, queue.Message{Body: ev}) // structured-mode JSON
 		}
 	}
@@ -304,9 +316,9 @@ func (x *Executor) call(ctx context.Context, calls []engine.Effect) []engine.Sti
 // continuation builds a message that resumes the case, due at dueAt (zero:
 // now) and delivered after delay.
 func (x *Executor) continuation(c *caseRun, reason message.Reason, ref string, dueAt time.Time, delay time.Duration) queue.Message {
-	return queue.Message{CaseID: c.id, Delay: delay, Body: &message.Continue{
+	return queue.Message{CaseID: c.id, Delay: delay, TraceParent: traceParent(c.trace), Body: &message.Continue{
 		Kind: message.KindContinue, Tenant: c.tenant, CaseID: c.id, Reason: reason, Ref: ref,
-		ExpectedSeq: int64(len(c.receipts)), DueAt: dueAt,
+		ExpectedSeq: int64(len(c.receipts)), DueAt: dueAt, Trace: c.trace,
 	}}
 }
 

@@ -220,14 +220,14 @@ func (x *Executor) handleMessage(ctx context.Context, m events.SQSMessage) error
 		if t, ok := msg.Event.Extensions()["knhktenant"].(string); ok && t != "" {
 			tenant = t
 		}
-		return x.deliver(ctx, tenant, msg.Event.Type(), raw)
+		return x.deliver(ctx, tenant, msg.Event.Type(), raw, eventTrace(msg.Event.Extensions()))
 	}
 }
 
 // start opens a case, or resumes the one a copy of the message opened.
 func (x *Executor) start(ctx context.Context, s *message.Start) error {
 	caseID := s.CaseID()
-	ctx = telemetry.WithCase(ctx, s.Tenant, caseID)
+	ctx = withTrace(telemetry.WithCase(ctx, s.Tenant, caseID), s.Trace)
 	// Most start messages name a new case, so the chain is not read first:
 	// the genesis receipt's conditional write tells a duplicate apart.
 	err := x.startNew(ctx, s, caseID)
@@ -241,6 +241,7 @@ func (x *Executor) start(ctx context.Context, s *message.Start) error {
 	if !c.exists() {
 		return fmt.Errorf("start %s: the genesis write conflicted but the chain is empty", caseID)
 	}
+	c.trace = s.Trace
 	x.log.InfoContext(ctx, "duplicate start message: case exists", "workflow", s.Workflow.String(), "status", string(c.state.Status))
 	if c.state.Terminal() {
 		return nil
@@ -266,7 +267,7 @@ func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string
 	if err != nil {
 		return err
 	}
-	c := &caseRun{tenant: s.Tenant, id: caseID, state: engine.NewState()}
+	c := &caseRun{tenant: s.Tenant, id: caseID, state: engine.NewState(), trace: s.Trace}
 	if err := c.bind(x, d); err != nil {
 		return batch.Permanent(err)
 	}
@@ -295,7 +296,7 @@ func (x *Executor) startInput(ctx context.Context, s *message.Start) (any, error
 
 // resume continues a case for a branch, timer, retry, event or leftover work.
 func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
-	ctx = telemetry.WithCase(ctx, m.Tenant, m.CaseID)
+	ctx = withTrace(telemetry.WithCase(ctx, m.Tenant, m.CaseID), m.Trace)
 	c, err := x.open(ctx, m.Tenant, m.CaseID)
 	if err != nil {
 		return err
@@ -303,6 +304,7 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 	if !c.exists() {
 		return batch.Permanent(fmt.Errorf("continue %s: no such case", m.CaseID))
 	}
+	c.trace = m.Trace
 	if n := int64(len(c.receipts)); n < m.ExpectedSeq {
 		// The message saw a longer chain than the table holds now: receipts
 		// were removed from its tail, which chain verification alone cannot see.
@@ -336,7 +338,7 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 // deliver hands an external event to every case of the tenant whose listen
 // task waits for its type; the engine decides whether it matches (the other
 // filters and correlation).
-func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event json.RawMessage) error {
+func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event json.RawMessage, trace *message.Trace) error {
 	ids, err := x.cases.SubscribersFor(ctx, tenant, eventType)
 	if err != nil {
 		return fmt.Errorf("deliver event: %w", err)
@@ -347,11 +349,36 @@ func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event 
 	}
 	msgs := make([]queue.Message, 0, len(ids))
 	for _, id := range ids {
-		msgs = append(msgs, queue.Message{CaseID: id, Body: message.Continue{
-			Kind: message.KindContinue, Tenant: tenant, CaseID: id, Reason: message.ReasonEvent, Event: event,
+		msgs = append(msgs, queue.Message{CaseID: id, TraceParent: traceParent(trace), Body: message.Continue{
+			Kind: message.KindContinue, Tenant: tenant, CaseID: id, Reason: message.ReasonEvent, Event: event, Trace: trace,
 		}})
 	}
 	return x.send.Send(ctx, msgs...)
+}
+
+// withTrace adds a message's trace id and correlation id to the log context.
+func withTrace(ctx context.Context, t *message.Trace) context.Context {
+	if t == nil {
+		return ctx
+	}
+	if id, _, ok := telemetry.ParseTraceparent(t.TraceParent); ok {
+		ctx = telemetry.WithTraceID(ctx, id)
+	}
+	if t.CorrelationID != "" {
+		ctx = telemetry.WithCorrelationID(ctx, t.CorrelationID)
+	}
+	return ctx
+}
+
+// eventTrace is the trace context a CloudEvent carries in the distributed
+// tracing extension, or nil.
+func eventTrace(ext map[string]any) *message.Trace {
+	tp, _ := ext["traceparent"].(string)
+	if _, _, ok := telemetry.ParseTraceparent(tp); !ok {
+		return nil
+	}
+	ts, _ := ext["tracestate"].(string)
+	return &message.Trace{TraceParent: tp, TraceState: ts}
 }
 
 func traceParent(t *message.Trace) string {

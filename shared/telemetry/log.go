@@ -13,15 +13,16 @@ import (
 // Log attribute names. Every KNHK log line uses these keys, so that one
 // CloudWatch Logs Insights query can follow a case across functions.
 const (
-	AttrTime        = "timestamp"   // RFC 3339 time of the record
-	AttrLevel       = "level"       // DEBUG, INFO, WARN, ERROR
-	AttrMessage     = "message"     // the log message
-	AttrTenant      = "tenant"      // tenant of the case
-	AttrCaseID      = "caseId"      // the case
-	AttrSeq         = "seq"         // receipt sequence number within the case
-	AttrRequestID   = "requestId"   // Lambda request id of the invocation
-	AttrTraceID     = "traceId"     // W3C trace id (32 hex digits) of the case's trace
-	AttrXRayTraceID = "xrayTraceId" // X-Ray trace header of the invocation, when present
+	AttrTime        = "timestamp"     // RFC 3339 time of the record
+	AttrLevel       = "level"         // DEBUG, INFO, WARN, ERROR
+	AttrMessage     = "message"       // the log message
+	AttrTenant      = "tenant"        // tenant of the case
+	AttrCaseID      = "caseId"        // the case
+	AttrSeq         = "seq"           // receipt sequence number within the case
+	AttrRequestID   = "requestId"     // Lambda request id of the invocation
+	AttrTraceID     = "traceId"       // W3C trace id (32 hex digits) of the case's trace
+	AttrCorrelation = "correlationId" // the caller's own id for the case, from its start message
+	AttrXRayTraceID = "xrayTraceId"   // X-Ray trace header of the invocation, when present
 )
 
 // xrayContextKey is the context key under which the Lambda Go runtime stores
@@ -95,6 +96,7 @@ func (h contextHandler) WithGroup(name string) slog.Handler {
 // fields are the log fields a context carries.
 type fields struct {
 	tenant, caseID, traceID string
+	correlationID           string
 	seq                     int64
 	hasSeq                  bool
 }
@@ -129,12 +131,20 @@ func WithTraceID(ctx context.Context, traceID string) context.Context {
 	return context.WithValue(ctx, fieldsKey{}, f)
 }
 
-// Attrs returns the log fields ctx carries: tenant, caseId, seq and traceId
-// as attached, requestId from the Lambda context and xrayTraceId from the Lambda
+// WithCorrelationID returns a context whose log records carry
+// correlationId, the caller's own id for the case.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	f := fieldsFrom(ctx)
+	f.correlationID = id
+	return context.WithValue(ctx, fieldsKey{}, f)
+}
+
+// Attrs returns the log fields ctx carries: tenant, caseId, seq, traceId and
+// correlationId as attached, requestId from the Lambda context and xrayTraceId from the Lambda
 // runtime. Fields that are not set are left out.
 func Attrs(ctx context.Context) []slog.Attr {
 	f := fieldsFrom(ctx)
-	attrs := make([]slog.Attr, 0, 6)
+	attrs := make([]slog.Attr, 0, 7)
 	if f.tenant != "" {
 		attrs = append(attrs, slog.String(AttrTenant, f.tenant))
 	}
@@ -149,6 +159,9 @@ func Attrs(ctx context.Context) []slog.Attr {
 	}
 	if f.traceID != "" {
 		attrs = append(attrs, slog.String(AttrTraceID, f.traceID))
+	}
+	if f.correlationID != "" {
+		attrs = append(attrs, slog.String(AttrCorrelation, f.correlationID))
 	}
 	if x, ok := ctx.Value(xrayContextKey).(string); ok && x != "" {
 		attrs = append(attrs, slog.String(AttrXRayTraceID, x))

@@ -36,6 +36,7 @@ func TestLoggerCarriesContextFields(t *testing.T) {
 	ctx = WithCase(ctx, "acme", "case-7")
 	ctx = WithSeq(ctx, 0)
 	ctx = WithTraceID(ctx, "4bf92f3577b34da6a3ce929d0e0e4736")
+	ctx = WithCorrelationID(ctx, "order-77")
 	log.InfoContext(ctx, "task completed", "task", "/do/0/charge")
 	log.DebugContext(ctx, "hidden")
 	log.Info("no context")
@@ -47,7 +48,7 @@ func TestLoggerCarriesContextFields(t *testing.T) {
 	r := recs[0]
 	want := map[string]any{
 		AttrMessage: "task completed", AttrLevel: "INFO", AttrTenant: "acme", AttrCaseID: "case-7",
-		AttrSeq: float64(0), AttrRequestID: "req-1", AttrTraceID: "4bf92f3577b34da6a3ce929d0e0e4736", "task": "/do/0/charge",
+		AttrSeq: float64(0), AttrRequestID: "req-1", AttrTraceID: "4bf92f3577b34da6a3ce929d0e0e4736", AttrCorrelation: "order-77", "task": "/do/0/charge",
 	}
 	for k, v := range want {
 		if r[k] != v {
@@ -62,7 +63,7 @@ func TestLoggerCarriesContextFields(t *testing.T) {
 			t.Errorf("unexpected member %s", k)
 		}
 	}
-	for _, k := range []string{AttrTenant, AttrCaseID, AttrSeq, AttrRequestID, AttrTraceID} {
+	for _, k := range []string{AttrTenant, AttrCaseID, AttrSeq, AttrRequestID, AttrTraceID, AttrCorrelation} {
 		if _, ok := recs[1][k]; ok {
 			t.Errorf("record without context has %s", k)
 		}
