@@ -193,7 +193,8 @@ def operation(environ):
 
 class SerializedDynamoDB:
     """WSGI middleware running DynamoDB (not Streams) requests under one
-    lock, and timing every request when stats are kept."""
+    lock, showing a ReceiveMessage long poll its client's socket, and
+    timing every request when stats are kept."""
 
     def __init__(self, app, stats=None):
         self.app = app
@@ -224,14 +225,8 @@ class SerializedDynamoDB:
         return self.app(environ, start_response)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-H", "--host", default="127.0.0.1")
-    parser.add_argument("-p", "--port", type=int, default=4566)
-    parser.add_argument("--log-requests", action="store_true", help="log a line per request")
-    args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+def patch_moto():
+    """Apply the changes the module docstring lists."""
     Table.query = partition_query(Table.query)
     SQSBackend.is_message_valid_based_on_retention_period = retained
     Queue.wait_for_messages = watched(Queue.wait_for_messages)
@@ -243,6 +238,17 @@ def main():
     for module in (moto.core.utils, moto.sqs.models, moto.dynamodb.models):
         if isinstance(getattr(module, "unix_time", None), types.FunctionType):
             module.unix_time = clock
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=4566)
+    parser.add_argument("--log-requests", action="store_true", help="log a line per request")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    patch_moto()
     stats = None
     if os.environ.get("KNHK_ENDPOINT_STATS"):
         stats = Stats(os.environ["KNHK_ENDPOINT_STATS"])
