@@ -2,10 +2,6 @@ package telemetry
 
 import "strings"
 
-// TraceparentAttribute is the SQS message attribute carrying the W3C trace
-// context of the case a message belongs to.
-const TraceparentAttribute = "traceparent"
-
 // ParseTraceparent extracts the trace id and parent span id from a W3C
 // traceparent header ("00-<32 hex>-<16 hex>-<2 hex>"). It accepts later
 // versions as the specification asks (their extra fields are ignored) and
