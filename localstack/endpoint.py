@@ -130,13 +130,15 @@ def peer_closed(sock):
 def watched(wait_for_messages):
     """Queue.wait_for_messages that ends the poll of a departed client."""
 
-    def wait(self, timeout):
+    def client_present():
         sock = getattr(REQUEST, "socket", None)
         if sock is not None and peer_closed(sock):
             raise ClientDisconnected("ReceiveMessage client closed its connection")
+
+    def wait(self, timeout):
+        client_present()
         wait_for_messages(self, timeout)
-        if sock is not None and peer_closed(sock):
-            raise ClientDisconnected("ReceiveMessage client closed its connection")
+        client_present()
 
     return wait
 

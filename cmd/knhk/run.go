@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -47,18 +44,14 @@ func runCmd() *cobra.Command {
 			"summary, with status 0 only when every case completed and every chain verified.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			endpoint, err := localEndpoint("run", "")
+			ls, err := startLocal(cmd, "run", "")
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			cfg, err := awsConfig(ctx, endpoint)
-			if err != nil {
-				return err
-			}
+			defer ls.stop()
+			ctx, cfg := ls.ctx, ls.cfg
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "endpoint  %s\n", endpoint)
+			fmt.Fprintf(w, "endpoint  %s\n", ls.endpoint)
 			env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: templatePath, StatePath: statePath,
 				OutputsPath: outputsFile, LogDir: logDir, HostDir: hostDir, Concurrency: concurrency,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))})

@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -46,16 +43,12 @@ func localServeCmd() *cobra.Command {
 			"with `knhk local deploy`; its state file resolves the functions' environment. See docs/local-lambda.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			endpoint, err := localEndpoint("local serve", endpoint)
+			ls, err := startLocal(cmd, "local serve", endpoint)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			cfg, err := awsConfig(ctx, endpoint)
-			if err != nil {
-				return err
-			}
+			defer ls.stop()
+			ctx, cfg := ls.ctx, ls.cfg
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug

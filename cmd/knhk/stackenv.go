@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/shared/stack"
 )
@@ -71,6 +74,32 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 // localEndpoint returns the local endpoint a command works against: flag,
 // else AWS_ENDPOINT_URL. Without one the command refuses to run, so it never
 // acts on real AWS by accident.
+// localSession is what a long-running command on the local endpoint needs:
+// the endpoint, a context that ends on Ctrl-C or SIGTERM (stop releases
+// it), and the AWS configuration for the endpoint.
+type localSession struct {
+	endpoint string
+	ctx      context.Context
+	stop     context.CancelFunc
+	cfg      aws.Config
+}
+
+// startLocal resolves the endpoint (flag, else AWS_ENDPOINT_URL) and opens a
+// session on it; the caller defers s.stop.
+func startLocal(cmd *cobra.Command, command, flag string) (*localSession, error) {
+	endpoint, err := localEndpoint(command, flag)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	cfg, err := awsConfig(ctx, endpoint)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	return &localSession{endpoint: endpoint, ctx: ctx, stop: stop, cfg: cfg}, nil
+}
+
 func localEndpoint(command, flag string) (string, error) {
 	if flag == "" {
 		flag = os.Getenv("AWS_ENDPOINT_URL")

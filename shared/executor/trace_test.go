@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +13,6 @@ import (
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/telemetry"
 )
-
-// lockedBuffer is a log sink shared by concurrent handlers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A start message's trace context goes on with the case: the branch
 // continuation carries it in its body and as the traceparent attribute, and
@@ -41,9 +22,11 @@ func TestTraceContextFollowsTheCase(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
-	logs := &lockedBuffer{}
+	// slog's JSON handler serializes its writes; the buffer is read only
+	// after the last batch has been handled.
+	var logs bytes.Buffer
 	x, _ := e.executor(DefaultConfig())
-	x.log = telemetry.NewLogger(logs, slog.LevelInfo)
+	x.log = telemetry.NewLogger(&logs, slog.LevelInfo)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	traceparent := "00-" + traceID + "-00f067aa0ba902b7-01"
 	start := startMessage("acme", "test", "fork-join", "traced-1", map[string]any{"n": 1})

@@ -96,19 +96,26 @@ func TestPushIsImmutableAndIdempotent(t *testing.T) {
 	}
 }
 
+// pushTwoVersions publishes the sample and a copy of it as version 9.0.0,
+// which becomes latest.
+func pushTwoVersions(t *testing.T, r *Registry) (e1, e2 Entry) {
+	t.Helper()
+	v1 := sample(t)
+	e1, _, err := r.Push(context.Background(), v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, _, err = r.Push(context.Background(), withVersion(t, v1, e1.Version, "9.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e1, e2
+}
+
 func TestRollbackKeepsPinnedCases(t *testing.T) {
 	r, _ := newRegistry(t)
 	ctx := context.Background()
-	v1 := sample(t)
-	e1, _, err := r.Push(ctx, v1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2 := withVersion(t, v1, e1.Version, "9.0.0")
-	e2, _, err := r.Push(ctx, v2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e1, e2 := pushTwoVersions(t, r)
 	// A case started now pins v2.
 	d, err := r.Resolve(ctx, e1.Namespace, e1.Name, "")
 	if err != nil || d.Version != "9.0.0" || d.Hash != e2.Hash {
@@ -186,15 +193,7 @@ func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opt
 func TestResolveReads(t *testing.T) {
 	r, _ := newRegistry(t)
 	ctx := context.Background()
-	v1 := sample(t)
-	e1, _, err := r.Push(ctx, v1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2, _, err := r.Push(ctx, withVersion(t, v1, e1.Version, "9.0.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e1, e2 := pushTwoVersions(t, r)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cases := []struct {
 		name    string
