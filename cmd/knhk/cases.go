@@ -115,6 +115,35 @@ type receiptLine struct {
 	Type history.Type `json:"type"`
 	Task string       `json:"task,omitempty"`
 	Time time.Time    `json:"time,omitzero"`
+	// SincePrev is the time from the previous receipt's time to this one's
+	// (0 for the first line shown when its predecessor has no time).
+	SincePrev time.Duration `json:"sincePrevNs,omitempty"`
+}
+
+// receiptTime is when a receipt's event happened: its end when it has one,
+// else the time of the stimulus that produced it.
+func receiptTime(r *receipt.Receipt) time.Time {
+	if !r.Ended.IsZero() {
+		return r.Ended
+	}
+	return r.Started
+}
+
+// receiptLines describes the last n receipts of a chain with their times and
+// the time since the receipt before each.
+func receiptLines(rs []*receipt.Receipt, n int) []receiptLine {
+	from := max(0, len(rs)-n)
+	out := make([]receiptLine, 0, len(rs)-from)
+	for i := from; i < len(rs); i++ {
+		l := receiptLine{Seq: rs[i].Seq, Type: rs[i].Type, Task: rs[i].Task, Time: receiptTime(rs[i])}
+		if i > 0 {
+			if prev := receiptTime(rs[i-1]); !prev.IsZero() && !l.Time.IsZero() {
+				l.SincePrev = l.Time.Sub(prev)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 func caseShowCmd() *cobra.Command {
@@ -149,9 +178,7 @@ func caseShowCmd() *cobra.Command {
 					return err
 				}
 			}
-			for _, r := range rs[max(0, len(rs)-last):] {
-				v.LastEvents = append(v.LastEvents, receiptLine{Seq: r.Seq, Type: r.Type, Task: r.Task, Time: r.Ended})
-			}
+			v.LastEvents = receiptLines(rs, last)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -217,13 +244,16 @@ func printCase(w io.Writer, v caseView) {
 		fmt.Fprintf(w, "error     %s %d %s: %s at %s\n", v.Error.Type, v.Error.Status, v.Error.Title, v.Error.Detail, v.Error.Instance)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTYPE\tTASK\tTIME")
+	fmt.Fprintln(tw, "SEQ\tTYPE\tTASK\tTIME\t+PREV")
 	for _, l := range v.LastEvents {
-		ts := ""
+		ts, since := "", ""
 		if !l.Time.IsZero() {
 			ts = l.Time.Format(time.RFC3339Nano)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", l.Seq, l.Type, l.Task, ts)
+		if l.SincePrev > 0 {
+			since = "+" + l.SincePrev.Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", l.Seq, l.Type, l.Task, ts, since)
 	}
 	tw.Flush()
 }

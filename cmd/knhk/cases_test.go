@@ -90,6 +90,11 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if v.Status != "completed" || !v.Verified || v.Workflow != "commerce/order-routing:1.0.0" || !jsonSame(v.Output, standin.Outputs["order-routing"]) {
 		t.Fatalf("case show = %+v", v)
 	}
+	for i, l := range v.LastEvents {
+		if l.Time.IsZero() || (i > 0 && l.Time.Before(v.LastEvents[i-1].Time)) {
+			t.Fatalf("case show: receipt %d has time %v after %v", l.Seq, l.Time, v.LastEvents[max(0, i-1)].Time)
+		}
+	}
 	out, _, code = run(t, "case", "show", caseID, "--outputs", outFile)
 	if code != 0 || !strings.Contains(out, "status    completed") || !strings.Contains(out, "case.completed") {
 		t.Fatalf("case show (text): %d %q", code, out)
