@@ -118,6 +118,29 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if out, _, code := run(t, "findings", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "" {
 		t.Fatalf("findings on a clean stack: %d %q", code, out)
 	}
+
+	// A dead-lettered message is listed, shown and redriven to the work queue.
+	if _, err := sq.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(outs[stack.OutDeadLetterURL]), MessageBody: aws.String("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = run(t, "dlq", "list", "--json", "--outputs", outFile)
+	var dead []struct{ MessageID, Invalid, Body string }
+	if code != 0 || json.Unmarshal([]byte(out), &dead) != nil || len(dead) != 1 || dead[0].Body != "not json" || dead[0].Invalid == "" {
+		t.Fatalf("dlq list: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "show", dead[0].MessageID, "--outputs", outFile); code != 0 || !strings.Contains(out, `"body": "not json"`) {
+		t.Fatalf("dlq show: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "redrive", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "redrove 1 message(s)" {
+		t.Fatalf("dlq redrive: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "list", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "the dead-letter queue is empty" {
+		t.Fatalf("dlq list after redrive: %d %q", code, out)
+	}
+	back, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2})
+	if err != nil || len(back.Messages) != 1 || aws.ToString(back.Messages[0].Body) != "not json" {
+		t.Fatalf("work queue after redrive: %+v %v", back, err)
+	}
 }
 
 func jsonSame(a json.RawMessage, b string) bool {
