@@ -28,13 +28,15 @@ import (
 func init() {
 	root.AddCommand(submitCmd())
 	cs := &cobra.Command{Use: "case", Short: "Inspect cases of a deployed stack"}
-	cs.AddCommand(caseShowCmd())
+	cs.AddCommand(caseShowCmd(), caseReleaseCmd())
 	root.AddCommand(cs)
 	root.AddCommand(findingsCmd())
 }
 
 func submitCmd() *cobra.Command {
 	var ref, input, tenant, key string
+	var wait bool
+	var waitFor time.Duration
 	cmd := &cobra.Command{
 		Use:   "submit --workflow [NAMESPACE/]NAME[:VERSION] --input FILE|- [--tenant T] [--key K]",
 		Short: "Start a workflow case by sending a start message to the work queue; prints the case id",
@@ -76,10 +78,15 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), caseID)
+			if wait {
+				return awaitSubmitted(ctx, cmd.OutOrStdout(), cfg, res, caseID, key, raw, waitFor)
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&wait, "wait", false, "wait for the case to end; exit 4 if the key was used before with another input, 1 if the case faults")
+	f.DurationVar(&waitFor, "timeout", 5*time.Minute, "with --wait: how long to wait")
 	f.StringVar(&ref, "workflow", "", "workflow to start: [NAMESPACE/]NAME[:VERSION] (latest when no version)")
 	f.StringVar(&input, "input", "", "input JSON file, or - for standard input (default {})")
 	f.StringVar(&tenant, "tenant", message.DefaultTenant, "tenant")
@@ -96,18 +103,22 @@ func randomKey() string {
 
 // caseView is what `case show` reports.
 type caseView struct {
-	CaseID     string            `json:"caseId"`
-	Tenant     string            `json:"tenant"`
-	Workflow   string            `json:"workflow"`
-	Status     engine.Status     `json:"status"`
-	Receipts   int               `json:"receipts"`
-	Verified   bool              `json:"verified"`
-	Findings   []receipt.Finding `json:"findings,omitempty"`
-	Waiting    []string          `json:"waiting,omitempty"` // tasks awaiting an effect or an event
-	Output     json.RawMessage   `json:"output,omitempty"`
-	Error      *history.Error    `json:"error,omitempty"`
-	StartedAt  time.Time         `json:"startedAt,omitzero"`
-	LastEvents []receiptLine     `json:"last"`
+	CaseID   string            `json:"caseId"`
+	Tenant   string            `json:"tenant"`
+	Workflow string            `json:"workflow"`
+	Status   engine.Status     `json:"status"`
+	Receipts int               `json:"receipts"`
+	Verified bool              `json:"verified"`
+	Findings []receipt.Finding `json:"findings,omitempty"`
+	// Quarantine holds the findings the case is quarantined for: it
+	// refuses every message until `knhk case release`.
+	Quarantine []receipt.Finding     `json:"quarantine,omitempty"`
+	Conflicts  []store.StartConflict `json:"startConflicts,omitempty"`
+	Waiting    []string              `json:"waiting,omitempty"` // tasks awaiting an effect or an event
+	Output     json.RawMessage       `json:"output,omitempty"`
+	Error      *history.Error        `json:"error,omitempty"`
+	StartedAt  time.Time             `json:"startedAt,omitzero"`
+	LastEvents []receiptLine         `json:"last"`
 }
 
 type receiptLine struct {
@@ -178,6 +189,13 @@ func caseShowCmd() *cobra.Command {
 					return err
 				}
 			}
+			cases := store.NewCases(db, res.StateTable)
+			if v.Quarantine, err = cases.Quarantined(ctx, args[0]); err != nil {
+				return err
+			}
+			if v.Conflicts, err = cases.StartConflicts(ctx, args[0]); err != nil {
+				return err
+			}
 			v.LastEvents = receiptLines(rs, last)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -187,6 +205,9 @@ func caseShowCmd() *cobra.Command {
 			printCase(cmd.OutOrStdout(), v)
 			if !v.Verified {
 				return withExit(3, fmt.Errorf("case %s: chain does not verify", v.CaseID))
+			}
+			if len(v.Quarantine) > 0 {
+				return withExit(3, fmt.Errorf("case %s is quarantined (release with `knhk case release %s --reason ...`)", v.CaseID, v.CaseID))
 			}
 			return nil
 		},
@@ -233,6 +254,12 @@ func printCase(w io.Writer, v caseView) {
 	fmt.Fprintf(w, "case      %s\ntenant    %s\nworkflow  %s\nstatus    %s\nreceipts  %d (chain verified: %t)\n", v.CaseID, v.Tenant, v.Workflow, v.Status, v.Receipts, v.Verified)
 	for _, f := range v.Findings {
 		fmt.Fprintf(w, "finding   %s\n", f)
+	}
+	for _, f := range v.Quarantine {
+		fmt.Fprintf(w, "quarantined  %s\n", f)
+	}
+	for _, c := range v.Conflicts {
+		fmt.Fprintf(w, "conflict  %s: key %q reused with input %s\n", c.At.Format(time.RFC3339), c.IdempotencyKey, c.InputHash)
 	}
 	for _, x := range v.Waiting {
 		fmt.Fprintf(w, "waiting   %s\n", x)

@@ -29,18 +29,8 @@ import (
 // TestOperatorCommandsOnLocalStack publishes a workflow, submits a case,
 // lets an executor run it, and inspects it the way an operator does.
 func TestOperatorCommandsOnLocalStack(t *testing.T) {
-	ep := localaws.StartT(t)
-	outs := provision.DeployForTest(t, ep)
-	dir := t.TempDir()
-	outFile := filepath.Join(dir, "outputs.json")
-	b, _ := json.Marshal(outs)
-	if err := os.WriteFile(outFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region,
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"} {
-		t.Setenv(k, v)
-	}
+	ep, outs, outFile := deployForCLI(t)
+	dir := filepath.Dir(outFile)
 	sample := filepath.Join("..", "..", "events")
 
 	out, errOut, code := run(t, "workflow", "push", filepath.Join(sample, "workflows", "order-routing.yaml"), "--outputs", outFile)
@@ -141,6 +131,24 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if err != nil || len(back.Messages) != 1 || aws.ToString(back.Messages[0].Body) != "not json" {
 		t.Fatalf("work queue after redrive: %+v %v", back, err)
 	}
+}
+
+// deployForCLI deploys the stack on a fresh local endpoint, writes its
+// outputs file and points the CLI's AWS settings at the endpoint.
+func deployForCLI(t *testing.T) (*localaws.Endpoint, provision.Outputs, string) {
+	t.Helper()
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	outFile := filepath.Join(t.TempDir(), "outputs.json")
+	b, _ := json.Marshal(outs)
+	if err := os.WriteFile(outFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region,
+		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"} {
+		t.Setenv(k, v)
+	}
+	return ep, outs, outFile
 }
 
 func jsonSame(a json.RawMessage, b string) bool {
