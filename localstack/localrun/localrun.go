@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
+	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/localstack/standin"
 )
@@ -33,7 +35,11 @@ type Config struct {
 	RIE          string     // emulator binary (default: lambdasvc.FindRIE)
 	// Concurrency caps the instances of each function (default 4).
 	Concurrency int
-	Logger      *slog.Logger
+	// SpansPath, when set, starts the local trace receiver (otlpsink),
+	// which appends spans there, and points the functions' OTLP exporter
+	// at it.
+	SpansPath string
+	Logger    *slog.Logger
 }
 
 // Env is a running local stack.
@@ -41,6 +47,7 @@ type Env struct {
 	Outputs  provision.Outputs
 	Services string // stand-in services' address
 	Lambda   *lambdasvc.Service
+	Traces   *otlpsink.Sink // the trace receiver; nil without Config.SpansPath
 
 	cancel context.CancelFunc
 	done   chan error
@@ -70,20 +77,30 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	e := &Env{Outputs: d.Outputs, Services: l.Addr().String(), done: make(chan error, 1),
 		srv: &http.Server{Handler: standin.Handler(), ReadHeaderTimeout: 5 * time.Second}}
 	go func() { _ = e.srv.Serve(l) }()
+	fnEnv := map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services}
+	if cfg.SpansPath != "" {
+		if e.Traces, err = otlpsink.Start("127.0.0.1:0", cfg.SpansPath); err != nil {
+			_ = e.srv.Close()
+			return nil, fmt.Errorf("localrun: trace receiver: %w", err)
+		}
+		maps.Copy(fnEnv, TracingEnv(e.Traces.Endpoint()))
+	}
 	svc, err := lambdasvc.New(lambdasvc.Config{
 		TemplatePath: cfg.TemplatePath, StatePath: cfg.StatePath, LogDir: cfg.LogDir, AWS: cfg.AWS, RIE: cfg.RIE,
 		StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(cfg.TemplatePath), HostDir: cfg.HostDir},
 		DefaultConcurrency: cfg.Concurrency, MaxConcurrency: cfg.Concurrency,
-		Env:    map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services},
+		Env:    fnEnv,
 		Logger: cfg.Logger,
 	})
+	if err == nil && len(svc.Stack().Functions) == 0 {
+		err = errors.New("no function of the template can run here (run `make build`)")
+	}
 	if err != nil {
 		_ = e.srv.Close()
+		if e.Traces != nil {
+			_ = e.Traces.Close()
+		}
 		return nil, fmt.Errorf("localrun: %w", err)
-	}
-	if len(svc.Stack().Functions) == 0 {
-		_ = e.srv.Close()
-		return nil, errors.New("localrun: no function of the template can run here (run `make build`)")
 	}
 	e.Lambda = svc
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -92,11 +109,25 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	return e, nil
 }
 
-// Close stops the Lambda service (in-flight invocations finish) and the
-// stand-in services.
+// Close stops the Lambda service (in-flight invocations finish), the
+// stand-in services and the trace receiver.
 func (e *Env) Close() error {
 	e.cancel()
 	err := <-e.done
 	_ = e.srv.Close()
+	if e.Traces != nil {
+		_ = e.Traces.Close()
+	}
 	return err
+}
+
+// TracingEnv is the functions' environment that exports their spans to the
+// OTLP/HTTP receiver at endpoint: every span (no sampling) and a short
+// batch delay, as a developer wants on a local stack.
+func TracingEnv(endpoint string) map[string]string {
+	return map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_TRACES_SAMPLER":         "parentbased_always_on",
+	}
 }
