@@ -71,7 +71,7 @@ func localServeCmd() *cobra.Command {
 				TemplatePath: templatePath, StatePath: statePath, LogDir: logDir, AWS: cfg, RIE: rie,
 				StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(templatePath), HostDir: hostDir},
 				DefaultConcurrency: concurrency, MaxConcurrency: maxConcurrency,
-				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log, Env: env,
+				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log, Override: env,
 			})
 			if err != nil {
 				return withExit(2, fmt.Errorf("local serve: %w", err))

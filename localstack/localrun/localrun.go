@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // Config says where the stack's files are.
@@ -77,20 +77,21 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	e := &Env{Outputs: d.Outputs, Services: l.Addr().String(), done: make(chan error, 1),
 		srv: &http.Server{Handler: standin.Handler(), ReadHeaderTimeout: 5 * time.Second}}
 	go func() { _ = e.srv.Serve(l) }()
-	fnEnv := map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services}
+	var override map[string]string
 	if cfg.SpansPath != "" {
 		if e.Traces, err = otlpsink.Start("127.0.0.1:0", cfg.SpansPath); err != nil {
 			_ = e.srv.Close()
 			return nil, fmt.Errorf("localrun: trace receiver: %w", err)
 		}
-		maps.Copy(fnEnv, TracingEnv(e.Traces.Endpoint()))
+		override = TracingEnv(e.Traces.Endpoint())
 	}
 	svc, err := lambdasvc.New(lambdasvc.Config{
 		TemplatePath: cfg.TemplatePath, StatePath: cfg.StatePath, LogDir: cfg.LogDir, AWS: cfg.AWS, RIE: cfg.RIE,
 		StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(cfg.TemplatePath), HostDir: cfg.HostDir},
 		DefaultConcurrency: cfg.Concurrency, MaxConcurrency: cfg.Concurrency,
-		Env:    fnEnv,
-		Logger: cfg.Logger,
+		Env:      map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services},
+		Override: override,
+		Logger:   cfg.Logger,
 	})
 	if err == nil && len(svc.Stack().Functions) == 0 {
 		err = errors.New("no function of the template can run here (run `make build`)")
@@ -122,12 +123,13 @@ func (e *Env) Close() error {
 }
 
 // TracingEnv is the functions' environment that exports their spans to the
-// OTLP/HTTP receiver at endpoint: every span (no sampling) and a short
-// batch delay, as a developer wants on a local stack.
+// OTLP/HTTP receiver at endpoint, every span sampled, whatever the
+// template says.
 func TracingEnv(endpoint string) map[string]string {
 	return map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-		"OTEL_TRACES_SAMPLER":         "parentbased_always_on",
+		telemetry.EnvOTLPEndpoint:  endpoint,
+		telemetry.EnvOTLPProtocol:  "http/protobuf",
+		telemetry.EnvTracesSampler: "parentbased_always_on",
+		telemetry.EnvSDKDisabled:   "false",
 	}
 }

@@ -31,6 +31,10 @@ const (
 	EnvTracesExporter     = "OTEL_TRACES_EXPORTER"               // "none" turns tracing off
 	EnvSDKDisabled        = "OTEL_SDK_DISABLED"                  // "true" turns tracing off
 	EnvServiceName        = "OTEL_SERVICE_NAME"                  // default: the Lambda function's name
+	EnvOTLPProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"        // http/protobuf, the only one the functions speak
+	EnvTracesSampler      = "OTEL_TRACES_SAMPLER"                // e.g. parentbased_always_on
+	EnvTracesSamplerArg   = "OTEL_TRACES_SAMPLER_ARG"            // e.g. 0.1 for a ratio sampler
+	EnvPropagators        = "OTEL_PROPAGATORS"                   // tracecontext
 )
 
 // Span attribute names KNHK adds to its spans (the semantic conventions'
