@@ -1,5 +1,5 @@
 // Package otlpsink is the local trace receiver: an OTLP/HTTP endpoint
-// (POST /v1/traces, protobuf or JSON, optionally gzip-compressed) that
+// (POST /v1/traces, protobuf, optionally gzip-compressed) that
 // appends every span it receives to a file as one JSON object a line, and
 // reads that file back for `knhk trace`. It stands in for a collector with
 // a trace store on a developer's machine; on AWS the functions export to
@@ -24,7 +24,6 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -119,14 +118,12 @@ func (s *Sink) export(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req := &collectortrace.ExportTraceServiceRequest{}
-	jsonBody := strings.HasPrefix(r.Header.Get("Content-Type"), "application/json")
-	if jsonBody {
-		err = protojson.Unmarshal(raw, req)
-	} else {
-		err = proto.Unmarshal(raw, req)
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-protobuf") {
+		http.Error(w, "want Content-Type application/x-protobuf (OTLP/HTTP protobuf), not "+ct, http.StatusUnsupportedMediaType)
+		return
 	}
-	if err != nil {
+	req := &collectortrace.ExportTraceServiceRequest{}
+	if err := proto.Unmarshal(raw, req); err != nil {
 		http.Error(w, "decode: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -134,15 +131,8 @@ func (s *Sink) export(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	resp := &collectortrace.ExportTraceServiceResponse{}
-	var out []byte
-	if jsonBody {
-		w.Header().Set("Content-Type", "application/json")
-		out, _ = protojson.Marshal(resp)
-	} else {
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ = proto.Marshal(resp)
-	}
+	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
 }
 
