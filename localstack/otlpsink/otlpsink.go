@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -65,8 +66,11 @@ type Sink struct {
 }
 
 // Start listens on addr (host:port; port 0 picks one) and appends spans to
-// the file at path.
+// the file at path (its folder is created).
 func Start(addr, path string) (*Sink, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("otlpsink: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("otlpsink: %w", err)

@@ -186,3 +186,49 @@ func TestTraceOfListenResumedByEvent(t *testing.T) {
 		t.Errorf("first trace %s, want the case's own %s", traces[0].ID, caseTraceID)
 	}
 }
+
+// TestTraceFlushedBeforeInvocationReturns invokes the executor's real
+// bootstrap twice, synchronously, with a message of a known trace: each
+// invocation's span is at the receiver when the invocation returns, before
+// the next one begins (the SDK's batch delay alone would hold it for
+// seconds, and Lambda would freeze the environment with it).
+func TestTraceFlushedBeforeInvocationReturns(t *testing.T) {
+	noteFailure(t)
+	if suite.env == nil || suite.spans == "" {
+		t.Skip("needs the self-contained stack")
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	var fn string
+	for _, f := range suite.env.Lambda.Stack().Functions {
+		if f.Source == "executor" {
+			fn = f.Name
+		}
+	}
+	if fn == "" {
+		t.Fatal("no executor function")
+	}
+	for i, traceID := range []string{"7d1e0a2b3c4d5e6f708192a3b4c5d6e7", "8e2f1b3c4d5e6f708192a3b4c5d6e7f8"} {
+		// A body that is no message is dropped as a permanent error: a
+		// cheap invocation that touches no case.
+		payload := fmt.Sprintf(`{"Records":[{"messageId":"flush-%d-%s","body":"not a message","eventSource":"aws:sqs",
+			"eventSourceARN":"arn:aws:sqs:us-east-1:000000000000:flush","attributes":{"ApproximateReceiveCount":"1"},
+			"messageAttributes":{"traceparent":{"stringValue":"00-%s-0102030405060708-01","dataType":"String"}}}]}`, i, suite.run, traceID)
+		res, err := suite.env.Lambda.Invoke(ctx, fn, []byte(payload))
+		if err != nil || res.FunctionError != "" {
+			t.Fatalf("invoke %d: %v %s %s", i, err, res.FunctionError, res.Payload)
+		}
+		spans, err := otlpsink.Read(suite.spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, s := range spans {
+			if s.TraceID == traceID {
+				got[s.Name] = true
+			}
+		}
+		if !got["executor"] || !got["process flush"] {
+			t.Errorf("invocation %d returned before its spans reached the receiver: %v", i, got)
+		}
+	}
+}
