@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/knhk/knhk/infra/stackconfig"
 	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // Function folder names under the functions directory; each holds the
@@ -200,7 +202,13 @@ func newLogGroup(scope constructs.Construct, id string, cfg stackconfig.Config, 
 // newFunction creates an arm64 provided.al2023 function from
 // <functionsDir>/<name>/bootstrap with JSON logs and active tracing.
 func newFunction(scope constructs.Construct, id string, cfg stackconfig.Config, name string, fc stackconfig.FunctionConfig, role awsiam.IRole, env map[string]*string) awslambda.Function {
+	maps.Copy(env, tracingEnv(cfg))
+	var layers *[]awslambda.ILayerVersion
+	if cfg.Tracing && cfg.OTelCollectorLayerARN != "" {
+		layers = &[]awslambda.ILayerVersion{awslambda.LayerVersion_FromLayerVersionArn(scope, jsii.String(id+"Collector"), jsii.String(cfg.OTelCollectorLayerARN))}
+	}
 	fn := awslambda.NewFunction(scope, jsii.String(id), &awslambda.FunctionProps{
+		Layers:                layers,
 		FunctionName:          jsii.String(FunctionName(cfg, name)),
 		Description:           jsii.String("KNHK " + name),
 		Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
@@ -218,6 +226,26 @@ func newFunction(scope constructs.Construct, id string, cfg stackconfig.Config, 
 	})
 	fn.Node().DefaultChild().(awscdk.CfnResource).AddMetadata(jsii.String(FunctionMetadataKey), name)
 	return fn
+}
+
+// tracingEnv is a function's OpenTelemetry environment: the OTLP/HTTP
+// endpoint (the collector extension, which forwards to X-Ray with the
+// function's xray:PutTraceSegments permission) and the sampler; with
+// tracing off, the SDK is disabled.
+func tracingEnv(cfg stackconfig.Config) map[string]*string {
+	if !cfg.Tracing {
+		return map[string]*string{telemetry.EnvSDKDisabled: jsii.String("true")}
+	}
+	env := map[string]*string{
+		telemetry.EnvOTLPEndpoint:  jsii.String(cfg.OTelEndpoint),
+		telemetry.EnvOTLPProtocol:  jsii.String("http/protobuf"),
+		telemetry.EnvTracesSampler: jsii.String(cfg.OTelSampler),
+		telemetry.EnvPropagators:   jsii.String("tracecontext"),
+	}
+	if cfg.OTelSamplerArg != "" {
+		env[telemetry.EnvTracesSamplerArg] = jsii.String(cfg.OTelSamplerArg)
+	}
+	return env
 }
 
 func applicationLogLevel(level string) awslambda.ApplicationLogLevel {

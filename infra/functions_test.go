@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/knhk/knhk/infra/stackconfig"
 )
 
 // Logical ids of the resources the functions refer to.
@@ -43,11 +45,37 @@ type fnExpect struct {
 	maxConc       float64
 	verifierBatch float64
 	runbookBase   string
+	otel          map[string]any // the functions' OTEL_* variables
+	layers        []any          // the functions' layers
 }
 
+// collectorLayer is the collector layer the local test context names.
+const collectorLayer = "arn:aws:lambda:eu-west-1:123456789012:layer:otel-collector-arm64:3"
+
 var fnExpects = map[string]fnExpect{
-	"prod":  {prefix: "knhk-prod", deletion: "Retain", retention: 30, execTimeout: 60, maxReceive: "5", maxConc: 20, verifierBatch: 100, runbookBase: "docs/runbooks/"},
-	"local": {prefix: "knhk-local", deletion: "Delete", retention: 7, execTimeout: 20, maxReceive: "3", maxConc: 5, verifierBatch: 10, runbookBase: "https://runbooks.example/knhk/"},
+	"prod": {prefix: "knhk-prod", deletion: "Retain", retention: 30, execTimeout: 60, maxReceive: "5", maxConc: 20, verifierBatch: 100, runbookBase: "docs/runbooks/",
+		otel: map[string]any{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+			"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_PROPAGATORS": "tracecontext"}},
+	"local": {prefix: "knhk-local", deletion: "Delete", retention: 7, execTimeout: 20, maxReceive: "3", maxConc: 5, verifierBatch: 10, runbookBase: "https://runbooks.example/knhk/",
+		otel: map[string]any{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+			"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "tracecontext"},
+		layers: []any{collectorLayer}},
+}
+
+// withOTel adds an environment's OTEL_* variables to a function's own.
+func withOTel(fx fnExpect, vars map[string]any) map[string]any {
+	for k, v := range fx.otel {
+		vars[k] = v
+	}
+	return vars
+}
+
+// layersOf is what a function's Layers property must match.
+func layersOf(fx fnExpect) any {
+	if fx.layers == nil {
+		return assertions.Match_Absent()
+	}
+	return fx.layers
 }
 
 // templateJSON is the synthesized template as plain Go values.
@@ -193,7 +221,8 @@ func TestFunctions(t *testing.T) {
 							"Timeout":       fx.execTimeout,
 							"TracingConfig": map[string]any{"Mode": "Active"},
 							"LoggingConfig": like(map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}),
-							"Environment": map[string]any{"Variables": map[string]any{
+							"Layers":        layersOf(fx),
+							"Environment": map[string]any{"Variables": withOTel(fx, map[string]any{
 								"KNHK_RECEIPTS_TABLE":    ref(idReceipts),
 								"KNHK_STATE_TABLE":       ref(idState),
 								"KNHK_WORK_QUEUE_URL":    ref(idWork),
@@ -202,7 +231,7 @@ func TestFunctions(t *testing.T) {
 								"KNHK_DEADLINE_MARGIN":   "5s",
 								"KNHK_SECRETS_PREFIX":    "knhk/",
 								"LOG_LEVEL":              "info",
-							}},
+							})},
 						}),
 					}))
 				})
@@ -221,12 +250,13 @@ func TestFunctions(t *testing.T) {
 							"Timeout":       60,
 							"TracingConfig": map[string]any{"Mode": "Active"},
 							"LoggingConfig": like(map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO"}),
-							"Environment": map[string]any{"Variables": map[string]any{
+							"Layers":        layersOf(fx),
+							"Environment": map[string]any{"Variables": withOTel(fx, map[string]any{
 								"KNHK_RECEIPTS_TABLE":   ref(idReceipts),
 								"KNHK_STATE_TABLE":      ref(idState),
 								"KNHK_ALERTS_TOPIC_ARN": ref(idTopic),
 								"LOG_LEVEL":             "info",
-							}},
+							})},
 						}),
 					}))
 				})
@@ -518,6 +548,18 @@ func TestMissingFunctionBuild(t *testing.T) {
 	_, err := DefineApp(awscdk.NewApp(&awscdk.AppProps{Context: &ctx}))
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("err = %v, want a hint to run make build", err)
+	}
+}
+
+// TestTracingOff: with tracing=off the functions' SDK is disabled and no
+// exporter setting is passed.
+func TestTracingOff(t *testing.T) {
+	cfg := stackconfig.DefaultConfig()
+	cfg.Tracing = false
+	cfg.OTelCollectorLayerARN = collectorLayer
+	env := tracingEnv(cfg)
+	if len(env) != 1 || env["OTEL_SDK_DISABLED"] == nil || *env["OTEL_SDK_DISABLED"] != "true" {
+		t.Fatalf("env %v: want only OTEL_SDK_DISABLED=true", env)
 	}
 }
 

@@ -107,7 +107,8 @@ type envCase struct {
 var envCases = []envCase{
 	{name: "prod", ctx: map[string]any{}, deletion: "Retain", protection: true, receiveMax: 5, visibility: 360, keyAlias: "alias/knhk/checkpoint", pendingDays: 30},
 	{name: "local", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "checkpointKeyAlias": "alias/knhk/local-ckpt",
-		"executorMaxConcurrency": "5", "verifierBatchSize": "10", "runbookBaseUrl": "https://runbooks.example/knhk"},
+		"executorMaxConcurrency": "5", "verifierBatchSize": "10", "runbookBaseUrl": "https://runbooks.example/knhk",
+		"otelCollectorLayerArn": collectorLayer, "otelSampler": "parentbased_traceidratio", "otelSamplerArg": "0.25"},
 		deletion: "Delete", protection: false, receiveMax: 3, visibility: 120, keyAlias: "alias/knhk/local-ckpt", pendingDays: 7},
 }
 

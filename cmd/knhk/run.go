@@ -30,6 +30,7 @@ func init() { root.AddCommand(runCmd()) }
 func runCmd() *cobra.Command {
 	var (
 		templatePath, statePath, logDir, hostDir, eventsDir, tenant string
+		spansPath                                                   string
 		cases, concurrency                                          int
 		once                                                        bool
 		timeout                                                     time.Duration
@@ -53,7 +54,7 @@ func runCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "endpoint  %s\n", ls.endpoint)
 			env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: templatePath, StatePath: statePath,
-				OutputsPath: outputsFile, LogDir: logDir, HostDir: hostDir, Concurrency: concurrency,
+				OutputsPath: outputsFile, LogDir: logDir, HostDir: hostDir, Concurrency: concurrency, SpansPath: spansPath,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 			if err != nil {
 				return err
@@ -63,6 +64,9 @@ func runCmd() *cobra.Command {
 				fmt.Fprintf(w, "function  %s (log %s)\n", f.Name, filepath.Join(logDir, f.Name+".log"))
 			}
 			fmt.Fprintf(w, "services  %s (stand-ins for *.knhk.local)\n", env.Services)
+			if env.Traces != nil {
+				fmt.Fprintf(w, "traces    %s/v1/traces (OTLP/HTTP receiver; spans in %s; view: knhk trace CASE_ID)\n", env.Traces.Endpoint(), spansPath)
+			}
 
 			db, sq := dynamodb.NewFromConfig(cfg), sqs.NewFromConfig(cfg)
 			o := env.Outputs
@@ -142,6 +146,7 @@ func runCmd() *cobra.Command {
 	f.StringVar(&templatePath, "template", "infra/cdk.out/KnhkStack.template.json", "synthesized CloudFormation template")
 	f.StringVar(&statePath, "state", ".local/stack-state.json", "stack state file")
 	f.StringVar(&logDir, "logs", ".local/logs", "folder for the functions' logs")
+	f.StringVar(&spansPath, "spans", DefaultSpansFile, "file where the local trace receiver stores spans (empty: no tracing)")
 	f.StringVar(&hostDir, "host-builds", "build/host", "folder of host-architecture function builds")
 	f.StringVar(&eventsDir, "events", "events", "folder of the sample workflows and inputs")
 	f.StringVar(&tenant, "tenant", "demo", "tenant of the submitted cases")
@@ -179,5 +184,6 @@ func printSummary(w io.Writer, s localrun.Summary, wall time.Duration, logDir st
 	}
 	fmt.Fprintf(w, "\nwhere to look:\n  function logs   %s/<function>.log\n  endpoint log    .local/moto.log\n"+
 		"  a case          build/host/knhk case show CASE_ID   ·   build/host/knhk receipts CASE_ID\n"+
-		"  verify          build/host/knhk verify --case CASE_ID   ·   build/host/knhk findings\n", logDir)
+		"  verify          build/host/knhk verify --case CASE_ID   ·   build/host/knhk findings\n"+
+		"  a case's trace  build/host/knhk trace CASE_ID (spans from the local OTLP receiver)\n", logDir)
 }

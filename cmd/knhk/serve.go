@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
+	"github.com/knhk/knhk/localstack/localrun"
+	"github.com/knhk/knhk/localstack/otlpsink"
 )
 
 // init runs after local.go's init (files are initialised in name order), so
@@ -30,6 +32,7 @@ func init() {
 func localServeCmd() *cobra.Command {
 	var (
 		templatePath, statePath, logDir, endpoint, rie, hostDir string
+		spansPath                                               string
 		concurrency, maxConcurrency                             int
 		speedup                                                 float64
 		fireAtStart, verbose                                    bool
@@ -54,11 +57,21 @@ func localServeCmd() *cobra.Command {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			var env map[string]string
+			if spansPath != "" {
+				sink, err := otlpsink.Start("127.0.0.1:0", spansPath)
+				if err != nil {
+					return fmt.Errorf("local serve: trace receiver: %w", err)
+				}
+				defer func() { _ = sink.Close() }()
+				env = localrun.TracingEnv(sink.Endpoint())
+				fmt.Fprintf(cmd.OutOrStdout(), "traces %s/v1/traces (spans in %s; view: knhk trace CASE_ID)\n", sink.Endpoint(), spansPath)
+			}
 			svc, err := lambdasvc.New(lambdasvc.Config{
 				TemplatePath: templatePath, StatePath: statePath, LogDir: logDir, AWS: cfg, RIE: rie,
 				StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(templatePath), HostDir: hostDir},
 				DefaultConcurrency: concurrency, MaxConcurrency: maxConcurrency,
-				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log,
+				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log, Override: env,
 			})
 			if err != nil {
 				return withExit(2, fmt.Errorf("local serve: %w", err))
@@ -77,6 +90,7 @@ func localServeCmd() *cobra.Command {
 	f.StringVar(&templatePath, "template", "infra/cdk.out/KnhkStack.template.json", "synthesized CloudFormation template")
 	f.StringVar(&statePath, "state", ".local/stack-state.json", "stack state file written by `knhk local deploy`")
 	f.StringVar(&logDir, "logs", ".local/logs", "folder for the functions' logs (<function>.log)")
+	f.StringVar(&spansPath, "spans", DefaultSpansFile, "file where the local trace receiver stores spans (empty: no tracing)")
 	f.StringVar(&endpoint, "endpoint", "", "local AWS endpoint URL (default: $AWS_ENDPOINT_URL)")
 	f.StringVar(&rie, "rie", "", "Lambda Runtime Interface Emulator binary (default: $"+lambdasvc.RIEEnv+" or "+lambdasvc.DefaultRIE+")")
 	f.StringVar(&hostDir, "host-builds", "", "folder of host-architecture function builds (default: build/host under the repository)")

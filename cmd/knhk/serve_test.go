@@ -75,7 +75,8 @@ func TestLocalServeRunsTheStackUntilCancelled(t *testing.T) {
 	var out syncBuffer
 	root.SetOut(&out)
 	root.SetErr(&out)
-	args := []string{"local", "serve", "--endpoint", ep.URL, "--template", template, "--state", state, "--logs", logs, "--host-builds", host}
+	args := []string{"local", "serve", "--endpoint", ep.URL, "--template", template, "--state", state, "--logs", logs, "--host-builds", host,
+		"--spans", filepath.Join(dir, "spans.jsonl")}
 	root.SetArgs(args)
 	t.Cleanup(func() { root.SetArgs(nil); root.SetOut(nil); root.SetErr(nil) })
 	ctx, cancel := context.WithCancel(context.Background())

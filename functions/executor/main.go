@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -23,6 +22,7 @@ import (
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/breaker"
 	"github.com/knhk/knhk/shared/executor"
+	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/hostmap"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
@@ -32,13 +32,13 @@ import (
 )
 
 func main() {
-	h, err := build(context.Background())
+	fn, h, err := build(context.Background())
 	if err != nil {
 		// Init failures surface as the function's init error.
 		fmt.Fprintln(os.Stderr, "executor init:", err)
 		os.Exit(1)
 	}
-	lambda.Start(h)
+	handler.Start(fn, h)
 }
 
 // settings are the executor's environment.
@@ -120,19 +120,25 @@ func readSettings(getenv func(string) string) (settings, error) {
 	return s, nil
 }
 
-func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent, events.SQSEventResponse], error) {
+	var fn handler.Function
 	s, err := readSettings(os.Getenv)
 	if err != nil {
-		return nil, err
+		return fn, nil, err
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return fn, nil, fmt.Errorf("aws config: %w", err)
 	}
+	tracing, err := telemetry.SetupTracing(ctx, "executor", os.Getenv)
+	if err != nil {
+		return fn, nil, err
+	}
+	tracing.InstrumentAWS(&awsCfg)
 	log := telemetry.NewLogger(os.Stdout, s.level)
 	metrics := telemetry.NewMetrics(telemetry.Namespace)
 	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: "executor"}); err != nil {
-		return nil, err
+		return fn, nil, err
 	}
 	s.breaker.OnStateChange = func(host string, from, to breaker.State) {
 		log.Warn("circuit breaker state changed", "host", host, "from", from.String(), "to", to.String())
@@ -141,6 +147,9 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 		}
 	}
 	s.breaker.OnReject = func(string) { metrics.Add(telemetry.BreakerRejected, telemetry.Count, 1) }
+	breakers := breaker.NewSet(s.breaker)
+	transport := tracing.HTTPTransport(breakers.Transport(s.hosts.Transport(http.DefaultTransport.(*http.Transport))),
+		func(host string) string { return breakers.State(host).String() })
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	receipts := store.NewReceipts(ddb, s.receipts)
 	cases := store.NewCases(ddb, s.state)
@@ -152,16 +161,9 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 		Cases:       cases,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Secrets:     secrets.New(secretsmanager.NewFromConfig(awsCfg), s.secretsPrefix, 5*time.Minute),
-		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: breaker.NewSet(s.breaker).Transport(s.hosts.Transport(http.DefaultTransport.(*http.Transport)))},
+		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: transport},
 		Log:         log,
 		Metrics:     metrics,
 	})
-	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		defer func() {
-			if err := metrics.Flush(os.Stdout); err != nil {
-				log.Error("metrics flush", "error", err.Error())
-			}
-		}()
-		return x.Handle(ctx, ev)
-	}, nil
+	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing}, x.Handle, nil
 }

@@ -10,25 +10,25 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/verifier"
 )
 
 func main() {
-	h, err := build(context.Background())
+	fn, h, err := build(context.Background())
 	if err != nil {
 		// Init failures surface as the function's init error.
 		fmt.Fprintln(os.Stderr, "verifier init:", err)
 		os.Exit(1)
 	}
-	lambda.Start(h)
+	handler.Start(fn, h)
 }
 
 // settings are the verifier's environment.
@@ -55,18 +55,25 @@ func readSettings(getenv func(string) string) (settings, error) {
 	return s, nil
 }
 
-func build(ctx context.Context) (func(context.Context, events.DynamoDBEvent) (events.DynamoDBEventResponse, error), error) {
+func build(ctx context.Context) (handler.Function, handler.Func[events.DynamoDBEvent, events.DynamoDBEventResponse], error) {
+	var fn handler.Function
 	s, err := readSettings(os.Getenv)
 	if err != nil {
-		return nil, err
+		return fn, nil, err
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return fn, nil, fmt.Errorf("aws config: %w", err)
 	}
+	tracing, err := telemetry.SetupTracing(ctx, verifier.FunctionName, os.Getenv)
+	if err != nil {
+		return fn, nil, err
+	}
+	tracing.InstrumentAWS(&awsCfg)
+	log := telemetry.NewLogger(os.Stdout, s.level)
 	metrics := telemetry.NewMetrics(telemetry.Namespace)
 	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: verifier.FunctionName}); err != nil {
-		return nil, err
+		return fn, nil, err
 	}
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	v, err := verifier.New(verifier.Deps{
@@ -74,12 +81,13 @@ func build(ctx context.Context) (func(context.Context, events.DynamoDBEvent) (ev
 		Cases:    store.NewCases(ddb, s.state),
 		Findings: store.NewFindings(ddb, s.state),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
-		Log:      telemetry.NewLogger(os.Stdout, s.level),
+		Log:      log,
 		Metrics:  metrics,
 		Out:      os.Stdout,
 	})
 	if err != nil {
-		return nil, err
+		return fn, nil, err
 	}
-	return v.Handler, nil
+	// The verifier flushes its own metrics per batch.
+	return handler.Function{Name: verifier.FunctionName, Log: log, Tracing: tracing}, v.Handler, nil
 }

@@ -1,10 +1,12 @@
 // Package stackconfig reads the CDK context that shapes the KNHK stack:
 // environment, redrive limit, visibility timeout, checkpoint key alias, the
-// functions' sizing and event source mappings, logging and alarm runbooks.
+// functions' sizing and event source mappings, logging, tracing and alarm
+// runbooks.
 package stackconfig
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +37,23 @@ const (
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
+
+	// OpenTelemetry: the functions export spans over OTLP/HTTP (see
+	// docs/operations.md, Tracing).
+	CtxTracing            = "tracing"               // on (default) or off
+	CtxOTelEndpoint       = "otelEndpoint"          // OTLP/HTTP base URL (default: the collector extension on localhost)
+	CtxOTelSampler        = "otelSampler"           // an OTEL_TRACES_SAMPLER value (default parentbased_always_on)
+	CtxOTelSamplerArg     = "otelSamplerArg"        // its argument, e.g. 0.1 for a ratio
+	CtxOTelCollectorLayer = "otelCollectorLayerArn" // the ADOT collector layer to add (exports to X-Ray)
 )
+
+// DefaultOTelEndpoint is where the collector extension (the ADOT collector
+// layer) receives OTLP/HTTP inside the execution environment.
+const DefaultOTelEndpoint = "http://localhost:4318"
+
+// Samplers are the OTEL_TRACES_SAMPLER values the Go SDK understands.
+var Samplers = []string{"always_on", "always_off", "traceidratio", "parentbased_always_on",
+	"parentbased_always_off", "parentbased_traceidratio"}
 
 // VisibilityFactor is how many executor timeouts the work queue's
 // visibility timeout must span at least, so that Lambda can retry a batch
@@ -92,6 +110,16 @@ type Config struct {
 	// RunbookBaseURL is prefixed to docs/runbooks file names in alarm
 	// descriptions; it ends with a slash.
 	RunbookBaseURL string
+
+	// Tracing turns the functions' OpenTelemetry spans on.
+	Tracing bool
+	// OTelEndpoint, OTelSampler and OTelSamplerArg become the functions'
+	// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER and
+	// OTEL_TRACES_SAMPLER_ARG.
+	OTelEndpoint, OTelSampler, OTelSamplerArg string
+	// OTelCollectorLayerARN, when set, is added to every function as the
+	// collector extension that forwards spans to X-Ray.
+	OTelCollectorLayerARN string
 }
 
 // FunctionConfig sizes one function and its event source mapping.
@@ -128,6 +156,9 @@ func DefaultConfig() Config {
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
+		Tracing:                    true,
+		OTelEndpoint:               DefaultOTelEndpoint,
+		OTelSampler:                "parentbased_always_on",
 	}
 }
 
@@ -231,7 +262,54 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		}
 		c.RunbookBaseURL = u
 	}
+	if err := c.tracingFrom(lookup); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// tracingFrom reads the OpenTelemetry context keys.
+func (c *Config) tracingFrom(lookup func(string) (any, bool)) error {
+	str := func(key string) (string, bool) {
+		v, ok := lookup(key)
+		return strings.TrimSpace(fmt.Sprint(v)), ok
+	}
+	if v, ok := str(CtxTracing); ok {
+		switch strings.ToLower(v) {
+		case "on", "true":
+			c.Tracing = true
+		case "off", "false":
+			c.Tracing = false
+		default:
+			return fmt.Errorf("context %s=%q: want on or off", CtxTracing, v)
+		}
+	}
+	if v, ok := str(CtxOTelEndpoint); ok {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("context %s=%q: want an http(s) URL such as %s", CtxOTelEndpoint, v, DefaultOTelEndpoint)
+		}
+		c.OTelEndpoint = v
+	}
+	if v, ok := str(CtxOTelSampler); ok {
+		if !slices.Contains(Samplers, v) {
+			return fmt.Errorf("context %s=%q: want one of %v", CtxOTelSampler, v, Samplers)
+		}
+		c.OTelSampler = v
+	}
+	if v, ok := str(CtxOTelSamplerArg); ok {
+		if f, err := strconv.ParseFloat(v, 64); err != nil || f < 0 || f > 1 {
+			return fmt.Errorf("context %s=%q: want a ratio 0..1", CtxOTelSamplerArg, v)
+		}
+		c.OTelSamplerArg = v
+	}
+	if v, ok := str(CtxOTelCollectorLayer); ok {
+		if parts := strings.Split(v, ":"); len(parts) != 8 || parts[0] != "arn" || parts[2] != "lambda" || parts[5] != "layer" {
+			return fmt.Errorf("context %s=%q: want a layer version ARN arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME:VERSION", CtxOTelCollectorLayer, v)
+		}
+		c.OTelCollectorLayerARN = v
+	}
+	return nil
 }
 
 // checkRelations checks the limits that tie one setting to another.

@@ -37,6 +37,18 @@ func TestFromContext(t *testing.T) {
 			})},
 		{name: "visibility derived from executor timeout", ctx: map[string]any{"executorTimeout": "90"},
 			want: with(func(c *Config) { c.Executor.TimeoutSecs, c.VisibilityTimeoutSecs = 90, 540 })},
+		{name: "tracing settings", ctx: map[string]any{"tracing": "on", "otelEndpoint": "https://collector.example:4318", "otelSampler": "parentbased_traceidratio",
+			"otelSamplerArg": "0.1", "otelCollectorLayerArn": "arn:aws:lambda:eu-west-1:123456789012:layer:collector:2"},
+			want: with(func(c *Config) {
+				c.OTelEndpoint, c.OTelSampler, c.OTelSamplerArg = "https://collector.example:4318", "parentbased_traceidratio", "0.1"
+				c.OTelCollectorLayerARN = "arn:aws:lambda:eu-west-1:123456789012:layer:collector:2"
+			})},
+		{name: "tracing off", ctx: map[string]any{"tracing": "off"}, want: with(func(c *Config) { c.Tracing = false })},
+		{name: "bad tracing", ctx: map[string]any{"tracing": "sometimes"}, wantErr: "want on or off"},
+		{name: "bad endpoint", ctx: map[string]any{"otelEndpoint": "localhost:4318"}, wantErr: "want an http(s) URL"},
+		{name: "bad sampler", ctx: map[string]any{"otelSampler": "xray"}, wantErr: "want one of"},
+		{name: "bad sampler arg", ctx: map[string]any{"otelSamplerArg": "2"}, wantErr: "want a ratio"},
+		{name: "bad layer", ctx: map[string]any{"otelCollectorLayerArn": "arn:aws:lambda:eu-west-1:1:function:x"}, wantErr: "want a layer version ARN"},
 		{name: "custom alias", ctx: map[string]any{"checkpointKeyAlias": "alias/acme/knhk-ckpt"},
 			want: with(func(c *Config) { c.CheckpointKeyAlias = "alias/acme/knhk-ckpt" })},
 		{name: "functions and mappings", ctx: map[string]any{

@@ -75,6 +75,10 @@ type Config struct {
 	PositionsPath string
 	// Env adds variables to every function's environment.
 	Env map[string]string
+	// Override sets variables in every function's environment over the
+	// template's (the local trace receiver's endpoint replaces the
+	// collector's).
+	Override map[string]string
 	// Logger receives the service's own logs (default: discard).
 	Logger *slog.Logger
 }
@@ -214,6 +218,9 @@ func (s *Service) functionEnv(f *Function) []string {
 		env[k] = v
 	}
 	for k, v := range f.Env {
+		env[k] = v
+	}
+	for k, v := range s.cfg.Override {
 		env[k] = v
 	}
 	reserved := map[string]string{

@@ -18,8 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
+	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // Config says where the stack's files are.
@@ -33,7 +35,11 @@ type Config struct {
 	RIE          string     // emulator binary (default: lambdasvc.FindRIE)
 	// Concurrency caps the instances of each function (default 4).
 	Concurrency int
-	Logger      *slog.Logger
+	// SpansPath, when set, starts the local trace receiver (otlpsink),
+	// which appends spans there, and points the functions' OTLP exporter
+	// at it.
+	SpansPath string
+	Logger    *slog.Logger
 }
 
 // Env is a running local stack.
@@ -42,6 +48,7 @@ type Env struct {
 	Services string            // stand-in services' address
 	Standin  *standin.Services // the stand-ins, with their request and effect counts
 	Lambda   *lambdasvc.Service
+	Traces   *otlpsink.Sink // the trace receiver; nil without Config.SpansPath
 
 	cancel context.CancelFunc
 	done   chan error
@@ -71,20 +78,31 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	e := &Env{Outputs: d.Outputs, Services: l.Addr().String(), Standin: standin.New(), done: make(chan error, 1)}
 	e.srv = &http.Server{Handler: e.Standin, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = e.srv.Serve(l) }()
+	var override map[string]string
+	if cfg.SpansPath != "" {
+		if e.Traces, err = otlpsink.Start("127.0.0.1:0", cfg.SpansPath); err != nil {
+			_ = e.srv.Close()
+			return nil, fmt.Errorf("localrun: trace receiver: %w", err)
+		}
+		override = TracingEnv(e.Traces.Endpoint())
+	}
 	svc, err := lambdasvc.New(lambdasvc.Config{
 		TemplatePath: cfg.TemplatePath, StatePath: cfg.StatePath, LogDir: cfg.LogDir, AWS: cfg.AWS, RIE: cfg.RIE,
 		StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(cfg.TemplatePath), HostDir: cfg.HostDir},
 		DefaultConcurrency: cfg.Concurrency, MaxConcurrency: cfg.Concurrency,
-		Env:    map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services},
-		Logger: cfg.Logger,
+		Env:      map[string]string{"KNHK_HTTP_HOST_MAP": strings.TrimPrefix(standin.Domain, ".") + "=" + e.Services},
+		Override: override,
+		Logger:   cfg.Logger,
 	})
+	if err == nil && len(svc.Stack().Functions) == 0 {
+		err = errors.New("no function of the template can run here (run `make build`)")
+	}
 	if err != nil {
 		_ = e.srv.Close()
+		if e.Traces != nil {
+			_ = e.Traces.Close()
+		}
 		return nil, fmt.Errorf("localrun: %w", err)
-	}
-	if len(svc.Stack().Functions) == 0 {
-		_ = e.srv.Close()
-		return nil, errors.New("localrun: no function of the template can run here (run `make build`)")
 	}
 	e.Lambda = svc
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -93,11 +111,26 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	return e, nil
 }
 
-// Close stops the Lambda service (in-flight invocations finish) and the
-// stand-in services.
+// Close stops the Lambda service (in-flight invocations finish), the
+// stand-in services and the trace receiver.
 func (e *Env) Close() error {
 	e.cancel()
 	err := <-e.done
 	_ = e.srv.Close()
+	if e.Traces != nil {
+		_ = e.Traces.Close()
+	}
 	return err
+}
+
+// TracingEnv is the functions' environment that exports their spans to the
+// OTLP/HTTP receiver at endpoint, every span sampled, whatever the
+// template says.
+func TracingEnv(endpoint string) map[string]string {
+	return map[string]string{
+		telemetry.EnvOTLPEndpoint:  endpoint,
+		telemetry.EnvOTLPProtocol:  "http/protobuf",
+		telemetry.EnvTracesSampler: "parentbased_always_on",
+		telemetry.EnvSDKDisabled:   "false",
+	}
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/knhk/knhk/shared/batch"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
@@ -219,8 +222,22 @@ func (x *Executor) engineOptions(ctx context.Context, c *caseRun) (engine.Option
 	return opts, nil
 }
 
-// appendAll appends the decision's events, one conditional write each.
-func (x *Executor) appendAll(ctx context.Context, c *caseRun, evs []history.Event) error {
+// appendAll appends the decision's events, one conditional write each, in
+// one span.
+func (x *Executor) appendAll(ctx context.Context, c *caseRun, evs []history.Event) (err error) {
+	if len(evs) == 0 {
+		return nil
+	}
+	if telemetry.Recording(ctx) {
+		types := make([]string, len(evs))
+		for i, ev := range evs {
+			types[i] = string(ev.Type)
+		}
+		var span trace.Span
+		ctx, span = telemetry.StartSpan(ctx, "append receipts", attribute.StringSlice(telemetry.SpanEvents, types),
+			attribute.Int(telemetry.SpanSeq, len(c.receipts)))
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 	for i := range evs {
 		ev := evs[i]
 		res, err := x.chains.AppendExact(ctx, c.tail(), c.tenant, c.id, ev)
@@ -344,17 +361,24 @@ func (x *Executor) call(ctx context.Context, c *caseRun, calls []engine.Effect) 
 				err *history.Error
 			)
 			key := httpcall.IdempotencyKey(c.id, e.ID)
+			spanCtx, span := telemetry.StartSpan(callCtx, "task "+e.ID, attribute.String(telemetry.SpanTask, e.ID))
 			if e.Kind == engine.EffectOpenAPI {
 				r := *e.OpenAPI
 				r.IdempotencyKey = key
-				v, err = x.calls.DoOpenAPI(callCtx, r)
+				v, err = x.calls.DoOpenAPI(spanCtx, r)
 			} else {
 				r := *e.HTTP
 				r.IdempotencyKey = key
-				v, err = x.calls.Do(callCtx, r)
+				v, err = x.calls.Do(spanCtx, r)
 			}
 			if err != nil && callCtx.Err() != nil {
+				telemetry.EndSpan(span, errors.New("cut by the invocation's time limit"))
 				return // cut by the invocation's time limit, not answered
+			}
+			if err != nil {
+				telemetry.EndSpan(span, fmt.Errorf("%s (status %d): %s", err.Type, err.Status, err.Detail))
+			} else {
+				telemetry.EndSpan(span, nil)
 			}
 			out[i] = engine.EffectResult{ID: e.ID, Output: v, Error: err, Time: x.now()}
 		}()

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/knhk/knhk/shared/batch"
+	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/queue"
@@ -183,7 +185,7 @@ func (x *Executor) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEv
 		},
 		Key: caseKey,
 	}
-	resp := batch.ProcessSQS(ctx, ev, opts, x.handleMessage)
+	resp := batch.ProcessSQS(ctx, ev, opts, handler.Messages(x.handleMessage))
 	failed := map[string]bool{}
 	for _, f := range resp.BatchItemFailures {
 		failed[f.ItemIdentifier] = true
@@ -292,6 +294,7 @@ func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string
 	}
 	stim := engine.Start{CaseID: caseID, Input: input, Time: x.now(), Genesis: history.Genesis{
 		Tenant: s.Tenant, Namespace: d.Namespace, Workflow: d.Name, Version: d.Version, DescriptorHash: d.Hash,
+		TraceParent: caseTrace(ctx, s.Trace),
 	}}
 	return x.drive(ctx, c, stim, "")
 }
@@ -361,6 +364,11 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 		return batch.Permanent(fmt.Errorf("continue %s: no such case", m.CaseID))
 	}
 	c.trace = m.Trace
+	if g := c.receipts[0].Genesis; g != nil {
+		// A hop that came with a trace of its own (a CloudEvent's) joins
+		// the case's trace by a link.
+		telemetry.LinkTrace(ctx, g.TraceParent, attribute.String("knhk.link", "case"))
+	}
 	if int64(len(c.receipts)) < m.ExpectedSeq {
 		if c, err = x.awaitPosition(ctx, m, c); err != nil {
 			return err
@@ -473,6 +481,15 @@ func eventTrace(ext map[string]any) *message.Trace {
 	}
 	ts, _ := ext["tracestate"].(string)
 	return &message.Trace{TraceParent: tp, TraceState: ts}
+}
+
+// caseTrace is the trace context a new case records in its genesis: the
+// span handling its start message, else the message's own trace context.
+func caseTrace(ctx context.Context, t *message.Trace) string {
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		return tp
+	}
+	return traceParent(t)
 }
 
 func traceParent(t *message.Trace) string {

@@ -56,6 +56,7 @@ type env struct {
 	cases    *store.Cases
 	services string // stand-in address
 	ops      *opCounter
+	cfg      aws.Config // the local endpoint's
 }
 
 // opCounter counts DynamoDB requests by operation and table.
@@ -114,7 +115,7 @@ func newEnv(t *testing.T, services http.Handler) *env {
 	}
 	e := &env{t: t, ctx: ctx, ops: &opCounter{ops: map[string]int{}},
 		queueURL: outs[stack.OutWorkQueueURL], receipts: outs[stack.OutReceiptsTable],
-		state: outs[stack.OutStateTable], topic: outs[stack.OutAlertsTopicArn]}
+		state: outs[stack.OutStateTable], topic: outs[stack.OutAlertsTopicArn], cfg: cfg}
 	e.ddb = dynamodb.NewFromConfig(cfg, e.ops.option)
 	e.sqs = sqs.NewFromConfig(cfg)
 	e.sns = sns.NewFromConfig(cfg)

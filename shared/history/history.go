@@ -50,6 +50,10 @@ type Genesis struct {
 	Workflow       string `json:"workflow"`
 	Version        string `json:"version"`
 	DescriptorHash string `json:"descriptorHash"` // hex SHA-256 of the descriptor's bytes
+	// TraceParent is the W3C trace context the case started in, so that
+	// later hops arriving with a trace of their own can link to the case's
+	// trace. Optional: chains without it verify as before.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Event is one entry of a case's history. Times come from the stimulus that

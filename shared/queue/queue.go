@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // MaxDelay is the longest delay SQS gives one message; longer waits are
@@ -52,8 +54,16 @@ type Sender struct {
 func NewSender(client SQS, url string) *Sender { return &Sender{client: client, url: url} }
 
 // Send sends msgs in batches of ten. Entries SQS refuses are retried once;
-// an error names those still refused.
+// an error names those still refused. When ctx carries a span, the
+// traceparent attribute names it (the message's own trace context), so the
+// receiver's span is its child; the body's trace is left as it is.
 func (s *Sender) Send(ctx context.Context, msgs ...Message) error {
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		msgs = append([]Message(nil), msgs...)
+		for i := range msgs {
+			msgs[i].TraceParent = tp
+		}
+	}
 	for start := 0; start < len(msgs); start += maxBatch {
 		end := min(start+maxBatch, len(msgs))
 		entries := make([]types.SendMessageBatchRequestEntry, 0, end-start)

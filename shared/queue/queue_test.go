@@ -9,8 +9,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 func TestSendBatchesAndAttributes(t *testing.T) {
@@ -83,5 +85,38 @@ func TestEntryClampsDelay(t *testing.T) {
 	}
 	if _, err := entry("1", Message{Body: func() {}}); err == nil {
 		t.Fatal("an unencodable body was accepted")
+	}
+}
+
+// A message sent within a span carries that span as its traceparent (the
+// receiver's span becomes its child); the caller's slice is left as given.
+func TestSendCarriesTheSendingSpan(t *testing.T) {
+	ep := localaws.StartT(t)
+	ctx := context.Background()
+	cfg, err := ep.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := sqs.NewFromConfig(cfg)
+	q, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("traced")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	sc := telemetry.SpanContextOf(sender, "")
+	spanCtx := trace.ContextWithSpanContext(ctx, sc)
+	msgs := []Message{{Body: "x", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	if err := NewSender(client, *q.QueueUrl).Send(spanCtx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if msgs[0].TraceParent[3:35] != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("the caller's message was changed: %+v", msgs[0])
+	}
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receive: %v %v", out, err)
+	}
+	if v := out.Messages[0].MessageAttributes[TraceAttribute].StringValue; v == nil || *v != sender {
+		t.Errorf("traceparent %v, want the sending span %s", v, sender)
 	}
 }

@@ -295,7 +295,7 @@ func (d *fieldDecoder) error(v jcs.Value) *history.Error {
 }
 
 func (d *fieldDecoder) genesis(v jcs.Value) *Genesis {
-	if !d.object(v, "tenant", "namespace", "workflow", "version", "descriptorHash") {
+	if !d.object(v, "tenant", "namespace", "workflow", "version", "descriptorHash", "traceparent") {
 		return nil
 	}
 	g := &Genesis{}
@@ -306,6 +306,9 @@ func (d *fieldDecoder) genesis(v jcs.Value) *Genesis {
 		if m, ok := d.member(v, f.k, true); ok {
 			*f.p = d.str(m)
 		}
+	}
+	if m, ok := d.member(v, "traceparent", false); ok {
+		g.TraceParent = d.str(m)
 	}
 	return g
 }

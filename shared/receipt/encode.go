@@ -102,6 +102,7 @@ func (r *Receipt) appendFields(dst []byte, withHash, eventOnly bool) ([]byte, er
 		gobj.str("descriptorHash", g.DescriptorHash)
 		gobj.str("namespace", g.Namespace)
 		gobj.str("tenant", g.Tenant)
+		gobj.optStr("traceparent", g.TraceParent)
 		gobj.str("version", g.Version)
 		gobj.str("workflow", g.Workflow)
 		o.b = append(gobj.b, '}')

@@ -29,7 +29,7 @@ func (r *Receipt) Event(blob func(hash string) ([]byte, error)) (history.Event, 
 	}
 	if g := r.Genesis; g != nil {
 		ev.Genesis = &history.Genesis{Tenant: g.Tenant, Namespace: g.Namespace, Workflow: g.Workflow,
-			Version: g.Version, DescriptorHash: g.DescriptorHash}
+			Version: g.Version, DescriptorHash: g.DescriptorHash, TraceParent: g.TraceParent}
 	}
 	return ev, nil
 }

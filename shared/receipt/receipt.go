@@ -49,6 +49,7 @@ type Genesis struct {
 	Workflow       string `json:"workflow"`
 	Version        string `json:"version"`
 	DescriptorHash string `json:"descriptorHash"`
+	TraceParent    string `json:"traceparent,omitempty"` // optional: the case's W3C trace context
 }
 
 // Blob is a detached payload: canonical JSON addressed by its SHA-256.
@@ -149,7 +150,11 @@ func New(prev *Receipt, tenant, caseID string, ev history.Event, opts ...Option)
 		if !isHex64(g.DescriptorHash) {
 			return nil, fmt.Errorf("%w: descriptor hash must be 64 lowercase hex digits", ErrInvalidEvent)
 		}
-		r.Genesis = &Genesis{Tenant: g.Tenant, Namespace: g.Namespace, Workflow: g.Workflow, Version: g.Version, DescriptorHash: g.DescriptorHash}
+		if !validTraceParent(g.TraceParent) {
+			return nil, fmt.Errorf("%w: genesis traceparent %q is not a W3C traceparent", ErrInvalidEvent, g.TraceParent)
+		}
+		r.Genesis = &Genesis{Tenant: g.Tenant, Namespace: g.Namespace, Workflow: g.Workflow, Version: g.Version,
+			DescriptorHash: g.DescriptorHash, TraceParent: g.TraceParent}
 		r.PrevHash = ZeroHash
 	} else {
 		if prev.Tenant != tenant || prev.CaseID != caseID {
@@ -329,6 +334,24 @@ func KnownType(t history.Type) bool {
 		return true
 	}
 	return false
+}
+
+// validTraceParent accepts "" and the shape of a version-00 W3C
+// traceparent: 2-32-16-2 lower-case hex digits.
+func validTraceParent(s string) bool {
+	if s == "" {
+		return true
+	}
+	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i != 2 && i != 35 && i != 52 && (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isHex64(s string) bool {

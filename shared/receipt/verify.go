@@ -200,6 +200,8 @@ func genesisProblem(r *Receipt) string {
 		return "genesis without workflow name or version"
 	case !isHex64(r.Genesis.DescriptorHash):
 		return "descriptor hash is not hex SHA-256"
+	case !validTraceParent(r.Genesis.TraceParent):
+		return "genesis traceparent is not a W3C traceparent"
 	}
 	return ""
 }

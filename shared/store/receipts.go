@@ -17,6 +17,7 @@ import (
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // DynamoDB is the part of the DynamoDB client the store uses.
@@ -231,6 +232,9 @@ func (s *Receipts) put(ctx context.Context, r *receipt.Receipt, res *Appended) e
 	if err != nil {
 		return err
 	}
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		item[AttrTraceParent] = &types.AttributeValueMemberS{Value: tp}
+	}
 	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                aws.String(s.table),
 		Item:                     item,
@@ -258,6 +262,11 @@ func (s *Receipts) putBlobs(ctx context.Context, r *receipt.Receipt) error {
 	}
 	return nil
 }
+
+// AttrTraceParent is the receipt item attribute naming the span that wrote
+// it (W3C traceparent), so that the verifier's spans on the table's stream
+// join the case's trace. It is no part of the receipt and proves nothing.
+const AttrTraceParent = "traceparent"
 
 // Item is the stored form of a receipt: the canonical JSON in "r" plus the
 // key and the attributes that queries use.

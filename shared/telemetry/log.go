@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Log attribute names. Every KNHK log line uses these keys, so that one
@@ -21,6 +23,7 @@ const (
 	AttrSeq         = "seq"           // receipt sequence number within the case
 	AttrRequestID   = "requestId"     // Lambda request id of the invocation
 	AttrTraceID     = "traceId"       // W3C trace id (32 hex digits) of the case's trace
+	AttrSpanID      = "spanId"        // OpenTelemetry span id (16 hex digits) the record was logged in
 	AttrCorrelation = "correlationId" // the caller's own id for the case, from its start message
 	AttrXRayTraceID = "xrayTraceId"   // X-Ray trace header of the invocation, when present
 )
@@ -108,8 +111,12 @@ func fieldsFrom(ctx context.Context) fields {
 	return f
 }
 
-// WithCase returns a context whose log records carry tenant and caseId.
+// WithCase returns a context whose log records carry tenant and caseId; the
+// span ctx carries records them too.
 func WithCase(ctx context.Context, tenant, caseID string) context.Context {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String(SpanTenant, tenant), attribute.String(SpanCaseID, caseID))
+	}
 	f := fieldsFrom(ctx)
 	f.tenant, f.caseID = tenant, caseID
 	return context.WithValue(ctx, fieldsKey{}, f)
@@ -140,11 +147,17 @@ func WithCorrelationID(ctx context.Context, id string) context.Context {
 }
 
 // Attrs returns the log fields ctx carries: tenant, caseId, seq, traceId and
-// correlationId as attached, requestId from the Lambda context and xrayTraceId from the Lambda
-// runtime. Fields that are not set are left out.
+// correlationId as attached, requestId from the Lambda context, traceId and
+// spanId of the span ctx carries (its trace id wins over an attached one)
+// and xrayTraceId from the Lambda runtime. Fields that are not set are left
+// out.
 func Attrs(ctx context.Context) []slog.Attr {
 	f := fieldsFrom(ctx)
-	attrs := make([]slog.Attr, 0, 7)
+	attrs := make([]slog.Attr, 0, 8)
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.IsValid() {
+		f.traceID = sc.TraceID().String()
+	}
 	if f.tenant != "" {
 		attrs = append(attrs, slog.String(AttrTenant, f.tenant))
 	}
@@ -159,6 +172,9 @@ func Attrs(ctx context.Context) []slog.Attr {
 	}
 	if f.traceID != "" {
 		attrs = append(attrs, slog.String(AttrTraceID, f.traceID))
+	}
+	if sc.IsValid() {
+		attrs = append(attrs, slog.String(AttrSpanID, sc.SpanID().String()))
 	}
 	if f.correlationID != "" {
 		attrs = append(attrs, slog.String(AttrCorrelation, f.correlationID))

@@ -67,6 +67,7 @@ var suite struct {
 	env      *localrun.Env
 	logDir   string
 	tmp      string // self-contained: state, outputs, logs and fixtures
+	spans    string // self-contained: the local trace receiver's spans file
 	template string // self-contained: the synthesized template
 }
 
@@ -141,9 +142,10 @@ func selfContained(ctx context.Context, root string) (func(), error) {
 		return nil, err
 	}
 	suite.logDir = filepath.Join(tmp, "logs")
+	suite.spans = filepath.Join(tmp, "spans.jsonl")
 	env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: tpl,
 		StatePath: filepath.Join(tmp, "stack-state.json"), OutputsPath: filepath.Join(tmp, "outputs.json"),
-		LogDir: suite.logDir, HostDir: hostDir,
+		LogDir: suite.logDir, HostDir: hostDir, SpansPath: suite.spans,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		_ = ep.Stop()
