@@ -61,8 +61,8 @@ func submitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Validate exactly as the executor will.
-			m, err := message.Decode(body)
+			// Validate exactly as the executor will, limits included.
+			m, err := message.Admit(body)
 			if err != nil {
 				return withExit(2, err)
 			}
