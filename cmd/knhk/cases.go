@@ -57,19 +57,31 @@ func submitCmd() *cobra.Command {
 			}
 			start := message.Start{Kind: message.KindStart, Tenant: tenant, IdempotencyKey: key, Input: raw,
 				Workflow: message.WorkflowRef{Namespace: ns, Name: name, Version: version}}
+			if err := start.CheckInput(); err != nil {
+				return withExit(2, err)
+			}
+			ctx := cmd.Context()
+			cfg, res, err := deployedStack(ctx, stack.OutWorkQueueURL, stack.OutStateTable)
+			if err != nil {
+				return err
+			}
 			body, err := json.Marshal(start)
 			if err != nil {
 				return err
+			}
+			if len(body) > message.MaxBodyBytes {
+				// Too large to send inline: the input travels as a blob.
+				if err := store.ByReference(ctx, store.NewState(dynamodb.NewFromConfig(cfg), res.StateTable), &start); err != nil {
+					return withExit(2, err)
+				}
+				if body, err = json.Marshal(start); err != nil {
+					return err
+				}
 			}
 			// Validate exactly as the executor will, limits included.
 			m, err := message.Admit(body)
 			if err != nil {
 				return withExit(2, err)
-			}
-			ctx := cmd.Context()
-			cfg, res, err := deployedStack(ctx, stack.OutWorkQueueURL)
-			if err != nil {
-				return err
 			}
 			caseID := m.Start.CaseID()
 			if err := queue.NewSender(sqs.NewFromConfig(cfg), res.WorkQueueURL).Send(ctx, queue.Message{Body: m.Start, CaseID: caseID}); err != nil {

@@ -19,8 +19,10 @@ import (
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/secrets"
+	"github.com/knhk/knhk/shared/store"
 )
 
 // deepJSON is a value nested n arrays deep.
@@ -185,5 +187,35 @@ func flattenItem(b *strings.Builder, v ddbtypes.AttributeValue) {
 			flattenItem(b, x)
 			b.WriteString("\x00")
 		}
+	}
+}
+
+// TestOversizedInputByReference starts a case whose input makes the start
+// message larger than the queue accepts: the queue refuses it inline, the
+// input travels as a state-table blob named by inputRef (what `knhk submit`
+// does), and the case completes with the input recorded by hash.
+func TestOversizedInputByReference(t *testing.T) {
+	noteFailure(t)
+	ctx := ctxFor(t, 120*time.Second)
+	c := newCase("e2e", "five-tasks", "oversized", map[string]any{"qty": 3, "unitPrice": 7,
+		"attachment": strings.Repeat("scanned-invoice ", 300<<10/16)})
+	s := message.Start{Kind: message.KindStart, Tenant: c.Tenant, IdempotencyKey: c.Key,
+		Workflow: message.WorkflowRef{Namespace: c.Namespace, Name: c.Workflow}, Input: c.Input}
+	if err := suite.work.Send(ctx, queue.Message{Body: s, CaseID: c.ID}); err == nil {
+		t.Fatalf("the queue accepted a %d-byte start message inline", len(c.Input))
+	}
+	if err := store.ByReference(ctx, suite.chains.Blobs, &s); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.work.Send(ctx, queue.Message{Body: s, CaseID: c.ID}); err != nil {
+		t.Fatal(err)
+	}
+	outs := awaitAll(t, ctx, []localrun.Case{c})
+	rs := readChain(t, ctx, outs[0].Case.ID)
+	if out := output(t, rs); !strings.Contains(out, `"total":25`) {
+		t.Fatalf("output %s", out)
+	}
+	if rs[0].InputHash != strings.TrimPrefix(s.InputRef, "sha256:") {
+		t.Fatalf("genesis input hash %s, want the blob's %s", rs[0].InputHash, s.InputRef)
 	}
 }
