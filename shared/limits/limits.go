@@ -22,8 +22,11 @@ const (
 	// MaxDepth+EnvelopeDepth, so anything the encoder writes decodes.
 	EnvelopeDepth = 8
 
-	// MaxDocumentDepth is the nesting a parser of receipts and bundles accepts.
-	MaxDocumentDepth = MaxDepth + EnvelopeDepth
+	// MaxDocumentDepth is the nesting a parser of receipts and bundles
+	// accepts: at least MaxDepth+EnvelopeDepth, and as deep as any receipt
+	// readable before values were limited (512), so no stored chain turns
+	// unreadable.
+	MaxDocumentDepth = 512
 
 	// MaxMessageBytes is the largest work-queue message body sent inline: the
 	// queue's MaximumMessageSize. 256 KiB keeps a batch of ten messages well
@@ -41,6 +44,9 @@ const (
 	// to one state-table item each, which DynamoDB caps at 400 KB.
 	MaxValueBytes = 384 << 10
 )
+
+// The decoder must read whatever the encoder writes.
+var _ [MaxDocumentDepth - MaxDepth - EnvelopeDepth]struct{}
 
 // Reason says which limit a value broke.
 type Reason string
