@@ -185,7 +185,11 @@ func (w *walker) emit(e history.Event) error {
 		if len(p.raw) == 0 {
 			continue
 		}
-		if err := limits.CheckJSON(fmt.Sprintf("the %s of %s %s", p.name, e.Type, e.Task), p.raw); err != nil {
+		if err := limits.CheckJSON(p.name, p.raw); err != nil {
+			var le *limits.Error
+			if errors.As(err, &le) {
+				le.What = fmt.Sprintf("the %s of %s %s", p.name, e.Type, e.Task)
+			}
 			return err
 		}
 	}
