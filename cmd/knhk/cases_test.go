@@ -53,6 +53,16 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if _, _, code := run(t, "submit", "--workflow", "commerce/", "--outputs", outFile); code != 2 {
 		t.Fatalf("submit with a bad reference exited %d, want 2", code)
 	}
+	// What the executor would fault at once is refused here (exit 2).
+	for _, n := range []int{512, 600} {
+		deep := filepath.Join(t.TempDir(), "deep.json")
+		if err := os.WriteFile(deep, []byte(strings.Repeat("[", n)+strings.Repeat("]", n)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, code := run(t, "submit", "--workflow", "commerce/order-routing", "--input", deep, "--outputs", outFile); code != 2 {
+			t.Fatalf("submit of a %d-deep input: exit %d, want 2", n, code)
+		}
+	}
 	out, errOut, code = run(t, "submit", "--workflow", "commerce/order-routing", "--key", "order-1",
 		"--input", filepath.Join(sample, "inputs", "order-routing.json"), "--outputs", outFile)
 	caseID := strings.TrimSpace(out)

@@ -98,7 +98,7 @@ func jsonForms(s string) [][]byte {
 	return out
 }
 
-// Empty reports whether r redacts nothing but sensitive names.
+// Empty reports whether r redacts nothing.
 func (r *Redactor) Empty() bool { return r == nil || len(r.values) == 0 && len(r.headers) == 0 }
 
 // String redacts every secret value inside s.
