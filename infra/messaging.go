@@ -9,6 +9,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/limits"
 )
 
 // Messaging is the stack's queues and topic.
@@ -29,12 +30,17 @@ func NewMessaging(scope constructs.Construct, cfg stackconfig.Config, key awskms
 		EncryptionMasterKey: key,
 		EnforceSSL:          jsii.Bool(true),
 		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(14)),
+		// The dead-letter queue holds what the work queue held.
+		MaxMessageSizeBytes: jsii.Number(limits.MaxMessageBytes),
 		RemovalPolicy:       removalPolicy(cfg),
 	})
 	work := awssqs.NewQueue(scope, jsii.String("WorkQueue"), &awssqs.QueueProps{
 		Encryption:          awssqs.QueueEncryption_KMS,
 		EncryptionMasterKey: key,
 		EnforceSSL:          jsii.Bool(true),
+		// The executor's limit (docs/messages.md): the queue refuses what
+		// the executor would drop, so a sender learns it at SendMessage.
+		MaxMessageSizeBytes: jsii.Number(limits.MaxMessageBytes),
 		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(float64(cfg.VisibilityTimeoutSecs))),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
 			Queue:           dlq,

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/stack"
 )
 
@@ -210,6 +211,7 @@ func TestStack(t *testing.T) {
 						"Properties": map[string]any{
 							"MessageRetentionPeriod": 14 * 24 * 3600,
 							"KmsMasterKeyId":         dataKeyArn,
+							"MaximumMessageSize":     limits.MaxMessageBytes,
 						},
 					}))
 				})
@@ -217,8 +219,9 @@ func TestStack(t *testing.T) {
 					tm.HasResource(jsii.String("AWS::SQS::Queue"), like(map[string]any{
 						"DeletionPolicy": ec.deletion,
 						"Properties": map[string]any{
-							"VisibilityTimeout": ec.visibility,
-							"KmsMasterKeyId":    dataKeyArn,
+							"VisibilityTimeout":  ec.visibility,
+							"KmsMasterKeyId":     dataKeyArn,
+							"MaximumMessageSize": limits.MaxMessageBytes,
 							"RedrivePolicy": map[string]any{
 								"deadLetterTargetArn": map[string]any{"Fn::GetAtt": []any{"DeadLetterQueue9F481546", "Arn"}},
 								"maxReceiveCount":     ec.receiveMax,

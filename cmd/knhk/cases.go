@@ -59,19 +59,38 @@ func submitCmd() *cobra.Command {
 			}
 			start := message.Start{Kind: message.KindStart, Tenant: tenant, IdempotencyKey: key, Input: raw,
 				Workflow: message.WorkflowRef{Namespace: ns, Name: name, Version: version}}
+			// Validate exactly as the executor will, limits included, before
+			// anything is sent or stored.
 			body, err := json.Marshal(start)
 			if err != nil {
 				return err
 			}
-			// Validate exactly as the executor will.
-			m, err := message.Decode(body)
-			if err != nil {
+			byRef := len(body) > message.MaxBodyBytes
+			if err := start.CheckInput(); err != nil {
 				return withExit(2, err)
 			}
+			if !byRef {
+				if _, err := message.Admit(body); err != nil {
+					return withExit(2, err)
+				}
+			}
 			ctx := cmd.Context()
-			cfg, res, err := deployedStack(ctx, stack.OutWorkQueueURL)
+			cfg, res, err := deployedStack(ctx, stack.OutWorkQueueURL, stack.OutStateTable)
 			if err != nil {
 				return err
+			}
+			if byRef {
+				// Too large to send inline: the input travels as a blob.
+				if err := store.ByReference(ctx, store.NewState(dynamodb.NewFromConfig(cfg), res.StateTable), &start); err != nil {
+					return withExit(2, err)
+				}
+				if body, err = json.Marshal(start); err != nil {
+					return err
+				}
+			}
+			m, err := message.Admit(body)
+			if err != nil {
+				return withExit(2, err)
 			}
 			caseID := m.Start.CaseID()
 			if err := queue.NewSender(sqs.NewFromConfig(cfg), res.WorkQueueURL).Send(ctx, queue.Message{Body: m.Start, CaseID: caseID}); err != nil {

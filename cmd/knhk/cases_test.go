@@ -43,6 +43,16 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if _, _, code := run(t, "submit", "--workflow", "commerce/", "--outputs", outFile); code != 2 {
 		t.Fatalf("submit with a bad reference exited %d, want 2", code)
 	}
+	// What the executor would fault at once is refused here (exit 2).
+	for _, n := range []int{512, 600} {
+		deep := filepath.Join(t.TempDir(), "deep.json")
+		if err := os.WriteFile(deep, []byte(strings.Repeat("[", n)+strings.Repeat("]", n)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, code := run(t, "submit", "--workflow", "commerce/order-routing", "--input", deep, "--outputs", outFile); code != 2 {
+			t.Fatalf("submit of a %d-deep input: exit %d, want 2", n, code)
+		}
+	}
 	out, errOut, code = run(t, "submit", "--workflow", "commerce/order-routing", "--key", "order-1",
 		"--input", filepath.Join(sample, "inputs", "order-routing.json"), "--outputs", outFile)
 	caseID := strings.TrimSpace(out)
@@ -107,6 +117,26 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	}
 	if out, _, code := run(t, "findings", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "" {
 		t.Fatalf("findings on a clean stack: %d %q", code, out)
+	}
+
+	// An input too large for a message is sent by reference.
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, []byte(`{"scan":"`+strings.Repeat("x", message.MaxBodyBytes)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run(t, "submit", "--workflow", "commerce/order-routing", "--input", big, "--outputs", outFile); code != 0 {
+		t.Fatalf("submit of a large input: %d %q %q", code, out, errOut)
+	}
+	got, err = sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2})
+	if err != nil || len(got.Messages) != 1 {
+		t.Fatalf("submitted message: %v %v", got, err)
+	}
+	m, err := message.Decode([]byte(aws.ToString(got.Messages[0].Body)))
+	if err != nil || m.Start == nil || m.Start.InputRef == "" || len(m.Start.Input) != 0 {
+		t.Fatalf("large input sent as %.200s (%v), want an inputRef", aws.ToString(got.Messages[0].Body), err)
+	}
+	if b, err := store.NewState(db, outs[stack.OutStateTable]).Blob(ctx, strings.TrimPrefix(m.Start.InputRef, "sha256:")); err != nil || len(b) <= message.MaxBodyBytes {
+		t.Fatalf("the referenced blob: %d bytes, %v", len(b), err)
 	}
 
 	// A dead-lettered message is listed, shown and redriven to the work queue.

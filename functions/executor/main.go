@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -98,6 +99,12 @@ func readSettings(getenv func(string) string) (settings, error) {
 			return s, fmt.Errorf("KNHK_WORKERS=%q: want a positive integer", v)
 		}
 		s.cfg.Workers = n
+	}
+	// Header names redacted from receipts besides redact.DefaultHeaders.
+	for _, h := range strings.Split(getenv("KNHK_SENSITIVE_HEADERS"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			s.cfg.Engine.SensitiveHeaders = append(s.cfg.Engine.SensitiveHeaders, h)
+		}
 	}
 	if v := getenv("KNHK_FAN_OUT"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/knhk/knhk/shared/batch"
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
@@ -244,6 +245,11 @@ func (x *Executor) appendAll(ctx context.Context, c *caseRun, evs []history.Even
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return err
+			}
+			if errors.Is(err, limits.ErrLimit) {
+				// The engine checks the limits first; this only guards a
+				// value it could not see. Permanent: a redelivery cannot help.
+				return x.faultCase(ctx, c, fmt.Errorf("append %s: %w", ev.Type, err))
 			}
 			return fmt.Errorf("append %s to %s: %w", ev.Type, c.id, err)
 		}
@@ -486,6 +492,9 @@ func (x *Executor) faultCase(ctx context.Context, c *caseRun, cause error) error
 	ev := history.Event{Type: history.CaseFaulted, Error: &history.Error{
 		Type: engine.ErrConfiguration, Status: 500, Title: "Case cannot continue", Detail: cause.Error(),
 	}}
+	if errors.Is(cause, limits.ErrLimit) {
+		ev.Error.Type, ev.Error.Status, ev.Error.Title = engine.ErrRuntime, 413, "Limit Exceeded"
+	}
 	if _, err := x.chains.AppendExact(ctx, c.tail(), c.tenant, c.id, ev); err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record fault of %s (%v): %w", c.id, cause, err)
 	}

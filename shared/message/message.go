@@ -16,11 +16,14 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/knhk/knhk/shared/limits"
 )
 
-// MaxBodyBytes is the largest message body KNHK accepts: the classic SQS limit
-// of 256 KiB. Larger inputs travel by reference (InputRef).
-const MaxBodyBytes = 256 * 1024
+// MaxBodyBytes is the largest message body KNHK accepts inline: the work
+// queue's MaximumMessageSize (limits.MaxMessageBytes). Larger inputs travel
+// by reference (InputRef).
+const MaxBodyBytes = limits.MaxMessageBytes
 
 // DefaultTenant is used when a message names no tenant.
 const DefaultTenant = "default"
@@ -184,6 +187,32 @@ func Decode(body []byte) (Message, error) {
 	default:
 		return Message{}, invalid("kind", "unknown kind %q", probe.Kind)
 	}
+}
+
+// Admit is what a sender checks before sending: the body decodes as the
+// executor decodes it, and a start message's inline input is within the
+// limits the executor holds it to (a start over them would open a case only
+// to fault it at once).
+func Admit(body []byte) (Message, error) {
+	m, err := Decode(body)
+	if err != nil {
+		return m, err
+	}
+	if m.Start != nil {
+		if err := m.Start.CheckInput(); err != nil {
+			return Message{}, err
+		}
+	}
+	return m, nil
+}
+
+// CheckInput checks the inline input against the limits on recorded values
+// (limits.CheckJSON); the error is a *limits.Error.
+func (s *Start) CheckInput() error {
+	if len(s.Input) == 0 {
+		return nil
+	}
+	return limits.CheckJSON("input", s.Input)
 }
 
 func strict(body []byte, v any) error {

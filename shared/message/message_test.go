@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/quick"
+
+	"github.com/knhk/knhk/shared/limits"
 )
 
 func TestDecodeSamples(t *testing.T) {
@@ -142,4 +144,34 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("start without tenant after defaults")
 		}
 	})
+}
+
+func TestAdmitLimits(t *testing.T) {
+	start := func(input string) []byte {
+		return []byte(`{"kind":"start","workflow":{"name":"a"},"idempotencyKey":"k","input":` + input + `}`)
+	}
+	for _, tc := range []struct {
+		name, input string
+		reason      limits.Reason
+	}{
+		{"flat", `{"a":1}`, ""},
+		{"at the limit", strings.Repeat("[", limits.MaxDepth) + strings.Repeat("]", limits.MaxDepth), ""},
+		{"512 deep", strings.Repeat("[", 512) + strings.Repeat("]", 512), limits.TooDeep},
+		{"600 deep", strings.Repeat("[", 600) + strings.Repeat("]", 600), limits.TooDeep},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := start(tc.input)
+			if _, err := Decode(body); err != nil {
+				t.Fatalf("Decode refuses what the executor must fault with a receipt: %v", err)
+			}
+			_, err := Admit(body)
+			var le *limits.Error
+			switch {
+			case tc.reason == "" && err != nil:
+				t.Fatal(err)
+			case tc.reason != "" && (!errors.As(err, &le) || le.Reason != tc.reason):
+				t.Fatalf("got %v, want %s", err, tc.reason)
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/receipt/jcs"
 )
 
@@ -218,9 +219,15 @@ func (r *Receipt) payload(raw []byte) (inline []byte, hash string, err error) {
 	if len(raw) == 0 {
 		return nil, "", nil
 	}
+	if d := limits.Depth(raw); d > limits.MaxDepth {
+		return nil, "", &limits.Error{What: "payload", Reason: limits.TooDeep, Got: d, Limit: limits.MaxDepth}
+	}
 	c, hash, err := canonicalHash(raw)
 	if err != nil {
 		return nil, "", err
+	}
+	if len(c) > limits.MaxValueBytes {
+		return nil, "", &limits.Error{What: "payload", Reason: limits.TooLarge, Got: len(c), Limit: limits.MaxValueBytes}
 	}
 	if len(c) > InlineLimit {
 		r.Detached = append(r.Detached, Blob{Hash: hash, Bytes: c})

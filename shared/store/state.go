@@ -11,7 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/receipt/jcs"
 )
 
 // State table key attributes (both S).
@@ -81,4 +83,25 @@ func (s *State) Blob(ctx context.Context, hash string) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: stored content does not match its hash", hash)
 	}
 	return v.Value, nil
+}
+
+// ByReference moves a start message's inline input into a blob of the state
+// table and names it in InputRef, for inputs that would make the message
+// body exceed the queue's limit (docs/messages.md). The input must be within
+// the limits on recorded values; the executor reads the blob back.
+func ByReference(ctx context.Context, blobs BlobStore, s *message.Start) error {
+	if err := s.CheckInput(); err != nil {
+		return err
+	}
+	c, err := jcs.Canonicalize(s.Input)
+	if err != nil {
+		return fmt.Errorf("input by reference: %w", err)
+	}
+	sum := sha256.Sum256(c)
+	b := receipt.Blob{Hash: hex.EncodeToString(sum[:]), Bytes: c}
+	if err := blobs.PutBlob(ctx, b); err != nil {
+		return fmt.Errorf("input by reference: %w", err)
+	}
+	s.Input, s.InputRef = nil, "sha256:"+b.Hash
+	return nil
 }

@@ -12,10 +12,14 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/knhk/knhk/shared/limits"
 )
 
-// MaxDepth bounds the nesting of arrays and objects accepted by Parse.
-const MaxDepth = 512
+// MaxDepth bounds the nesting of arrays and objects accepted by Parse: a
+// recorded value's limit plus the envelope of receipts and bundles around it
+// (shared/limits), so every receipt the encoder writes parses.
+const MaxDepth = limits.MaxDocumentDepth
 
 // Kind is the type of a JSON value.
 type Kind uint8
@@ -116,17 +120,19 @@ func (p *parser) lit(s string) bool {
 	return false
 }
 
+// value parses a value inside depth enclosing arrays and objects.
 func (p *parser) value(depth int) (Value, error) {
-	if depth > MaxDepth {
-		return Value{}, p.fail("nesting too deep")
-	}
 	if p.i >= len(p.b) {
 		return Value{}, p.fail("unexpected end of input")
 	}
 	switch c := p.b[p.i]; {
-	case c == '{':
-		return p.object(depth)
-	case c == '[':
+	case c == '{' || c == '[':
+		if depth >= MaxDepth {
+			return Value{}, p.fail(fmt.Sprintf("nesting deeper than %d levels", MaxDepth))
+		}
+		if c == '{' {
+			return p.object(depth)
+		}
 		return p.array(depth)
 	case c == '"':
 		s, err := p.str()

@@ -11,6 +11,14 @@ import (
 // overhead and event creation included: a case of 100 such tasks is run to
 // completion and the figures are reported per task.
 func BenchmarkSetTask(b *testing.B) {
+	b.Run("no-secrets", func(b *testing.B) { benchSetTasks(b, Options{}) })
+	// Every event is scanned for two secret values and the sensitive headers.
+	b.Run("two-secrets", func(b *testing.B) {
+		benchSetTasks(b, Options{Secrets: map[string]any{"api": "sk_live_4242abcd", "db": map[string]any{"password": "p@ss w/rd"}}})
+	})
+}
+
+func benchSetTasks(b *testing.B, opts Options) {
 	const tasks = 100
 	src := header + "do:\n"
 	for i := range tasks {
@@ -27,7 +35,7 @@ func BenchmarkSetTask(b *testing.B) {
 	allocs := ms.Mallocs
 	for b.Loop() {
 		st := NewState()
-		if _, err := p.Decide(context.Background(), st, Start{CaseID: "c", Input: in, Time: t0}, Options{}); err != nil {
+		if _, err := p.Decide(context.Background(), st, Start{CaseID: "c", Input: in, Time: t0}, opts); err != nil {
 			b.Fatal(err)
 		}
 		if st.Status != StatusCompleted {

@@ -1,13 +1,17 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/limits"
+	"github.com/knhk/knhk/shared/redact"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 	"github.com/knhk/knhk/shared/workflow/expr"
 )
@@ -72,6 +76,7 @@ type walker struct {
 	inbox   map[string]EffectResult
 	arrived map[string]any // an event not yet consumed
 	secrets any
+	red     *redact.Redactor // what recorded events must not hold
 	wfVar   any
 	input   any  // the case input after the workflow's input transformation
 	redrive bool // repeat the effects of pending calls and timers
@@ -86,7 +91,8 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 	if st.Records == nil || st.Timers == nil {
 		return dec, fmt.Errorf("decide: state not initialised (use NewState or Replay)")
 	}
-	w := &walker{ctx: ctx, p: p, st: st, opts: opts, dec: &dec, budget: opts.StepBudget}
+	w := &walker{ctx: ctx, p: p, st: st, opts: opts, dec: &dec, budget: opts.StepBudget,
+		red: redact.New(opts.Secrets, opts.SensitiveHeaders...)}
 	if w.budget <= 0 {
 		w.budget = DefaultStepBudget
 	}
@@ -106,6 +112,14 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 			g.Namespace, g.Workflow, g.Version = p.wf.Document.Namespace, p.wf.Document.Name, p.wf.Document.Version
 		}
 		data, _ := json.Marshal(eventData{Case: s.CaseID})
+		if lerr := limits.CheckJSON("the case input", raw); lerr != nil {
+			// The case exists (its genesis binds the workflow) and ends at
+			// once with the reason; the input itself is not recorded.
+			if err := w.emit(history.Event{Type: history.CaseStarted, Genesis: &g, Data: data}); err != nil {
+				return dec, err
+			}
+			return dec, w.emit(history.Event{Type: history.CaseFaulted, Error: limitProblem("/", lerr)})
+		}
 		if err := w.emit(history.Event{Type: history.CaseStarted, Input: raw, Genesis: &g, Data: data}); err != nil {
 			return dec, err
 		}
@@ -163,10 +177,28 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 	return dec, nil
 }
 
-// emit appends an event to the decision and folds it into the state.
+// emit appends an event to the decision and folds it into the state. The
+// event is redacted first and checked against the limits, so the state is
+// always the fold of exactly what the receipts record.
 func (w *walker) emit(e history.Event) error {
 	if e.Started.IsZero() {
 		e.Started = w.now
+	}
+	w.redactEvent(&e)
+	for _, p := range []struct {
+		name string
+		raw  []byte
+	}{{"input", e.Input}, {"output", e.Output}, {"data", e.Data}} {
+		if len(p.raw) == 0 {
+			continue
+		}
+		if err := limits.CheckJSON(p.name, p.raw); err != nil {
+			var le *limits.Error
+			if errors.As(err, &le) {
+				le.What = fmt.Sprintf("the %s of %s %s", p.name, e.Type, e.Task)
+			}
+			return err
+		}
 	}
 	if err := w.st.Apply(&e); err != nil {
 		return fmt.Errorf("decide: %w", err)
@@ -203,7 +235,11 @@ func (w *walker) walk() error {
 		if merr != nil {
 			return w.emit(history.Event{Type: history.CaseFaulted, Error: merr})
 		}
-		return w.emit(history.Event{Type: history.CaseCompleted, Output: raw})
+		eerr := w.emit(history.Event{Type: history.CaseCompleted, Output: raw})
+		if errors.Is(eerr, limits.ErrLimit) {
+			return w.emit(history.Event{Type: history.CaseFaulted, Error: limitProblem("/", eerr)})
+		}
+		return eerr
 	}
 }
 
@@ -434,9 +470,9 @@ func (w *walker) runNode(key string, n *node, in val, sc scope, branch bool) res
 		if !ok {
 			in = w.encoded(in)
 			if e := w.emit(history.Event{Type: history.TaskSkipped, Task: n.ptr, Key: key, Output: in.raw}); e != nil {
-				return fault(Problem(ErrRuntime, n.ptr, "%v", e))
+				return w.emitFailed(key, n, e)
 			}
-			return done(in)
+			return done(w.recorded(key, in))
 		}
 	}
 	taskIn, err := w.transform(n.input, in, n.ptr, sc, in, n)
@@ -486,9 +522,9 @@ func (w *walker) runNode(key string, n *node, in val, sc scope, branch bool) res
 		ev.Data, _ = json.Marshal(data)
 	}
 	if e := w.emit(ev); e != nil {
-		return fault(Problem(ErrRuntime, n.ptr, "%v", e))
+		return w.emitFailed(key, n, e)
 	}
-	return result{out: r.out, v: out, then: r.then}
+	return result{out: r.out, v: w.recorded(key, out), then: r.then}
 }
 
 func (w *walker) budgetLimit() int {
@@ -496,6 +532,25 @@ func (w *walker) budgetLimit() int {
 		return w.opts.StepBudget
 	}
 	return DefaultStepBudget
+}
+
+// recorded is the value the occurrence key recorded as its output when
+// redaction changed v: the walk goes on with what a replay sees.
+func (w *walker) recorded(key string, v val) val {
+	rec := w.st.Records[key]
+	if rec == nil || rec.Status != RecDone || bytes.Equal(rec.Output, v.raw) {
+		return v
+	}
+	return val{v: rec.value(), raw: rec.Output}
+}
+
+// emitFailed turns a failed emit of task n's event into the task's fault:
+// a value over a limit is the task's error, with the limit as its reason.
+func (w *walker) emitFailed(key string, n *node, err error) result {
+	if errors.Is(err, limits.ErrLimit) {
+		return w.fail(key, n, limitProblem(n.ptr, err))
+	}
+	return fault(Problem(ErrRuntime, n.ptr, "%v", err))
 }
 
 // isLeaf reports whether faults of n originate in n itself.

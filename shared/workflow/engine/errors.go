@@ -67,3 +67,25 @@ func sameErrorType(a, b string) bool {
 	ka, kb := standardKind(a), standardKind(b)
 	return ka != "" && ka == kb
 }
+
+// limitProblem is the error of a value over one of KNHK's limits
+// (a *limits.Error): a runtime error with status 413 naming the limit.
+func limitProblem(instance string, err error) *history.Error {
+	return &history.Error{Type: ErrRuntime, Status: 413, Title: "Limit Exceeded", Detail: err.Error(), Instance: instance}
+}
+
+// redactEvent removes secret values and sensitive headers from everything
+// an event records: payloads and error texts.
+func (w *walker) redactEvent(e *history.Event) {
+	if w.red.Empty() {
+		return
+	}
+	e.Input, _ = w.red.JSON(e.Input)
+	e.Output, _ = w.red.JSON(e.Output)
+	e.Data, _ = w.red.JSON(e.Data)
+	if e.Error != nil {
+		er := *e.Error
+		er.Title, er.Detail, er.Instance = w.red.String(er.Title), w.red.String(er.Detail), w.red.String(er.Instance)
+		e.Error = &er
+	}
+}

@@ -189,7 +189,7 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 		if ok {
 			raw, _ := json.Marshal(w.arrived)
 			if err := w.emit(history.Event{Type: history.EventReceived, Task: n.ptr, Key: key, Attempt: len(received), Data: raw}); err != nil {
-				return fault(Problem(ErrRuntime, n.ptr, "%v", err))
+				return w.emitFailed(key, n, err)
 			}
 			received = append(received, w.arrived)
 			w.arrived = nil

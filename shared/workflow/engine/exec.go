@@ -413,7 +413,7 @@ func (w *walker) execCall(key string, n *node, in val, sc scope) result {
 		return fault(Problem(ErrRuntime, n.ptr, "encode request: %v", merr))
 	}
 	if err := w.emit(history.Event{Type: history.EffectRequested, Task: n.ptr, Key: key, Data: data}); err != nil {
-		return fault(Problem(ErrRuntime, n.ptr, "%v", err))
+		return w.emitFailed(key, n, err)
 	}
 	w.dec.Effects = append(w.dec.Effects, eff)
 	return blocked()

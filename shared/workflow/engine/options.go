@@ -27,4 +27,8 @@ type Options struct {
 	// Registry resolves sub-workflows; nil makes `run: workflow` a
 	// configuration error.
 	Registry Registry
+	// SensitiveHeaders are header names redacted from recorded events in
+	// addition to redact.DefaultHeaders. Every value of Secrets is redacted
+	// too (docs/receipts.md, "Secrets").
+	SensitiveHeaders []string
 }

@@ -229,3 +229,19 @@ func TestUses(t *testing.T) {
 		t.Fatal("Template.Uses must look into nested expressions")
 	}
 }
+
+// TestNormalizeDeepIsLinear pins that a deeply nested value whose leaf
+// changes is normalized once per level (it used to take 2^depth steps).
+func TestNormalizeDeepIsLinear(t *testing.T) {
+	var v any = json.Number("1")
+	for range 200 {
+		v = []any{map[string]any{"a": v}}
+	}
+	n := Normalize(v)
+	for range 200 {
+		n = n.([]any)[0].(map[string]any)["a"]
+	}
+	if n != 1 {
+		t.Fatalf("leaf %v (%T)", n, n)
+	}
+}

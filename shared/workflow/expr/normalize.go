@@ -21,9 +21,13 @@ func Normalize(v any) any {
 	case map[string]any:
 		for k, x := range t {
 			if n := Normalize(x); !same(n, x) {
+				// Normalize each member once: normalizing the changed one
+				// again would make nested values cost 2^depth.
 				c := make(map[string]any, len(t))
 				for k2, x2 := range t {
-					c[k2] = Normalize(x2)
+					if k2 != k {
+						c[k2] = Normalize(x2)
+					}
 				}
 				c[k] = n
 				return c
@@ -34,10 +38,11 @@ func Normalize(v any) any {
 		for i, x := range t {
 			if n := Normalize(x); !same(n, x) {
 				c := make([]any, len(t))
-				for j, x2 := range t {
-					c[j] = Normalize(x2)
-				}
+				copy(c, t[:i]) // normal already
 				c[i] = n
+				for j := i + 1; j < len(t); j++ {
+					c[j] = Normalize(t[j])
+				}
 				return c
 			}
 		}
