@@ -263,7 +263,7 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 				continue
 			}
 			ev := e.Event.Clone()
-			ev.SetExtension("knhktenant", c.tenant)
+			ev.SetExtension(message.TenantExtension, c.tenant)
 			if _, set := ev.Extensions()["traceparent"]; !set && c.trace != nil && c.trace.TraceParent != "" {
 				// CloudEvents' distributed tracing extension: a listener
 				// continues the emitting case's trace.

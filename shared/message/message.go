@@ -288,6 +288,19 @@ func decodeEvent(body []byte) (*cloudevents.Event, error) {
 	return &ev, nil
 }
 
+// TenantExtension is the CloudEvents extension attribute naming the tenant
+// an event is for.
+const TenantExtension = "knhktenant"
+
+// EventTenant is the tenant a CloudEvent names (DefaultTenant when none).
+// It is a claim: the executor admits it only for a sender granted it.
+func EventTenant(ev *cloudevents.Event) string {
+	if t, ok := ev.Extensions()[TenantExtension].(string); ok && t != "" {
+		return t
+	}
+	return DefaultTenant
+}
+
 // CaseID derives a case id from the tenant, the workflow's namespace and name,
 // and the idempotency key: 32 hex digits of a domain-separated SHA-256. The
 // version is left out so that a re-sent start message finds its case even

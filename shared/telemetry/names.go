@@ -30,6 +30,7 @@ const (
 	BatchItemFailures = "BatchItemFailures" // Count: items reported back to Lambda for retry
 	DeadlineDeferred  = "DeadlineDeferred"  // Count: items not started for lack of remaining time
 	HandlerPanics     = "HandlerPanics"     // Count: recovered panics in message handlers
+	Unauthorized      = "Unauthorized"      // Count: messages refused because their sender may not act for the tenant
 )
 
 // Standard dimension names.
