@@ -5,9 +5,12 @@ package stackconfig
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/knhk/knhk/shared/message"
 )
 
 // Context keys read by the app (pass them with `cdk synth -c key=value`).
@@ -35,6 +38,8 @@ const (
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
+	CtxOpenTenants            = "openTenants"
+	CtxProducerRoles          = "producerRoles"
 )
 
 // VisibilityFactor is how many executor timeouts the work queue's
@@ -92,6 +97,15 @@ type Config struct {
 	// RunbookBaseURL is prefixed to docs/runbooks file names in alarm
 	// descriptions; it ends with a slash.
 	RunbookBaseURL string
+
+	// OpenTenants are the tenants every sender the work queue admits may act
+	// for without a grant ("*": all); default "default" (docs/security.md).
+	OpenTenants []string
+	// ProducerRoles are the IAM role ARNs besides the executor's that may
+	// send to the work queue. Empty: every principal of the account that
+	// IAM allows (the fresh-stack default); set, the queue policy denies
+	// everyone else.
+	ProducerRoles []string
 }
 
 // FunctionConfig sizes one function and its event source mapping.
@@ -128,6 +142,7 @@ func DefaultConfig() Config {
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
+		OpenTenants:                []string{"default"},
 	}
 }
 
@@ -231,7 +246,48 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		}
 		c.RunbookBaseURL = u
 	}
+	if v, ok := lookup(CtxOpenTenants); ok {
+		c.OpenTenants = nil
+		for _, t := range list(v) {
+			if t != "*" && !message.ValidTenant(t) {
+				return Config{}, fmt.Errorf("context %s: %q is not a tenant (1-64 letters, digits, '.', '_' or '-') or *", CtxOpenTenants, t)
+			}
+			c.OpenTenants = append(c.OpenTenants, t)
+		}
+	}
+	if v, ok := lookup(CtxProducerRoles); ok {
+		c.ProducerRoles = nil
+		for _, r := range list(v) {
+			if !rolePattern.MatchString(r) {
+				return Config{}, fmt.Errorf("context %s: %q is not an IAM role ARN", CtxProducerRoles, r)
+			}
+			c.ProducerRoles = append(c.ProducerRoles, r)
+		}
+	}
 	return c, nil
+}
+
+var rolePattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$`)
+
+// list reads a context list: a JSON array (cdk.json) or a comma-separated
+// string (the command line).
+func list(v any) []string {
+	var parts []string
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			parts = append(parts, fmt.Sprint(e))
+		}
+	default:
+		parts = strings.Split(fmt.Sprint(v), ",")
+	}
+	var out []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkRelations checks the limits that tie one setting to another.

@@ -145,6 +145,9 @@ var (
 	refPattern    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
+// ValidTenant reports whether s is a well-formed tenant name.
+func ValidTenant(s string) bool { return tenantPattern.MatchString(s) }
+
 // Decode parses and validates a queue message body.
 func Decode(body []byte) (Message, error) {
 	if len(body) > MaxBodyBytes {

@@ -105,7 +105,7 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 		if g.Namespace == "" && g.Workflow == "" {
 			g.Namespace, g.Workflow, g.Version = p.wf.Document.Namespace, p.wf.Document.Name, p.wf.Document.Version
 		}
-		data, _ := json.Marshal(eventData{Case: s.CaseID})
+		data, _ := json.Marshal(eventData{Case: s.CaseID, Subflows: s.Subflows})
 		if err := w.emit(history.Event{Type: history.CaseStarted, Input: raw, Genesis: &g, Data: data}); err != nil {
 			return dec, err
 		}
