@@ -339,7 +339,11 @@ func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string
 	if err := c.bind(x, d); err != nil {
 		return batch.Permanent(err)
 	}
-	stim := engine.Start{CaseID: caseID, Input: input, Time: x.now(), Genesis: history.Genesis{
+	pins, err := x.pinSubflows(ctx, c, d)
+	if err != nil {
+		return err
+	}
+	stim := engine.Start{CaseID: caseID, Input: input, Time: x.now(), Subflows: pins, Genesis: history.Genesis{
 		Tenant: s.Tenant, Namespace: d.Namespace, Workflow: d.Name, Version: d.Version, DescriptorHash: d.Hash,
 	}}
 	return x.drive(ctx, c, stim, "")

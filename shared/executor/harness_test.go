@@ -56,6 +56,7 @@ type env struct {
 	cases    *store.Cases
 	services string // stand-in address
 	ops      *opCounter
+	ep       *localaws.Endpoint
 }
 
 // opCounter counts DynamoDB requests by operation and table.
@@ -112,7 +113,7 @@ func newEnv(t *testing.T, services http.Handler) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, ops: &opCounter{ops: map[string]int{}},
+	e := &env{t: t, ctx: ctx, ops: &opCounter{ops: map[string]int{}}, ep: ep,
 		queueURL: outs[stack.OutWorkQueueURL], receipts: outs[stack.OutReceiptsTable],
 		state: outs[stack.OutStateTable], topic: outs[stack.OutAlertsTopicArn]}
 	e.ddb = dynamodb.NewFromConfig(cfg, e.ops.option)
