@@ -91,9 +91,8 @@ func TestSenderDecidesTheTenant(t *testing.T) {
 		{"the open default tenant, another tenant's namespace", producerKey, startMessage("default", "commerce", "order-routing", "k3", input)},
 	}
 	for _, c := range refused {
-		resp := e.handle(x, from(c.sender, c.body), 30*time.Second)
-		if len(resp.BatchItemFailures) != 0 {
-			t.Fatalf("%s: refused message reported for retry", c.name)
+		if resp, err := x.Handle(e.ctx, from(c.sender, c.body)); err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("%s: refused message reported for retry (%v)", c.name, err)
 		}
 	}
 	for _, key := range []string{"k1", "k2", "k3"} {
@@ -125,7 +124,9 @@ func TestSenderDecidesTheTenant(t *testing.T) {
 			message.TenantExtension: "acme"}),
 	}
 	for _, ev := range forged {
-		e.handle(x, ev, 30*time.Second)
+		if resp, err := x.Handle(e.ctx, ev); err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("refused message reported for retry (%v)", err)
+		}
 	}
 	var out bytes.Buffer
 	if err := metrics.Flush(&out); err != nil {
