@@ -103,8 +103,12 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 // GrantDeployer grants the principal that deploys the local stack every
 // tenant, so the local tools (knhk run, knhk submit, the end-to-end suite)
 // act for any tenant as before; every other local access key is a sender
-// with no grant (docs/security.md).
+// with no grant (docs/security.md). A template without KNHK's state table
+// needs no grant.
 func GrantDeployer(ctx context.Context, cfg aws.Config, stateTable string) error {
+	if stateTable == "" {
+		return nil
+	}
 	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return fmt.Errorf("deployer identity: %w", err)
