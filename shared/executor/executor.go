@@ -140,15 +140,16 @@ type Deps struct {
 	Sender      Sender
 	Cases       Cases
 	Alerts      Alerter
-	Secrets     Secrets // nil: only Config.Engine.Secrets
+	Secrets     Secrets      // nil: only Config.Engine.Secrets
+	HTTP        *http.Client // performs the workflows' calls (wrap its transport in a circuit breaker)
+	Log         *slog.Logger
+	Metrics     *telemetry.Metrics
+	Now         func() time.Time
+
 	// Grants and Namespaces authorize every message by its sender (nil:
 	// every sender may act for every tenant, for tests and tools only).
 	Grants     Grants
 	Namespaces Namespaces
-	HTTP       *http.Client // performs the workflows' calls (wrap its transport in a circuit breaker)
-	Log        *slog.Logger
-	Metrics    *telemetry.Metrics
-	Now        func() time.Time
 }
 
 // New builds an executor.
