@@ -44,7 +44,9 @@ func TestFromContext(t *testing.T) {
 				c.ProducerRoles = []string{"arn:aws:iam::123456789012:role/ingest", "arn:aws:iam::123456789012:role/path/ops"}
 			})},
 		{name: "no open tenant, roles from cdk.json", ctx: map[string]any{"openTenants": "", "producerRoles": []any{"arn:aws:iam::123456789012:role/ingest"}},
-			want: with(func(c *Config) { c.OpenTenants, c.ProducerRoles = nil, []string{"arn:aws:iam::123456789012:role/ingest"} })},
+			want: with(func(c *Config) {
+				c.OpenTenants, c.ProducerRoles = nil, []string{"arn:aws:iam::123456789012:role/ingest"}
+			})},
 		{name: "custom alias", ctx: map[string]any{"checkpointKeyAlias": "alias/acme/knhk-ckpt"},
 			want: with(func(c *Config) { c.CheckpointKeyAlias = "alias/acme/knhk-ckpt" })},
 		{name: "functions and mappings", ctx: map[string]any{
