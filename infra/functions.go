@@ -41,6 +41,7 @@ const (
 	EnvDeadlineMargin  = "KNHK_DEADLINE_MARGIN"
 	EnvLogLevel        = "LOG_LEVEL"
 	EnvSecretsPrefix   = "KNHK_SECRETS_PREFIX"
+	EnvOpenTenants     = "KNHK_OPEN_TENANTS"
 )
 
 // xrayWrite are the X-Ray actions an actively traced function needs; X-Ray
@@ -106,6 +107,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		EnvDeadlineMargin:                      jsii.String(fmt.Sprintf("%ds", cfg.ExecutorDeadlineMarginSecs)),
 		EnvLogLevel:                            jsii.String(cfg.LogLevel),
 		EnvSecretsPrefix:                       jsii.String(SecretsPrefix),
+		EnvOpenTenants:                         jsii.String(strings.Join(cfg.OpenTenants, ",")),
 	})
 	f.Executor.Node().AddDependency(f.ExecutorLogs)
 	// Workflows name their secrets at run time (use.secrets), so the grant

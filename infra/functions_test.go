@@ -230,6 +230,7 @@ func TestFunctions(t *testing.T) {
 								"KNHK_MAX_RECEIVE_COUNT": fx.maxReceive,
 								"KNHK_DEADLINE_MARGIN":   "5s",
 								"KNHK_SECRETS_PREFIX":    "knhk/",
+								"KNHK_OPEN_TENANTS":      "default",
 								"LOG_LEVEL":              "info",
 							})},
 						}),
@@ -570,5 +571,55 @@ func TestVisibilityTooShort(t *testing.T) {
 	_, err := DefineApp(awscdk.NewApp(&awscdk.AppProps{Context: &ctx}))
 	if err == nil || !strings.Contains(err.Error(), "at least 6 x executorTimeout") {
 		t.Fatalf("err = %v, want the visibility timeout refused", err)
+	}
+}
+
+// TestWorkQueueSenders pins who may send to the work queue: by default
+// SQS's account boundary (no deny statement) with the default tenant open;
+// with producer roles, a deny for every principal but the executor's role
+// and those roles, and the open tenants as configured.
+func TestWorkQueueSenders(t *testing.T) {
+	def := templateJSON(t, synth(t, "prod", nil))
+	for id, r := range resources(def) {
+		if r["Type"] == "AWS::SQS::QueuePolicy" && strings.Contains(canon(r), "OnlyExecutorAndProducersSend") {
+			t.Errorf("%s: the default stack restricts senders; want SQS's account boundary", id)
+		}
+	}
+	const producer = "arn:aws:iam::123456789012:role/claims-ingest"
+	s := synth(t, "producers", map[string]any{"producerRoles": producer + ",arn:aws:iam::123456789012:role/ops", "openTenants": ""})
+	execRole := ""
+	for id, r := range resources(templateJSON(t, s)) {
+		if r["Type"] == "AWS::IAM::Role" && strings.HasPrefix(id, "ExecutorRole") {
+			execRole = id
+		}
+	}
+	must(t, "deny statement", func() {
+		s.tmpl.HasResourceProperties(jsii.String("AWS::SQS::QueuePolicy"), like(map[string]any{
+			"Queues": []any{ref(idWork)},
+			"PolicyDocument": like(map[string]any{"Statement": arrayWith(map[string]any{
+				"Sid":       "OnlyExecutorAndProducersSend",
+				"Effect":    "Deny",
+				"Principal": map[string]any{"AWS": "*"},
+				"Action":    "sqs:SendMessage",
+				"Resource":  getAtt(idWork, "Arn"),
+				"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": []any{
+					getAtt(execRole, "Arn"), producer, "arn:aws:iam::123456789012:role/ops"}}},
+			})}),
+		}))
+	})
+	must(t, "no open tenant", func() {
+		s.tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), like(map[string]any{
+			"Environment": like(map[string]any{"Variables": like(map[string]any{"KNHK_OPEN_TENANTS": ""})}),
+		}))
+	})
+	if errs := s.ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))); len(*errs) > 0 {
+		t.Errorf("cdk-nag findings with producer roles: %d", len(*errs))
+	}
+	for _, bad := range []map[string]any{{"producerRoles": "claims-ingest"}, {"openTenants": "a b"}} {
+		bad["functionsDir"] = fakeFunctions
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &bad})
+		if _, err := DefineApp(app); err == nil {
+			t.Errorf("context %v accepted", bad)
+		}
 	}
 }

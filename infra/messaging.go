@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -55,4 +56,28 @@ func NewMessaging(scope constructs.Construct, cfg stackconfig.Config, key awskms
 	})
 	alerts.ApplyRemovalPolicy(removalPolicy(cfg))
 	return Messaging{Work: work, DeadLetter: dlq, Alerts: alerts}
+}
+
+// RestrictSenders lets only the executor's role and the configured producer
+// roles send to the work queue: a deny for every other principal, which no
+// identity policy can override. Without producer roles the queue keeps
+// SQS's default (principals of the account that IAM allows), so a fresh
+// stack accepts its operators' messages; tenants are still only those the
+// sender is granted (docs/security.md).
+func RestrictSenders(work awssqs.Queue, cfg stackconfig.Config, executor awsiam.IRole) {
+	if len(cfg.ProducerRoles) == 0 {
+		return
+	}
+	allowed := []*string{executor.RoleArn()}
+	for _, r := range cfg.ProducerRoles {
+		allowed = append(allowed, jsii.String(r))
+	}
+	work.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("OnlyExecutorAndProducersSend"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+		Actions:    jsii.Strings("sqs:SendMessage"),
+		Resources:  &[]*string{work.QueueArn()},
+		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": allowed}},
+	}))
 }

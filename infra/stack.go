@@ -56,6 +56,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Tables = NewTables(st, cfg, s.Keys.Data)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
 	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging)
+	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role())
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
 

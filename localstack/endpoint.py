@@ -32,6 +32,15 @@ Two lookups moto repeats on every request are made once: the list of its
 service modules (a directory listing) and the action names of a handler
 class (inspect.getmembers); together a sixth of a PutItem's time.
 
+SQS records every message's sender as its SenderId system attribute (an
+IAM user's unique id, an assumed role's "AROA...:session"); moto gives every
+message one fixed SenderId, so senders could not be told apart. The launcher
+records the principal of the access key that signed the SendMessage or
+SendMessageBatch request: moto's own answer for keys its IAM or STS issued,
+and for any other key the access key id itself, so distinct local keys are
+distinct senders. GetCallerIdentity answers the same principal as UserId,
+as on AWS, where a role session's UserId is the SenderId of what it sends.
+
 Request lines are not logged (werkzeug logs each one, a sixth of the
 endpoint's time under load); --log-requests turns them on. With the
 environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
@@ -63,9 +72,12 @@ import moto.core.responses
 import moto.core.utils
 import moto.dynamodb.models
 import moto.sqs.models
+import moto.sts.models
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
-from moto.sqs.models import Queue, SQSBackend
+from moto.iam.models import get_account_id_from
+from moto.sqs.models import Message, Queue, SQSBackend
+from moto.sts.models import STSBackend
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import run_simple
 
@@ -149,6 +161,51 @@ def retained(self, queue_name, message):
     return message.sent_timestamp / 1000 + int(queue.message_retention_period) > time.time()
 
 
+# moto's GetCallerIdentity UserId for a key neither its IAM nor STS issued.
+MOTO_DEFAULT_USER_ID = "AKIAIOSFODNN7EXAMPLE"
+
+
+def own_identity(get_caller_identity):
+    """STSBackend.get_caller_identity naming a key moto did not issue by
+    the key the request was signed with (moto reads only keys of 20
+    capitals and digits from a request)."""
+
+    def wrapped(self, access_key_id, region):
+        user_id, arn, account = get_caller_identity(self, access_key_id, region)
+        signed = getattr(REQUEST, "access_key", None) or access_key_id
+        if user_id == MOTO_DEFAULT_USER_ID and signed:
+            user_id = signed
+        return user_id, arn, account
+
+    return wrapped
+
+
+def principal(key):
+    """The UserId GetCallerIdentity answers for an access key."""
+    backend = moto.sts.models.sts_backends[get_account_id_from(key)]["aws"]
+    return backend.get_caller_identity(key, "us-east-1")[0]
+
+
+def access_key(environ):
+    """The access key id a SigV4-signed request names, or None."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" not in auth:
+        return None
+    return auth.split("Credential=", 1)[1].split("/", 1)[0] or None
+
+
+def sender_recorded(init):
+    """Message.__init__ recording the sending request's principal."""
+
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        key = getattr(REQUEST, "access_key", None)
+        if key:
+            self.sender_id = principal(key)
+
+    return wrapped
+
+
 class QuietRequestHandler(MotoRequestHandler):
     """moto's request handler without a log line per request."""
 
@@ -195,8 +252,9 @@ def operation(environ):
 
 class SerializedDynamoDB:
     """WSGI middleware running DynamoDB (not Streams) requests under one
-    lock, showing a ReceiveMessage long poll its client's socket, and
-    timing every request when stats are kept."""
+    lock, showing a ReceiveMessage long poll its client's socket and every
+    request its signing key, and timing every request when stats are
+    kept."""
 
     def __init__(self, app, stats=None):
         self.app = app
@@ -212,7 +270,16 @@ class SerializedDynamoDB:
         return body
 
     def serve(self, environ, start_response):
+        REQUEST.access_key = access_key(environ)
+        try:
+            return self.route(environ, start_response)
+        finally:
+            REQUEST.access_key = None
+
+    def route(self, environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target in ("AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"):
+            return list(self.app(environ, start_response))
         if target == "AmazonSQS.ReceiveMessage":
             REQUEST.socket = environ.get("werkzeug.socket")
             try:
@@ -232,6 +299,8 @@ def patch_moto():
     Table.query = partition_query(Table.query)
     SQSBackend.is_message_valid_based_on_retention_period = retained
     Queue.wait_for_messages = watched(Queue.wait_for_messages)
+    Message.__init__ = sender_recorded(Message.__init__)
+    STSBackend.get_caller_identity = own_identity(STSBackend.get_caller_identity)
     DynamoDBStreamsHandler.get_records = get_records
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules

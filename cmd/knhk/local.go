@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/knhk/knhk/localstack/localrun"
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/shared/stack"
 )
@@ -57,6 +58,10 @@ func localDeployCmd() *cobra.Command {
 				printDeployment(cmd.OutOrStdout(), d)
 			}
 			if err != nil {
+				return fmt.Errorf("local deploy: %w", err)
+			}
+			// The local deployer acts for every tenant (docs/security.md).
+			if err := localrun.GrantDeployer(ctx, cfg, d.Outputs[stack.OutStateTable]); err != nil {
 				return fmt.Errorf("local deploy: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "outputs: %s\nstate:   %s\n", outPath, statePath)

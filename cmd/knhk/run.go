@@ -80,6 +80,10 @@ func runCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// The samples serve every tenant of the demo load.
+				if err := reg.Share(ctx, e.Namespace, true); err != nil {
+					return err
+				}
 				fmt.Fprintf(w, "workflow  %s %s\n", e.Ref(), res)
 			}
 			seeded, err := localrun.SeedSecrets(ctx, secretsmanager.NewFromConfig(cfg), secrets.DefaultPrefix, samples)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ func runRoot(t *testing.T, args ...string) (string, string, int) {
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs(args)
+	root.SetContext(context.Background()) // not the context of a previous run
 	t.Cleanup(func() { root.SetArgs(nil); root.SetOut(nil); root.SetErr(nil) })
 	code := 0
 	if err := root.Execute(); err != nil {

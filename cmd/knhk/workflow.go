@@ -10,8 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
+	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/workflow/dsl"
 )
 
 func init() {
@@ -29,10 +31,15 @@ func openRegistry(cmd *cobra.Command) (*registry.Registry, error) {
 }
 
 func workflowPushCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "push FILE...",
-		Short: "Validate and publish workflow documents (immutable per namespace/name/version)",
-		Args:  cobra.MinimumNArgs(1),
+	var tenant string
+	var shared bool
+	cmd := &cobra.Command{
+		Use:   "push FILE... [--tenant T] [--shared]",
+		Short: "Validate and publish workflow documents (immutable per namespace/name/version) into a tenant's namespace",
+		Long: "Validate and publish workflow documents (immutable per namespace/name/version). Each document's namespace\n" +
+			"is claimed for --tenant (default: default) if nobody claimed it; one another tenant owns is refused.\n" +
+			"--shared lets every tenant start the namespace's workflows (docs/security.md).",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
 			reg, err := openRegistry(cmd)
 			if err != nil {
@@ -43,15 +50,30 @@ func workflowPushCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				wf, err := dsl.Load(body)
+				if err != nil {
+					return withExit(2, fmt.Errorf("%s: %w", f, err))
+				}
+				if err := reg.Claim(cmd.Context(), wf.Document.Namespace, tenant); err != nil {
+					return withExit(2, fmt.Errorf("%s: %w", f, err))
+				}
 				e, res, err := reg.Push(cmd.Context(), body)
 				if err != nil {
 					return withExit(2, fmt.Errorf("%s: %w", f, err))
+				}
+				if shared {
+					if err := reg.Share(cmd.Context(), e.Namespace, true); err != nil {
+						return err
+					}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s sha256:%s\n", res, e.Ref(), e.Hash)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&tenant, "tenant", message.DefaultTenant, "the tenant that owns the documents' namespaces")
+	cmd.Flags().BoolVar(&shared, "shared", false, "let every tenant start the namespaces' workflows")
+	return cmd
 }
 
 func workflowListCmd() *cobra.Command {

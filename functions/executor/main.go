@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/breaker"
@@ -30,6 +32,7 @@ import (
 	"github.com/knhk/knhk/shared/secrets"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
+	"github.com/knhk/knhk/shared/tenancy"
 )
 
 func main() {
@@ -51,6 +54,7 @@ type settings struct {
 	hosts                            hostmap.Map
 	level                            slog.Level
 	latestTTL                        time.Duration
+	grantsTTL                        time.Duration
 }
 
 func readSettings(getenv func(string) string) (settings, error) {
@@ -62,7 +66,11 @@ func readSettings(getenv func(string) string) (settings, error) {
 		cfg:      executor.DefaultConfig(),
 		// A push or rollback reaches new cases within this time.
 		latestTTL: 2 * time.Second,
+		// A grant or revocation reaches every executor within this time.
+		grantsTTL: 5 * time.Second,
 	}
+	// Tenants every admitted sender may act for (docs/security.md).
+	s.cfg.Tenancy.Open = tenancy.ParseOpen(getenv("KNHK_OPEN_TENANTS"))
 	s.secretsPrefix = secrets.DefaultPrefix
 	if v := getenv("KNHK_SECRETS_PREFIX"); v != "" {
 		s.secretsPrefix = v
@@ -153,17 +161,29 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 			metrics.Add(telemetry.BreakerOpened, telemetry.Count, 1)
 		}
 	}
+	// The executor's own principal: its role session's UserId is the
+	// SenderId of every continuation it sends.
+	id, err := sts.NewFromConfig(awsCfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return handler.Function{}, nil, fmt.Errorf("caller identity: %w", err)
+	}
+	s.cfg.Tenancy.Self = tenancy.Principal(aws.ToString(id.UserId))
 	s.breaker.OnReject = func(string) { metrics.Add(telemetry.BreakerRejected, telemetry.Count, 1) }
 	breakers := breaker.NewSet(s.breaker)
 	transport := tracing.HTTPTransport(breakers.Transport(s.hosts.Transport(http.DefaultTransport.(*http.Transport))),
 		func(host string) string { return breakers.State(host).String() })
 	ddb := dynamodb.NewFromConfig(awsCfg)
+	grants := store.NewGrants(ddb, s.state)
+	grants.TTL = s.grantsTTL
+	reg := registry.New(ddb, s.state, registry.LatestTTL(s.latestTTL))
 	receipts := store.NewReceipts(ddb, s.receipts)
 	cases := store.NewCases(ddb, s.state)
 	receipts.Blobs = cases.State
 	x := executor.New(s.cfg, executor.Deps{
 		Chains:      receipts,
-		Descriptors: registry.New(ddb, s.state, registry.LatestTTL(s.latestTTL)),
+		Descriptors: reg,
+		Grants:      grants,
+		Namespaces:  reg,
 		Sender:      queue.NewSender(sqs.NewFromConfig(awsCfg), s.queueURL),
 		Cases:       cases,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),

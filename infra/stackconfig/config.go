@@ -7,9 +7,12 @@ package stackconfig
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/knhk/knhk/shared/message"
 )
 
 // Context keys read by the app (pass them with `cdk synth -c key=value`).
@@ -45,6 +48,8 @@ const (
 	CtxOTelSampler        = "otelSampler"           // an OTEL_TRACES_SAMPLER value (default parentbased_always_on)
 	CtxOTelSamplerArg     = "otelSamplerArg"        // its argument, e.g. 0.1 for a ratio
 	CtxOTelCollectorLayer = "otelCollectorLayerArn" // the ADOT collector layer to add (exports to X-Ray)
+	CtxOpenTenants        = "openTenants"
+	CtxProducerRoles      = "producerRoles"
 )
 
 // DefaultOTelEndpoint is where the collector extension (the ADOT collector
@@ -120,6 +125,14 @@ type Config struct {
 	// OTelCollectorLayerARN, when set, is added to every function as the
 	// collector extension that forwards spans to X-Ray.
 	OTelCollectorLayerARN string
+	// OpenTenants are the tenants every sender the work queue admits may act
+	// for without a grant ("*": all); default "default" (docs/security.md).
+	OpenTenants []string
+	// ProducerRoles are the IAM role ARNs besides the executor's that may
+	// send to the work queue. Empty: every principal of the account that
+	// IAM allows (the fresh-stack default); set, the queue policy denies
+	// everyone else.
+	ProducerRoles []string
 }
 
 // FunctionConfig sizes one function and its event source mapping.
@@ -159,6 +172,7 @@ func DefaultConfig() Config {
 		Tracing:                    true,
 		OTelEndpoint:               DefaultOTelEndpoint,
 		OTelSampler:                "parentbased_always_on",
+		OpenTenants:                []string{"default"},
 	}
 }
 
@@ -265,6 +279,24 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 	if err := c.tracingFrom(lookup); err != nil {
 		return Config{}, err
 	}
+	if v, ok := lookup(CtxOpenTenants); ok {
+		c.OpenTenants = nil
+		for _, t := range list(v) {
+			if t != "*" && !message.ValidTenant(t) {
+				return Config{}, fmt.Errorf("context %s: %q is not a tenant (1-64 letters, digits, '.', '_' or '-') or *", CtxOpenTenants, t)
+			}
+			c.OpenTenants = append(c.OpenTenants, t)
+		}
+	}
+	if v, ok := lookup(CtxProducerRoles); ok {
+		c.ProducerRoles = nil
+		for _, r := range list(v) {
+			if !rolePattern.MatchString(r) {
+				return Config{}, fmt.Errorf("context %s: %q is not an IAM role ARN", CtxProducerRoles, r)
+			}
+			c.ProducerRoles = append(c.ProducerRoles, r)
+		}
+	}
 	return c, nil
 }
 
@@ -310,6 +342,29 @@ func (c *Config) tracingFrom(lookup func(string) (any, bool)) error {
 		c.OTelCollectorLayerARN = v
 	}
 	return nil
+}
+
+var rolePattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$`)
+
+// list reads a context list: a JSON array (cdk.json) or a comma-separated
+// string (the command line).
+func list(v any) []string {
+	var parts []string
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			parts = append(parts, fmt.Sprint(e))
+		}
+	default:
+		parts = strings.Split(fmt.Sprint(v), ",")
+	}
+	var out []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkRelations checks the limits that tie one setting to another.

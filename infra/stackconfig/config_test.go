@@ -1,6 +1,7 @@
 package stackconfig
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +50,15 @@ func TestFromContext(t *testing.T) {
 		{name: "bad sampler", ctx: map[string]any{"otelSampler": "xray"}, wantErr: "want one of"},
 		{name: "bad sampler arg", ctx: map[string]any{"otelSamplerArg": "2"}, wantErr: "want a ratio"},
 		{name: "bad layer", ctx: map[string]any{"otelCollectorLayerArn": "arn:aws:lambda:eu-west-1:1:function:x"}, wantErr: "want a layer version ARN"},
+		{name: "tenants and producers from the command line", ctx: map[string]any{"openTenants": " acme,*", "producerRoles": "arn:aws:iam::123456789012:role/ingest, arn:aws:iam::123456789012:role/path/ops"},
+			want: with(func(c *Config) {
+				c.OpenTenants = []string{"acme", "*"}
+				c.ProducerRoles = []string{"arn:aws:iam::123456789012:role/ingest", "arn:aws:iam::123456789012:role/path/ops"}
+			})},
+		{name: "no open tenant, roles from cdk.json", ctx: map[string]any{"openTenants": "", "producerRoles": []any{"arn:aws:iam::123456789012:role/ingest"}},
+			want: with(func(c *Config) {
+				c.OpenTenants, c.ProducerRoles = nil, []string{"arn:aws:iam::123456789012:role/ingest"}
+			})},
 		{name: "custom alias", ctx: map[string]any{"checkpointKeyAlias": "alias/acme/knhk-ckpt"},
 			want: with(func(c *Config) { c.CheckpointKeyAlias = "alias/acme/knhk-ckpt" })},
 		{name: "functions and mappings", ctx: map[string]any{
@@ -80,6 +90,8 @@ func TestFromContext(t *testing.T) {
 		{name: "prefix with dot", ctx: map[string]any{"namePrefix": "knhk.prod"}, wantErr: "want 1..40 letters"},
 		{name: "runbook base with space", ctx: map[string]any{"runbookBaseUrl": "docs/run books"}, wantErr: "without spaces"},
 		{name: "empty functions dir", ctx: map[string]any{"functionsDir": " "}, wantErr: "want a folder"},
+		{name: "open tenant with a space", ctx: map[string]any{"openTenants": "acme corp"}, wantErr: "is not a tenant"},
+		{name: "producer that is not a role", ctx: map[string]any{"producerRoles": "arn:aws:iam::123456789012:user/bob"}, wantErr: "is not an IAM role ARN"},
 		{name: "unknown env", ctx: map[string]any{"env": "staging"}, wantErr: "want prod, dev or local"},
 		{name: "receive count zero", ctx: map[string]any{"maxReceiveCount": "0"}, wantErr: "want 1..1000"},
 		{name: "receive count too large", ctx: map[string]any{"maxReceiveCount": 1001}, wantErr: "want 1..1000"},
@@ -102,7 +114,7 @@ func TestFromContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})

@@ -100,7 +100,7 @@ func TestFunctionEnv(t *testing.T) {
 	}
 	want := map[string]string{"TABLE": "t", "EXTRA": "1", "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
 		"AWS_LAMBDA_FUNCTION_NAME": "f", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_LAMBDA_FUNCTION_TIMEOUT": "30",
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "LAMBDA_TASK_ROOT": "/opt/fn"}
+		"AWS_ACCESS_KEY_ID": FunctionAccessKey("f"), "AWS_SECRET_ACCESS_KEY": "test", "LAMBDA_TASK_ROOT": "/opt/fn"}
 	for k, v := range want {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q", k, env[k], v)

@@ -210,6 +210,11 @@ func (s *Service) Invoke(ctx context.Context, function string, payload []byte) (
 	return p.invoke(ctx, payload)
 }
 
+// FunctionAccessKey is the access key id a function signs with. Each
+// function has its own, so the local endpoint reports it as a sender of its
+// own (SQS SenderId, STS UserId), as a function's role session is on AWS.
+func FunctionAccessKey(function string) string { return "lambda-" + function }
+
 // functionEnv is the environment of a function's emulator process: the
 // template's variables, then the reserved ones Lambda sets.
 func (s *Service) functionEnv(f *Function) []string {
@@ -230,7 +235,7 @@ func (s *Service) functionEnv(f *Function) []string {
 		"AWS_REGION":                      s.stack.Region,
 		"AWS_DEFAULT_REGION":              s.stack.Region,
 		"AWS_ENDPOINT_URL":                aws.ToString(s.cfg.AWS.BaseEndpoint),
-		"AWS_ACCESS_KEY_ID":               "test",
+		"AWS_ACCESS_KEY_ID":               FunctionAccessKey(f.Name),
 		"AWS_SECRET_ACCESS_KEY":           "test",
 		"AWS_LAMBDA_FUNCTION_NAME":        f.Name,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.Itoa(f.MemorySize),

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/knhk/knhk/shared/localaws"
 )
 
 func sqsBatches(obs []observation) []events.SQSEvent {
@@ -61,6 +63,9 @@ func TestQueuePartialFailuresAndRedrive(t *testing.T) {
 			if r.Attributes["ApproximateReceiveCount"] == "" || r.Attributes["SentTimestamp"] == "" {
 				t.Errorf("system attributes missing: %v", r.Attributes)
 			}
+			if r.Attributes["SenderId"] != localaws.AccessKey { // the test's own key sent them
+				t.Errorf("SenderId %q, want the sending key %q", r.Attributes["SenderId"], localaws.AccessKey)
+			}
 			if v := r.MessageAttributes["traceparent"]; v.StringValue == nil || *v.StringValue != "00-abc-def-01" || v.DataType != "String" {
 				t.Errorf("message attributes: %+v", r.MessageAttributes)
 			}
@@ -74,7 +79,7 @@ func TestQueuePartialFailuresAndRedrive(t *testing.T) {
 	env := obs[0].Env
 	if env["QUEUE_URL"] != work || env["TABLE_NAME"] != h.physicalID("Table") || env["AWS_ENDPOINT_URL"] != aws.ToString(h.cfg.BaseEndpoint) ||
 		env["AWS_REGION"] != "us-east-1" || env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] != "256" || env["AWS_LAMBDA_FUNCTION_TIMEOUT"] != "5" ||
-		env["AWS_ACCESS_KEY_ID"] != "test" || obs[0].Function != "SvcTest-Fn" {
+		env["AWS_ACCESS_KEY_ID"] != FunctionAccessKey("SvcTest-Fn") || obs[0].Function != "SvcTest-Fn" {
 		t.Errorf("function environment %v (function %q)", env, obs[0].Function)
 	}
 	var counts []int

@@ -16,12 +16,17 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
 	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
+	"github.com/knhk/knhk/shared/tenancy"
 )
 
 // Config says where the stack's files are.
@@ -71,6 +76,9 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localrun: deploy: %w", err)
 	}
+	if err := GrantDeployer(ctx, cfg.AWS, d.Outputs[stack.OutStateTable]); err != nil {
+		return nil, fmt.Errorf("localrun: %w", err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("localrun: stand-in services: %w", err)
@@ -109,6 +117,23 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	e.cancel = cancel
 	go func() { e.done <- svc.Run(runCtx) }()
 	return e, nil
+}
+
+// GrantDeployer grants the principal that deploys the local stack every
+// tenant, so the local tools (knhk run, knhk submit, the end-to-end suite)
+// act for any tenant as before; every other local access key is a sender
+// with no grant (docs/security.md). A template without KNHK's state table
+// needs no grant.
+func GrantDeployer(ctx context.Context, cfg aws.Config, stateTable string) error {
+	if stateTable == "" {
+		return nil
+	}
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return fmt.Errorf("deployer identity: %w", err)
+	}
+	grants := store.NewGrants(dynamodb.NewFromConfig(cfg), stateTable)
+	return grants.Grant(ctx, tenancy.Principal(aws.ToString(id.UserId)), tenancy.AnyTenant)
 }
 
 // Close stops the Lambda service (in-flight invocations finish), the

@@ -32,6 +32,7 @@ type caseRun struct {
 	receipts   []*receipt.Receipt
 	desc       *registry.Descriptor
 	prog       *engine.Program
+	subs       engine.Pinned // the sub-workflows pinned at genesis
 	state      *engine.State
 	awaiting   bool     // a listen task waited when the chain was read
 	types      []string // the event types it waited for (nil: any)
@@ -129,8 +130,91 @@ func (x *Executor) open(ctx context.Context, tenant, caseID string) (*caseRun, e
 			Seq: int64(len(rs) - 1), Detail: err.Error()}})
 	}
 	c.state = st
+	if c.subs, err = x.loadSubflows(ctx, st.Subflows); err != nil {
+		if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrHashMismatch) {
+			return nil, x.faultCase(ctx, c, err)
+		}
+		return nil, fmt.Errorf("case %s: %w", caseID, err)
+	}
 	c.types, c.awaiting = listenTypes(c)
 	return c, nil
+}
+
+// maxSubflowDepth bounds the nesting of sub-workflows a case pins.
+const maxSubflowDepth = 16
+
+// pinSubflows resolves, once, every sub-workflow the case can run (those of
+// its sub-workflows too) and returns the pins its genesis records; the
+// engine then decides from the pinned documents with no registry I/O. Each
+// must be the case tenant's or shared.
+func (x *Executor) pinSubflows(ctx context.Context, c *caseRun, d *registry.Descriptor) ([]history.Subflow, error) {
+	var pins []history.Subflow
+	c.subs = engine.Pinned{}
+	var walk func(d *registry.Descriptor, depth int) error
+	walk = func(d *registry.Descriptor, depth int) error {
+		for _, ref := range d.Workflow.Subflows() {
+			key := engine.PinKey(ref.Namespace, ref.Name, ref.Version)
+			if _, done := c.subs[key]; done {
+				continue
+			}
+			if depth >= maxSubflowDepth {
+				return batch.Permanent(fmt.Errorf("start %s: sub-workflows nested deeper than %d (at %s)", c.id, maxSubflowDepth, key))
+			}
+			if x.nss != nil {
+				if err := x.nss.Authorize(ctx, c.tenant, ref.Namespace); errors.Is(err, registry.ErrNamespaceOwned) {
+					return x.refuse(ctx, fmt.Errorf("start %s: sub-workflow %s: %w", c.id, key, err), "tenant", c.tenant, "namespace", ref.Namespace, "act", "run workflow")
+				} else if err != nil {
+					return err
+				}
+			}
+			version := ref.Version
+			if version == "latest" {
+				version = ""
+			}
+			sub, err := x.descs.Resolve(ctx, ref.Namespace, ref.Name, version)
+			if errors.Is(err, registry.ErrNotFound) {
+				return batch.Permanent(fmt.Errorf("start %s: unknown sub-workflow %s: %w", c.id, key, err))
+			}
+			if err != nil {
+				return fmt.Errorf("start %s: sub-workflow %s: %w", c.id, key, err)
+			}
+			c.subs[key] = sub.Workflow
+			pin := history.Subflow{Namespace: sub.Namespace, Name: sub.Name, Version: sub.Version, Hash: sub.Hash}
+			if ref.Version != sub.Version {
+				pin.Requested = ref.Version
+			}
+			pins = append(pins, pin)
+			if err := walk(sub, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(d, 0); err != nil {
+		return nil, err
+	}
+	return pins, nil
+}
+
+// loadSubflows loads the sub-workflows a case pinned, by content hash (the
+// registry cache answers them without I/O once seen).
+func (x *Executor) loadSubflows(ctx context.Context, pins []history.Subflow) (engine.Pinned, error) {
+	if len(pins) == 0 {
+		return nil, nil
+	}
+	subs := make(engine.Pinned, len(pins))
+	for _, p := range pins {
+		d, err := x.descs.Load(ctx, p.Namespace, p.Name, p.Version, p.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("pinned sub-workflow %s/%s:%s: %w", p.Namespace, p.Name, p.Version, err)
+		}
+		requested := p.Version
+		if p.Requested != "" {
+			requested = p.Requested
+		}
+		subs[engine.PinKey(p.Namespace, p.Name, requested)] = d.Workflow
+	}
+	return subs, nil
 }
 
 // drive feeds stimuli to the engine until the case rests: it appends every
@@ -201,9 +285,13 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 	return x.settle(ctx, c)
 }
 
-// engineOptions adds the values of the secrets the case's workflow declares.
+// engineOptions adds the case's pinned sub-workflows and the values of the
+// secrets its workflow declares.
 func (x *Executor) engineOptions(ctx context.Context, c *caseRun) (engine.Options, error) {
 	opts := x.cfg.Engine
+	if c.subs != nil {
+		opts.Registry = c.subs
+	}
 	names := c.desc.Workflow.Use.Secrets
 	if x.secrets == nil || len(names) == 0 {
 		return opts, nil
@@ -311,7 +399,7 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 				continue
 			}
 			ev := e.Event.Clone()
-			ev.SetExtension("knhktenant", c.tenant)
+			ev.SetExtension(message.TenantExtension, c.tenant)
 			if _, set := ev.Extensions()["traceparent"]; !set && c.trace != nil && c.trace.TraceParent != "" {
 				// CloudEvents' distributed tracing extension: a listener
 				// continues the emitting case's trace.

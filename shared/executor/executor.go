@@ -27,6 +27,7 @@ import (
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
+	"github.com/knhk/knhk/shared/tenancy"
 	"github.com/knhk/knhk/shared/workflow/engine"
 	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
 )
@@ -79,6 +80,18 @@ type Secrets interface {
 	Resolve(ctx context.Context, names []string) (map[string]any, error)
 }
 
+// Grants lists the tenants granted to a principal (tenancy.Principal of a
+// message's SenderId).
+type Grants interface {
+	Tenants(ctx context.Context, principal string) ([]string, error)
+}
+
+// Namespaces says whether a tenant may start the workflows of a registry
+// namespace.
+type Namespaces interface {
+	Authorize(ctx context.Context, tenant, namespace string) error
+}
+
 // Alerter pages people about integrity problems.
 type Alerter interface {
 	Alert(ctx context.Context, subject, body string) error
@@ -104,8 +117,11 @@ type Config struct {
 	// re-read, doubling after each.
 	SeqRereads int
 	SeqPause   time.Duration
-	// Engine options (step budget, secrets, sub-workflow registry).
+	// Engine options (step budget, secrets).
 	Engine engine.Options
+	// Tenancy is the tenant model: the executor's own principal and the
+	// tenants open to every sender. It applies when Deps.Grants is set.
+	Tenancy tenancy.Policy
 }
 
 // DefaultConfig returns production defaults.
@@ -124,6 +140,8 @@ type Executor struct {
 	cases   Cases
 	alerts  Alerter
 	secrets Secrets
+	grants  Grants
+	nss     Namespaces
 	calls   *httpcall.Client
 	log     *slog.Logger
 	now     func() time.Time
@@ -143,6 +161,11 @@ type Deps struct {
 	Log         *slog.Logger
 	Metrics     *telemetry.Metrics
 	Now         func() time.Time
+
+	// Grants and Namespaces authorize every message by its sender (nil:
+	// every sender may act for every tenant, for tests and tools only).
+	Grants     Grants
+	Namespaces Namespaces
 }
 
 // New builds an executor.
@@ -163,7 +186,7 @@ func New(cfg Config, d Deps) *Executor {
 		cfg.SeqRereads = 3
 	}
 	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases,
-		alerts: d.Alerts, secrets: d.Secrets, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
+		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
 // Handle processes one SQS batch: messages of one case in order, different
@@ -224,22 +247,68 @@ func (x *Executor) handleMessage(ctx context.Context, m events.SQSMessage) error
 	if err != nil {
 		return batch.Permanent(err)
 	}
+	sender := m.Attributes[tenancy.SenderAttribute]
 	switch {
 	case msg.Start != nil:
+		if err := x.authorize(ctx, sender, tenancy.Start, msg.Start.Tenant); err != nil {
+			return err
+		}
+		if err := x.authorizeNamespace(ctx, msg.Start); err != nil {
+			return err
+		}
 		return x.start(ctx, msg.Start)
 	case msg.Continue != nil:
+		if err := x.authorize(ctx, sender, tenancy.Continue, msg.Continue.Tenant); err != nil {
+			return err
+		}
 		return x.resume(ctx, msg.Continue)
 	default:
 		raw, err := json.Marshal(msg.Event)
 		if err != nil {
 			return batch.Permanent(fmt.Errorf("encode event: %w", err))
 		}
-		tenant := message.DefaultTenant
-		if t, ok := msg.Event.Extensions()["knhktenant"].(string); ok && t != "" {
-			tenant = t
+		tenant := message.EventTenant(msg.Event)
+		if err := x.authorize(ctx, sender, tenancy.Signal, tenant); err != nil {
+			return err
 		}
 		return x.deliver(ctx, tenant, msg.Event.Type(), raw, eventTrace(msg.Event.Extensions()))
 	}
+}
+
+// authorize checks that the sender of a message may act for the tenant it
+// names; a refusal is permanent, logged and counted.
+func (x *Executor) authorize(ctx context.Context, sender string, act tenancy.Act, tenant string) error {
+	if x.grants == nil || x.cfg.Tenancy.Trusted(sender) {
+		return nil
+	}
+	granted, err := x.grants.Tenants(ctx, tenancy.Principal(sender))
+	if err != nil {
+		return fmt.Errorf("authorize %s for %s: %w", act, tenant, err)
+	}
+	if err := x.cfg.Tenancy.Decide(sender, granted, act, tenant); err != nil {
+		return x.refuse(ctx, err, "principal", tenancy.Principal(sender), "tenant", tenant, "act", string(act))
+	}
+	return nil
+}
+
+// authorizeNamespace checks that a start message's tenant may start the
+// workflows of the namespace it names.
+func (x *Executor) authorizeNamespace(ctx context.Context, s *message.Start) error {
+	if x.nss == nil {
+		return nil
+	}
+	err := x.nss.Authorize(ctx, s.Tenant, s.Workflow.Namespace)
+	if errors.Is(err, registry.ErrNamespaceOwned) {
+		return x.refuse(ctx, err, "tenant", s.Tenant, "namespace", s.Workflow.Namespace, "act", string(tenancy.Start))
+	}
+	return err
+}
+
+// refuse logs and counts a message refused for its tenant, and drops it.
+func (x *Executor) refuse(ctx context.Context, err error, attrs ...any) error {
+	x.metrics.Add(telemetry.Unauthorized, telemetry.Count, 1)
+	x.log.WarnContext(ctx, "message refused: sender not authorized for the tenant", append(attrs, "error", err.Error())...)
+	return batch.Permanent(err)
 }
 
 // start opens a case, or resumes the one a copy of the message opened.
@@ -292,7 +361,11 @@ func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string
 	if err := c.bind(x, d); err != nil {
 		return batch.Permanent(err)
 	}
-	stim := engine.Start{CaseID: caseID, Input: input, Time: x.now(), Genesis: history.Genesis{
+	pins, err := x.pinSubflows(ctx, c, d)
+	if err != nil {
+		return err
+	}
+	stim := engine.Start{CaseID: caseID, Input: input, Time: x.now(), Subflows: pins, Genesis: history.Genesis{
 		Tenant: s.Tenant, Namespace: d.Namespace, Workflow: d.Name, Version: d.Version, DescriptorHash: d.Hash,
 		TraceParent: caseTrace(ctx, s.Trace),
 	}}

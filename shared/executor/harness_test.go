@@ -57,6 +57,7 @@ type env struct {
 	services string // stand-in address
 	ops      *opCounter
 	cfg      aws.Config // the local endpoint's
+	ep       *localaws.Endpoint
 }
 
 // opCounter counts DynamoDB requests by operation and table.
@@ -113,7 +114,7 @@ func newEnv(t *testing.T, services http.Handler) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, ops: &opCounter{ops: map[string]int{}},
+	e := &env{t: t, ctx: ctx, ops: &opCounter{ops: map[string]int{}}, ep: ep,
 		queueURL: outs[stack.OutWorkQueueURL], receipts: outs[stack.OutReceiptsTable],
 		state: outs[stack.OutStateTable], topic: outs[stack.OutAlertsTopicArn], cfg: cfg}
 	e.ddb = dynamodb.NewFromConfig(cfg, e.ops.option)

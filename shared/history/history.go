@@ -56,6 +56,17 @@ type Genesis struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
+// Subflow is a sub-workflow version a case pinned when it started: every
+// `run: workflow` task of the case runs exactly this document. Requested is
+// the version as the task names it when that differs (e.g. "latest").
+type Subflow struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Requested string `json:"requested,omitempty"`
+	Hash      string `json:"hash"` // hex SHA-256 of the document's bytes
+}
+
 // Event is one entry of a case's history. Times come from the stimulus that
 // caused the event, never from a clock read inside the engine, so replay is
 // deterministic.

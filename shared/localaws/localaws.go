@@ -31,13 +31,24 @@ type Endpoint struct {
 	log string
 }
 
+// AccessKey is the access key id of Config's credentials: the local
+// principal of tools and tests.
+const AccessKey = "test"
+
 // Config returns an SDK configuration bound to the endpoint with static local
 // credentials.
 func (e *Endpoint) Config(ctx context.Context) (aws.Config, error) {
+	return e.ConfigAs(ctx, AccessKey)
+}
+
+// ConfigAs returns a configuration signing with another access key id. The
+// endpoint reports a key it did not issue as its own principal (SQS
+// SenderId, STS GetCallerIdentity UserId), so each key is a distinct sender.
+func (e *Endpoint) ConfigAs(ctx context.Context, accessKey string) (aws.Config, error) {
 	return config.LoadDefaultConfig(ctx,
 		config.WithRegion(Region),
 		config.WithBaseEndpoint(e.URL),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(accessKey, "test", "")),
 		config.WithRetryMaxAttempts(5),
 	)
 }

@@ -148,6 +148,9 @@ var (
 	refPattern    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
+// ValidTenant reports whether s is a well-formed tenant name.
+func ValidTenant(s string) bool { return tenantPattern.MatchString(s) }
+
 // Decode parses and validates a queue message body.
 func Decode(body []byte) (Message, error) {
 	if len(body) > MaxBodyBytes {
@@ -315,6 +318,19 @@ func decodeEvent(body []byte) (*cloudevents.Event, error) {
 		return nil, invalid("", "invalid CloudEvent: %v", err)
 	}
 	return &ev, nil
+}
+
+// TenantExtension is the CloudEvents extension attribute naming the tenant
+// an event is for.
+const TenantExtension = "knhktenant"
+
+// EventTenant is the tenant a CloudEvent names (DefaultTenant when none).
+// It is a claim: the executor admits it only for a sender granted it.
+func EventTenant(ev *cloudevents.Event) string {
+	if t, ok := ev.Extensions()[TenantExtension].(string); ok && t != "" {
+		return t
+	}
+	return DefaultTenant
 }
 
 // CaseID derives a case id from the tenant, the workflow's namespace and name,

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/tenancy"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 )
 
@@ -40,6 +42,7 @@ type DB interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
 
 // Entry describes one published version.
@@ -75,6 +78,7 @@ type Registry struct {
 	cache     sync.Map // hash -> *Descriptor
 	versions  sync.Map // ns/name:version -> hash
 	latest    sync.Map // ns/name -> latestPointer
+	owners    sync.Map // ns -> ownerRead
 	refresh   singleflight.Group
 }
 
@@ -379,6 +383,114 @@ func getS(it map[string]types.AttributeValue, k string) string {
 func getB(it map[string]types.AttributeValue, k string) []byte {
 	if v, ok := it[k].(*types.AttributeValueMemberB); ok {
 		return v.Value
+	}
+	return nil
+}
+
+// ErrNamespaceOwned means a namespace belongs to another tenant.
+var ErrNamespaceOwned = errors.New("namespace belongs to another tenant")
+
+// Owner says to whom a namespace belongs: the tenant that claimed it (""
+// when none did: then it is message.DefaultTenant's), and whether its owner shared it
+// with every tenant.
+type Owner struct {
+	Namespace string `json:"namespace"`
+	Tenant    string `json:"tenant,omitempty"`
+	Shared    bool   `json:"shared,omitempty"`
+}
+
+type ownerRead struct {
+	owner Owner
+	read  time.Time
+}
+
+const ownerSK = "OWNER"
+
+func namespacePK(ns string) string { return "NS#" + ns }
+
+// Claim makes tenant the owner of a namespace nobody claimed; claiming a
+// namespace tenant owns already is a no-op, one another tenant owns fails
+// with ErrNamespaceOwned.
+func (r *Registry) Claim(ctx context.Context, ns, tenant string) error {
+	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &r.table,
+		Key:                       key(namespacePK(ns), ownerSK),
+		UpdateExpression:          aws.String("SET tenant = :t, updatedAt = :at"),
+		ConditionExpression:       aws.String("attribute_not_exists(tenant) OR tenant = :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":t": str(tenant), ":at": str(r.now().UTC().Format(time.RFC3339Nano))},
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		o, oerr := r.readOwner(ctx, ns)
+		if oerr != nil {
+			return fmt.Errorf("claim %s: %w", ns, oerr)
+		}
+		return fmt.Errorf("claim namespace %s for %s: %w (%s)", ns, tenant, ErrNamespaceOwned, o.Tenant)
+	}
+	if err != nil {
+		return fmt.Errorf("claim namespace %s: %w", ns, err)
+	}
+	r.owners.Delete(ns)
+	return nil
+}
+
+// Share opens (or, with shared false, closes) a namespace to every tenant.
+// Only its owner's workflows are in it: sharing lets other tenants start
+// them, never publish into it.
+func (r *Registry) Share(ctx context.Context, ns string, shared bool) error {
+	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &r.table,
+		Key:                       key(namespacePK(ns), ownerSK),
+		UpdateExpression:          aws.String("SET #s = :s, updatedAt = :at"),
+		ExpressionAttributeNames:  map[string]string{"#s": "shared"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberBOOL{Value: shared}, ":at": str(r.now().UTC().Format(time.RFC3339Nano))},
+	})
+	if err != nil {
+		return fmt.Errorf("share namespace %s: %w", ns, err)
+	}
+	r.owners.Delete(ns)
+	return nil
+}
+
+// NamespaceOwner reads a namespace's owner (cached for LatestTTL).
+func (r *Registry) NamespaceOwner(ctx context.Context, ns string) (Owner, error) {
+	if v, ok := r.owners.Load(ns); ok && r.latestTTL > 0 && r.now().Sub(v.(ownerRead).read) < r.latestTTL {
+		return v.(ownerRead).owner, nil
+	}
+	o, err := r.readOwner(ctx, ns)
+	if err != nil {
+		return Owner{}, err
+	}
+	r.owners.Store(ns, ownerRead{owner: o, read: r.now()})
+	return o, nil
+}
+
+func (r *Registry) readOwner(ctx context.Context, ns string) (Owner, error) {
+	out, err := r.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &r.table, Key: key(namespacePK(ns), ownerSK), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return Owner{}, fmt.Errorf("read owner of namespace %s: %w", ns, err)
+	}
+	o := Owner{Namespace: ns, Tenant: getS(out.Item, "tenant")}
+	if b, ok := out.Item["shared"].(*types.AttributeValueMemberBOOL); ok {
+		o.Shared = b.Value
+	}
+	return o, nil
+}
+
+// Authorize reports whether tenant may start the workflows of a namespace:
+// it owns the namespace, or the namespace is shared (ErrNamespaceOwned
+// otherwise).
+func (r *Registry) Authorize(ctx context.Context, tenant, ns string) error {
+	o, err := r.NamespaceOwner(ctx, ns)
+	if err != nil {
+		return err
+	}
+	if !tenancy.Namespace(tenant, o.Tenant, o.Shared, message.DefaultTenant) {
+		owner := o.Tenant
+		if owner == "" {
+			owner = message.DefaultTenant
+		}
+		return fmt.Errorf("tenant %q may not start workflows of namespace %s: %w (%s) and it is not shared", tenant, ns, ErrNamespaceOwned, owner)
 	}
 	return nil
 }

@@ -279,3 +279,58 @@ func TestResolveLatestReadOnceForConcurrentStarts(t *testing.T) {
 		t.Fatalf("%d GetItem calls for 16 concurrent starts after expiry, want the pointer read once (twice if a late start found it expired again)", db.gets)
 	}
 }
+
+// TestNamespaceOwnership claims, shares and checks namespaces on the real
+// local endpoint.
+func TestNamespaceOwnership(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	if err := r.Claim(ctx, "acme-flows", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Claim(ctx, "acme-flows", "acme"); err != nil {
+		t.Fatalf("claiming an owned namespace again: %v", err)
+	}
+	if err := r.Claim(ctx, "acme-flows", "globex"); !errors.Is(err, ErrNamespaceOwned) {
+		t.Fatalf("another tenant's claim: %v, want ErrNamespaceOwned", err)
+	}
+	if err := r.Share(ctx, "lib", true); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		tenant, ns string
+		ok         bool
+	}{
+		{"acme", "acme-flows", true},
+		{"globex", "acme-flows", false},
+		{"default", "acme-flows", false},
+		{"globex", "lib", true}, // shared, unclaimed
+		{"default", "unclaimed", true},
+		{"acme", "unclaimed", false}, // unclaimed namespaces are the default tenant's
+	}
+	for _, c := range cases {
+		err := r.Authorize(ctx, c.tenant, c.ns)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrNamespaceOwned)) {
+			t.Errorf("Authorize(%s, %s) = %v, want ok=%t", c.tenant, c.ns, err, c.ok)
+		}
+	}
+	if err := r.Share(ctx, "acme-flows", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Authorize(ctx, "globex", "acme-flows"); err != nil {
+		t.Fatalf("shared namespace refused: %v", err)
+	}
+	o, err := r.NamespaceOwner(ctx, "acme-flows")
+	if err != nil || o.Tenant != "acme" || !o.Shared {
+		t.Fatalf("owner %+v, %v: sharing must keep the owner", o, err)
+	}
+	if err := r.Claim(ctx, "acme-flows", "globex"); !errors.Is(err, ErrNamespaceOwned) {
+		t.Fatalf("a shared namespace was claimed by another tenant: %v", err)
+	}
+	if err := r.Share(ctx, "acme-flows", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Authorize(ctx, "globex", "acme-flows"); !errors.Is(err, ErrNamespaceOwned) {
+		t.Fatalf("unshared namespace: %v", err)
+	}
+}

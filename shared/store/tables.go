@@ -17,7 +17,7 @@ type TableCreator interface {
 }
 
 // CreateTables creates the receipts table (caseId S, seq N, with a
-// NEW_AND_OLD_IMAGES stream) and the state table (pk S, sk S), on demand,
+// NEW_AND_OLD_IMAGES stream) and the state table (pk S, sk S, index gsi1), on demand,
 // for local runs and tests; deployed stacks get them from the CDK template.
 func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTable string) error {
 	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
@@ -41,11 +41,22 @@ func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTabl
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("gsi1pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("gsi1sk"), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
+		// The stack's listing index (registry versions, grants).
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String("gsi1"),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String("gsi1pk"), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String("gsi1sk"), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
 		BillingMode: types.BillingModePayPerRequest,
 	})
 	if err != nil {

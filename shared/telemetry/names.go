@@ -40,6 +40,7 @@ const (
 	// StartConflicts counts start messages that reused an idempotency key
 	// with an input other than the one the case was started with.
 	StartConflicts = "StartConflicts"
+	Unauthorized   = "Unauthorized" // Count: messages refused because their sender may not act for the tenant
 )
 
 // Standard dimension names.

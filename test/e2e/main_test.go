@@ -334,8 +334,13 @@ func publish(ctx context.Context) error {
 		bodies = append(bodies, b)
 	}
 	for _, b := range bodies {
-		if _, _, err := suite.reg.Push(ctx, b); err != nil {
+		e, _, err := suite.reg.Push(ctx, b)
+		if err != nil {
 			return fmt.Errorf("publish workflow: %w", err)
+		}
+		// The suite's tenant runs them (a tenant new with every run).
+		if err := suite.reg.Share(ctx, e.Namespace, true); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@
 package dsl
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -615,4 +617,46 @@ func (l *ListenTask) EventTypes() []string {
 		types = append(types, t)
 	}
 	return types
+}
+
+// Subflows lists the workflows the document's `run: workflow` tasks start,
+// in document order, each once.
+func (w *Workflow) Subflows() []*SubflowRef {
+	var out []*SubflowRef
+	seen := map[string]bool{}
+	var walk func(TaskList)
+	visit := func(t *Task) {
+		if t == nil {
+			return
+		}
+		if t.Run != nil && t.Run.Workflow != nil {
+			r := t.Run.Workflow
+			k := r.Namespace + "/" + r.Name + "/" + r.Version
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, r)
+			}
+		}
+		switch {
+		case t.Do != nil:
+			walk(t.Do.Tasks)
+		case t.Fork != nil:
+			walk(t.Fork.Branches)
+		case t.For != nil:
+			walk(t.For.Do)
+		case t.Try != nil:
+			walk(t.Try.Try)
+			walk(t.Try.Catch.Do)
+		}
+	}
+	walk = func(tl TaskList) {
+		for _, nt := range tl {
+			visit(nt.Task)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.Use.Functions)) {
+		visit(w.Use.Functions[name])
+	}
+	walk(w.Do)
+	return out
 }

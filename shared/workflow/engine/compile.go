@@ -24,7 +24,7 @@ type Program struct {
 	cache   expr.Cache
 	defJSON map[string]any // the document section, for $workflow.definition
 	mu      sync.Mutex
-	subs    map[string]*Program // sub-workflows by namespace/name/version
+	subs    map[*dsl.Workflow]*Program // compiled sub-workflows
 }
 
 // list is a compiled task list.

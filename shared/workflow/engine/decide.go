@@ -111,7 +111,7 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 		if g.Namespace == "" && g.Workflow == "" {
 			g.Namespace, g.Workflow, g.Version = p.wf.Document.Namespace, p.wf.Document.Name, p.wf.Document.Version
 		}
-		data, _ := json.Marshal(eventData{Case: s.CaseID})
+		data, _ := json.Marshal(eventData{Case: s.CaseID, Subflows: s.Subflows})
 		if lerr := limits.CheckJSON("the case input", raw); lerr != nil {
 			// The case exists (its genesis binds the workflow) and ends at
 			// once with the reason; the input itself is not recorded.

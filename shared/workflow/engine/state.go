@@ -61,6 +61,7 @@ type State struct {
 	Status    Status             `json:"status"`
 	CaseID    string             `json:"caseId,omitempty"`
 	Genesis   *history.Genesis   `json:"genesis,omitempty"`
+	Subflows  []history.Subflow  `json:"subflows,omitempty"` // pinned at genesis
 	StartedAt time.Time          `json:"startedAt,omitzero"`
 	Input     json.RawMessage    `json:"input,omitempty"`
 	Output    json.RawMessage    `json:"output,omitempty"`
@@ -121,6 +122,8 @@ type eventData struct {
 	Context json.RawMessage `json:"context,omitempty"`
 	Due     time.Time       `json:"due,omitzero"`
 	Case    string          `json:"case,omitempty"`
+	// Subflows, on case.started: the pinned sub-workflow versions.
+	Subflows []history.Subflow `json:"subflows,omitempty"`
 }
 
 // Apply folds one event into the state.
@@ -151,6 +154,7 @@ func (s *State) Apply(e *history.Event) error {
 		s.Input = e.Input
 		s.StartedAt = e.Started
 		s.CaseID = d.Case
+		s.Subflows = d.Subflows
 	case history.TaskCompleted, history.TaskSkipped, history.BranchCompleted, history.BranchJoined, history.EventEmitted:
 		r := s.record(e.Key, e.Task)
 		r.Status, r.Output, r.Then = RecDone, e.Output, d.Then

@@ -18,7 +18,10 @@ type Start struct {
 	CaseID  string
 	Input   any
 	Genesis history.Genesis
-	Time    time.Time
+	// Subflows are the sub-workflow versions the case pins; the genesis
+	// receipt records them (Pinned serves them to Decide).
+	Subflows []history.Subflow
+	Time     time.Time
 }
 
 // EffectResult carries the outcome of a performed effect back: Output on

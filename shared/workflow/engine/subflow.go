@@ -10,31 +10,49 @@ import (
 
 func sortStrings(s []string) { sort.Strings(s) }
 
-// subprogram resolves and compiles (once) the workflow a run task starts.
+// subprogram resolves the workflow a run task starts and compiles it once
+// per resolved document: a reference such as "latest" may resolve to
+// different documents for different cases.
 func (p *Program) subprogram(ctx context.Context, reg Registry, ref *dsl.SubflowRef) (*Program, error) {
 	id := ref.Namespace + "/" + ref.Name + "/" + ref.Version
-	p.mu.Lock()
-	sub := p.subs[id]
-	p.mu.Unlock()
-	if sub != nil {
-		return sub, nil
-	}
 	wf, err := reg.Workflow(ctx, ref.Namespace, ref.Name, ref.Version)
 	if err != nil {
 		return nil, fmt.Errorf("resolve workflow %s: %w", id, err)
+	}
+	p.mu.Lock()
+	sub := p.subs[wf]
+	p.mu.Unlock()
+	if sub != nil {
+		return sub, nil
 	}
 	if sub, err = Compile(wf); err != nil {
 		return nil, fmt.Errorf("compile workflow %s: %w", id, err)
 	}
 	p.mu.Lock()
 	if p.subs == nil {
-		p.subs = map[string]*Program{}
+		p.subs = map[*dsl.Workflow]*Program{}
 	}
-	if prev := p.subs[id]; prev != nil {
+	if prev := p.subs[wf]; prev != nil {
 		sub = prev
 	} else {
-		p.subs[id] = sub
+		p.subs[wf] = sub
 	}
 	p.mu.Unlock()
 	return sub, nil
+}
+
+// Pinned serves the sub-workflows a case pinned at its genesis, by
+// namespace/name/version as the run tasks name them: no I/O, and nothing a
+// case did not pin.
+type Pinned map[string]*dsl.Workflow
+
+// PinKey is the key of a sub-workflow reference in Pinned.
+func PinKey(ns, name, version string) string { return ns + "/" + name + "/" + version }
+
+// Workflow returns a pinned sub-workflow.
+func (p Pinned) Workflow(_ context.Context, ns, name, version string) (*dsl.Workflow, error) {
+	if wf, ok := p[PinKey(ns, name, version)]; ok {
+		return wf, nil
+	}
+	return nil, fmt.Errorf("%s/%s:%s was not pinned when the case started", ns, name, version)
 }
