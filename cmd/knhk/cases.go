@@ -96,13 +96,16 @@ func randomKey() string {
 
 // caseView is what `case show` reports.
 type caseView struct {
-	CaseID     string            `json:"caseId"`
-	Tenant     string            `json:"tenant"`
-	Workflow   string            `json:"workflow"`
-	Status     engine.Status     `json:"status"`
-	Receipts   int               `json:"receipts"`
-	Verified   bool              `json:"verified"`
-	Findings   []receipt.Finding `json:"findings,omitempty"`
+	CaseID   string            `json:"caseId"`
+	Tenant   string            `json:"tenant"`
+	Workflow string            `json:"workflow"`
+	Status   engine.Status     `json:"status"`
+	Receipts int               `json:"receipts"`
+	Verified bool              `json:"verified"`
+	Findings []receipt.Finding `json:"findings,omitempty"`
+	// Recorded are the open findings the verifier and the checkpointer
+	// recorded against the case, and its quarantine.
+	Recorded   []receipt.Finding `json:"recorded,omitempty"`
 	Waiting    []string          `json:"waiting,omitempty"` // tasks awaiting an effect or an event
 	Output     json.RawMessage   `json:"output,omitempty"`
 	Error      *history.Error    `json:"error,omitempty"`
@@ -141,7 +144,12 @@ func caseShowCmd() *cobra.Command {
 				return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
 			}
 			v := caseView{CaseID: args[0], Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
-			v.Verified = len(v.Findings) == 0
+			recorded, quarantine, err := caseRecords(ctx, db, res.StateTable, args[0])
+			if err != nil {
+				return err
+			}
+			v.Recorded = append(recorded, quarantine...)
+			v.Verified = len(v.Findings) == 0 && len(v.Recorded) == 0
 			if len(rs) > 0 && rs[0].Genesis != nil {
 				g := rs[0].Genesis
 				v.Tenant, v.Workflow = rs[0].Tenant, fmt.Sprintf("%s/%s:%s", g.Namespace, g.Workflow, g.Version)
@@ -159,7 +167,7 @@ func caseShowCmd() *cobra.Command {
 			}
 			printCase(cmd.OutOrStdout(), v)
 			if !v.Verified {
-				return withExit(3, fmt.Errorf("case %s: chain does not verify", v.CaseID))
+				return withExit(3, fmt.Errorf("case %s: chain does not verify or has open findings", v.CaseID))
 			}
 			return nil
 		},
@@ -206,6 +214,9 @@ func printCase(w io.Writer, v caseView) {
 	fmt.Fprintf(w, "case      %s\ntenant    %s\nworkflow  %s\nstatus    %s\nreceipts  %d (chain verified: %t)\n", v.CaseID, v.Tenant, v.Workflow, v.Status, v.Receipts, v.Verified)
 	for _, f := range v.Findings {
 		fmt.Fprintf(w, "finding   %s\n", f)
+	}
+	for _, f := range v.Recorded {
+		fmt.Fprintf(w, "recorded  %s\n", f)
 	}
 	for _, x := range v.Waiting {
 		fmt.Fprintf(w, "waiting   %s\n", x)

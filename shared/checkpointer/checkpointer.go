@@ -36,18 +36,6 @@ import (
 // Function dimension.
 const FunctionName = "checkpointer"
 
-// Metric names of the checkpointer (besides telemetry.CheckpointsSigned).
-const (
-	// CheckpointHeadsSigned counts heads appended to the log.
-	CheckpointHeadsSigned = "CheckpointHeadsSigned"
-	// CheckpointHeadsRefused counts heads not signed because the chain no
-	// longer extends what was signed or verified (alarm at > 0).
-	CheckpointHeadsRefused = "CheckpointHeadsRefused"
-	// CheckpointLogInvalid counts runs that found the stored log broken
-	// and signed nothing (alarm at > 0).
-	CheckpointLogInvalid = "CheckpointLogInvalid"
-)
-
 // Log is the stored checkpoint log and the checkpointer's lease.
 type Log interface {
 	Load(ctx context.Context) (store.StoredLog, error)
@@ -183,7 +171,7 @@ func (c *Checkpointer) Run(ctx context.Context) (res Result, err error) {
 	}
 	lg, err := checkpoint.VerifyLog(stored.Entries, pub)
 	if err != nil {
-		d.Metrics.Add(CheckpointLogInvalid, telemetry.Count, 1)
+		d.Metrics.Add(telemetry.CheckpointLogInvalid, telemetry.Count, 1)
 		d.Logger.ErrorContext(ctx, "checkpoint log does not verify", "error", err.Error())
 		if aerr := d.Alerts.Alert(ctx, "KNHK checkpoint log does not verify", err.Error()+"\n\nNothing was signed. Inspect: knhk checkpoint verify\n"); aerr != nil {
 			d.Logger.ErrorContext(ctx, "alert", "error", aerr.Error())
@@ -244,7 +232,7 @@ func (c *Checkpointer) Run(ctx context.Context) (res Result, err error) {
 	}
 	res.Checkpoint, res.Signed = &e.Head, len(heads)
 	d.Metrics.Add(telemetry.CheckpointsSigned, telemetry.Count, 1)
-	d.Metrics.Add(CheckpointHeadsSigned, telemetry.Count, float64(len(heads)))
+	d.Metrics.Add(telemetry.CheckpointHeadsSigned, telemetry.Count, float64(len(heads)))
 	d.Logger.InfoContext(ctx, "checkpoint signed", "checkpoint", e.Head.Seq, "size", e.Head.Size, "heads", len(heads), "refused", len(res.Refused))
 	return res, nil
 }
@@ -340,7 +328,7 @@ func (c *Checkpointer) refuse(ctx context.Context, r *refusal) error {
 	if err != nil {
 		return err
 	}
-	d.Metrics.Add(CheckpointHeadsRefused, telemetry.Count, 1)
+	d.Metrics.Add(telemetry.CheckpointHeadsRefused, telemetry.Count, 1)
 	fctx := telemetry.WithSeq(telemetry.WithCase(ctx, f.Tenant, f.CaseID), f.Seq)
 	d.Logger.ErrorContext(fctx, "checkpoint refused", "kind", string(f.Kind), "expected", f.Expected, "actual", f.Actual, "detail", f.Detail)
 	if !created || r.known {
