@@ -67,6 +67,7 @@ var suite struct {
 	env      *localrun.Env
 	logDir   string
 	tmp      string // self-contained: state, outputs, logs and fixtures
+	endpoint string // self-contained: the local endpoint's URL
 	template string // self-contained: the synthesized template
 }
 
@@ -141,6 +142,7 @@ func selfContained(ctx context.Context, root string) (func(), error) {
 		return nil, err
 	}
 	suite.logDir = filepath.Join(tmp, "logs")
+	suite.endpoint = ep.URL
 	env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: tpl,
 		StatePath: filepath.Join(tmp, "stack-state.json"), OutputsPath: filepath.Join(tmp, "outputs.json"),
 		LogDir: suite.logDir, HostDir: hostDir,
