@@ -28,13 +28,15 @@ import (
 func init() {
 	root.AddCommand(submitCmd())
 	cs := &cobra.Command{Use: "case", Short: "Inspect cases of a deployed stack"}
-	cs.AddCommand(caseShowCmd())
+	cs.AddCommand(caseShowCmd(), caseReleaseCmd())
 	root.AddCommand(cs)
 	root.AddCommand(findingsCmd())
 }
 
 func submitCmd() *cobra.Command {
 	var ref, input, tenant, key string
+	var wait bool
+	var waitFor time.Duration
 	cmd := &cobra.Command{
 		Use:   "submit --workflow [NAMESPACE/]NAME[:VERSION] --input FILE|- [--tenant T] [--key K]",
 		Short: "Start a workflow case by sending a start message to the work queue; prints the case id",
@@ -76,10 +78,15 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), caseID)
+			if wait {
+				return awaitSubmitted(ctx, cmd.OutOrStdout(), cfg, res, caseID, key, raw, waitFor)
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&wait, "wait", false, "wait for the case to end; exit 4 if the key was used before with another input, 1 if the case faults")
+	f.DurationVar(&waitFor, "timeout", 5*time.Minute, "with --wait: how long to wait")
 	f.StringVar(&ref, "workflow", "", "workflow to start: [NAMESPACE/]NAME[:VERSION] (latest when no version)")
 	f.StringVar(&input, "input", "", "input JSON file, or - for standard input (default {})")
 	f.StringVar(&tenant, "tenant", message.DefaultTenant, "tenant")
@@ -104,13 +111,17 @@ type caseView struct {
 	Verified bool              `json:"verified"`
 	Findings []receipt.Finding `json:"findings,omitempty"`
 	// Recorded are the open findings the verifier and the checkpointer
-	// recorded against the case, and its quarantine.
-	Recorded   []receipt.Finding `json:"recorded,omitempty"`
-	Waiting    []string          `json:"waiting,omitempty"` // tasks awaiting an effect or an event
-	Output     json.RawMessage   `json:"output,omitempty"`
-	Error      *history.Error    `json:"error,omitempty"`
-	StartedAt  time.Time         `json:"startedAt,omitzero"`
-	LastEvents []receiptLine     `json:"last"`
+	// recorded against the case.
+	Recorded []receipt.Finding `json:"recorded,omitempty"`
+	// Quarantine holds the findings the case is quarantined for: it
+	// refuses every message until `knhk case release`.
+	Quarantine []receipt.Finding     `json:"quarantine,omitempty"`
+	Conflicts  []store.StartConflict `json:"startConflicts,omitempty"`
+	Waiting    []string              `json:"waiting,omitempty"` // tasks awaiting an effect or an event
+	Output     json.RawMessage       `json:"output,omitempty"`
+	Error      *history.Error        `json:"error,omitempty"`
+	StartedAt  time.Time             `json:"startedAt,omitzero"`
+	LastEvents []receiptLine         `json:"last"`
 }
 
 type receiptLine struct {
@@ -118,6 +129,35 @@ type receiptLine struct {
 	Type history.Type `json:"type"`
 	Task string       `json:"task,omitempty"`
 	Time time.Time    `json:"time,omitzero"`
+	// SincePrev is the time from the previous receipt's time to this one's
+	// (0 for the first line shown when its predecessor has no time).
+	SincePrev time.Duration `json:"sincePrevNs,omitempty"`
+}
+
+// receiptTime is when a receipt's event happened: its end when it has one,
+// else the time of the stimulus that produced it.
+func receiptTime(r *receipt.Receipt) time.Time {
+	if !r.Ended.IsZero() {
+		return r.Ended
+	}
+	return r.Started
+}
+
+// receiptLines describes the last n receipts of a chain with their times and
+// the time since the receipt before each.
+func receiptLines(rs []*receipt.Receipt, n int) []receiptLine {
+	from := max(0, len(rs)-n)
+	out := make([]receiptLine, 0, len(rs)-from)
+	for i := from; i < len(rs); i++ {
+		l := receiptLine{Seq: rs[i].Seq, Type: rs[i].Type, Task: rs[i].Task, Time: receiptTime(rs[i])}
+		if i > 0 {
+			if prev := receiptTime(rs[i-1]); !prev.IsZero() && !l.Time.IsZero() {
+				l.SincePrev = l.Time.Sub(prev)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 func caseShowCmd() *cobra.Command {
@@ -144,11 +184,9 @@ func caseShowCmd() *cobra.Command {
 				return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
 			}
 			v := caseView{CaseID: args[0], Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
-			recorded, quarantine, err := caseRecords(ctx, db, res.StateTable, args[0])
-			if err != nil {
+			if v.Recorded, _, err = caseRecords(ctx, db, res.StateTable, args[0]); err != nil {
 				return err
 			}
-			v.Recorded = append(recorded, quarantine...)
 			v.Verified = len(v.Findings) == 0 && len(v.Recorded) == 0
 			if len(rs) > 0 && rs[0].Genesis != nil {
 				g := rs[0].Genesis
@@ -157,9 +195,14 @@ func caseShowCmd() *cobra.Command {
 					return err
 				}
 			}
-			for _, r := range rs[max(0, len(rs)-last):] {
-				v.LastEvents = append(v.LastEvents, receiptLine{Seq: r.Seq, Type: r.Type, Task: r.Task, Time: r.Ended})
+			cases := store.NewCases(db, res.StateTable)
+			if v.Quarantine, err = cases.Quarantined(ctx, args[0]); err != nil {
+				return err
 			}
+			if v.Conflicts, err = cases.StartConflicts(ctx, args[0]); err != nil {
+				return err
+			}
+			v.LastEvents = receiptLines(rs, last)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -168,6 +211,9 @@ func caseShowCmd() *cobra.Command {
 			printCase(cmd.OutOrStdout(), v)
 			if !v.Verified {
 				return withExit(3, fmt.Errorf("case %s: chain does not verify or has open findings", v.CaseID))
+			}
+			if len(v.Quarantine) > 0 {
+				return withExit(3, fmt.Errorf("case %s is quarantined (release with `knhk case release %s --reason ...`)", v.CaseID, v.CaseID))
 			}
 			return nil
 		},
@@ -218,6 +264,12 @@ func printCase(w io.Writer, v caseView) {
 	for _, f := range v.Recorded {
 		fmt.Fprintf(w, "recorded  %s\n", f)
 	}
+	for _, f := range v.Quarantine {
+		fmt.Fprintf(w, "quarantined  %s\n", f)
+	}
+	for _, c := range v.Conflicts {
+		fmt.Fprintf(w, "conflict  %s: key %q reused with input %s\n", c.At.Format(time.RFC3339), c.IdempotencyKey, c.InputHash)
+	}
 	for _, x := range v.Waiting {
 		fmt.Fprintf(w, "waiting   %s\n", x)
 	}
@@ -228,13 +280,16 @@ func printCase(w io.Writer, v caseView) {
 		fmt.Fprintf(w, "error     %s %d %s: %s at %s\n", v.Error.Type, v.Error.Status, v.Error.Title, v.Error.Detail, v.Error.Instance)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTYPE\tTASK\tTIME")
+	fmt.Fprintln(tw, "SEQ\tTYPE\tTASK\tTIME\t+PREV")
 	for _, l := range v.LastEvents {
-		ts := ""
+		ts, since := "", ""
 		if !l.Time.IsZero() {
 			ts = l.Time.Format(time.RFC3339Nano)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", l.Seq, l.Type, l.Task, ts)
+		if l.SincePrev > 0 {
+			since = "+" + l.SincePrev.Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", l.Seq, l.Type, l.Task, ts, since)
 	}
 	tw.Flush()
 }

@@ -29,18 +29,8 @@ import (
 // TestOperatorCommandsOnLocalStack publishes a workflow, submits a case,
 // lets an executor run it, and inspects it the way an operator does.
 func TestOperatorCommandsOnLocalStack(t *testing.T) {
-	ep := localaws.StartT(t)
-	outs := provision.DeployForTest(t, ep)
-	dir := t.TempDir()
-	outFile := filepath.Join(dir, "outputs.json")
-	b, _ := json.Marshal(outs)
-	if err := os.WriteFile(outFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region,
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"} {
-		t.Setenv(k, v)
-	}
+	ep, outs, outFile := deployForCLI(t)
+	dir := filepath.Dir(outFile)
 	sample := filepath.Join("..", "..", "events")
 
 	out, errOut, code := run(t, "workflow", "push", filepath.Join(sample, "workflows", "order-routing.yaml"), "--outputs", outFile)
@@ -90,6 +80,11 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if v.Status != "completed" || !v.Verified || v.Workflow != "commerce/order-routing:1.0.0" || !jsonSame(v.Output, standin.Outputs["order-routing"]) {
 		t.Fatalf("case show = %+v", v)
 	}
+	for i, l := range v.LastEvents {
+		if l.Time.IsZero() || (i > 0 && l.Time.Before(v.LastEvents[i-1].Time)) {
+			t.Fatalf("case show: receipt %d has time %v after %v", l.Seq, l.Time, v.LastEvents[max(0, i-1)].Time)
+		}
+	}
 	out, _, code = run(t, "case", "show", caseID, "--outputs", outFile)
 	if code != 0 || !strings.Contains(out, "status    completed") || !strings.Contains(out, "case.completed") {
 		t.Fatalf("case show (text): %d %q", code, out)
@@ -113,6 +108,47 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if out, _, code := run(t, "findings", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "" {
 		t.Fatalf("findings on a clean stack: %d %q", code, out)
 	}
+
+	// A dead-lettered message is listed, shown and redriven to the work queue.
+	if _, err := sq.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(outs[stack.OutDeadLetterURL]), MessageBody: aws.String("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = run(t, "dlq", "list", "--json", "--outputs", outFile)
+	var dead []struct{ MessageID, Invalid, Body string }
+	if code != 0 || json.Unmarshal([]byte(out), &dead) != nil || len(dead) != 1 || dead[0].Body != "not json" || dead[0].Invalid == "" {
+		t.Fatalf("dlq list: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "show", dead[0].MessageID, "--outputs", outFile); code != 0 || !strings.Contains(out, `"body": "not json"`) {
+		t.Fatalf("dlq show: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "redrive", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "redrove 1 message(s)" {
+		t.Fatalf("dlq redrive: %d %q", code, out)
+	}
+	if out, _, code := run(t, "dlq", "list", "--outputs", outFile); code != 0 || strings.TrimSpace(out) != "the dead-letter queue is empty" {
+		t.Fatalf("dlq list after redrive: %d %q", code, out)
+	}
+	back, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2})
+	if err != nil || len(back.Messages) != 1 || aws.ToString(back.Messages[0].Body) != "not json" {
+		t.Fatalf("work queue after redrive: %+v %v", back, err)
+	}
+}
+
+// deployForCLI deploys the stack on a fresh local endpoint, writes its
+// outputs file and points the CLI's AWS settings at the endpoint.
+func deployForCLI(t *testing.T) (*localaws.Endpoint, provision.Outputs, string) {
+	t.Helper()
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	outFile := filepath.Join(t.TempDir(), "outputs.json")
+	b, _ := json.Marshal(outs)
+	if err := os.WriteFile(outFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region,
+		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"} {
+		t.Setenv(k, v)
+	}
+	return ep, outs, outFile
 }
 
 func jsonSame(a json.RawMessage, b string) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,12 +50,13 @@ func init() {
 			db := dynamodb.NewFromConfig(cfg)
 			c, err := checkpointer.New(checkpointer.Deps{
 				Log:      store.NewCheckpoints(db, res.CheckpointsTable),
+				Leases:   store.NewLeases(db, res.CheckpointsTable),
 				Cases:    store.NewCases(db, res.StateTable),
 				Chains:   store.NewReceipts(db, res.ReceiptsTable),
 				Findings: store.NewFindings(db, res.StateTable),
 				Alerts:   alert.NewSNS(sns.NewFromConfig(cfg), res.AlertsTopicArn),
 				Signer:   signer.NewKMS(kms.NewFromConfig(cfg), res.CheckpointKeyID),
-				Out:      discard{},
+				Out:      io.Discard,
 			})
 			if err != nil {
 				return err
@@ -63,7 +65,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if err := writeJSON(cmd, r); err != nil {
+			if err := writeJSON(cmd.OutOrStdout(), r); err != nil {
 				return err
 			}
 			if r.Busy {
@@ -153,7 +155,7 @@ func init() {
 			if err != nil {
 				r.Error = err.Error()
 			}
-			if werr := writeJSON(cmd, r); werr != nil {
+			if werr := writeJSON(cmd.OutOrStdout(), r); werr != nil {
 				return werr
 			}
 			if err != nil {
@@ -169,22 +171,11 @@ func init() {
 	root.AddCommand(cp)
 }
 
-// discard is an io.Writer that drops the checkpointer's metric lines.
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 func cmdContext(cmd *cobra.Command) context.Context {
 	if ctx := cmd.Context(); ctx != nil {
 		return ctx
 	}
 	return context.Background()
-}
-
-func writeJSON(cmd *cobra.Command, v any) error {
-	enc := json.NewEncoder(cmd.OutOrStdout())
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // storedLog reads the deployed checkpoint log.

@@ -15,6 +15,8 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 	"github.com/knhk/knhk/shared/workflow/engine"
 	"github.com/knhk/knhk/shared/workflow/expr"
@@ -24,7 +26,8 @@ import (
 var execHTTPClient = &http.Client{Timeout: 30 * time.Second}
 
 func newExecCmd() *cobra.Command {
-	var inputPath, receiptsPath string
+	var inputPath string
+	var out execOutputs
 	cmd := &cobra.Command{
 		Use:   "exec FILE",
 		Short: "Run a workflow in-process and print its output",
@@ -32,17 +35,28 @@ func newExecCmd() *cobra.Command {
 			"and prints the output JSON (exit 0) or the error JSON (exit 1 on fault).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runExec(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), args[0], inputPath, receiptsPath)
+			return runExec(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), args[0], inputPath, out)
 		},
 	}
 	cmd.Flags().StringVar(&inputPath, "input", "", "workflow input (JSON or YAML) file, or - for standard input")
-	cmd.Flags().StringVar(&receiptsPath, "receipts", "", "write the case history as JSON lines to this file")
+	cmd.Flags().StringVar(&out.receipts, "receipts", "", "write the case's hash-chained receipts as JSON lines to this file (what `knhk verify --file` reads)")
+	cmd.Flags().StringVar(&out.history, "history", "", "write the engine's event history (unchained events) as JSON lines to this file")
 	return cmd
 }
 
 func init() { root.AddCommand(newExecCmd()) }
 
-func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, inputPath, receiptsPath string) error {
+// execOutputs are the files exec writes besides its output.
+type execOutputs struct {
+	receipts string // chained receipts
+	history  string // the raw event history
+}
+
+// execIdempotencyKey names the in-process case of `knhk exec`: its case id is
+// derived like a deployed case's from the default tenant and the workflow.
+const execIdempotencyKey = "knhk-exec"
+
+func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, inputPath string, out execOutputs) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -58,20 +72,31 @@ func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, input
 	if err != nil {
 		return withExit(2, err)
 	}
+	caseID := message.CaseID(message.DefaultTenant, wf.Document.Namespace, wf.Document.Name, execIdempotencyKey)
 	res, err := engine.Run(ctx, wf, input, engine.RunOptions{
-		CaseID:     "exec",
+		CaseID:     caseID,
 		HTTPClient: execHTTPClient,
 		RealTimers: true,
 		Genesis: history.Genesis{
+			Tenant:         message.DefaultTenant,
 			Namespace:      wf.Document.Namespace,
 			Workflow:       wf.Document.Name,
 			Version:        wf.Document.Version,
 			DescriptorHash: dsl.Hash(data),
 		},
 	})
-	if res != nil && receiptsPath != "" {
-		if werr := writeHistory(receiptsPath, res.History); werr != nil {
-			return werr
+	if res != nil && out.history != "" {
+		if werr := writeLines(out.history, res.History); werr != nil {
+			return fmt.Errorf("write history: %w", werr)
+		}
+	}
+	if res != nil && out.receipts != "" {
+		rs, cerr := chainOf(message.DefaultTenant, caseID, res.History)
+		if cerr == nil {
+			cerr = writeLines(out.receipts, rs)
+		}
+		if cerr != nil {
+			return fmt.Errorf("write receipts: %w", cerr)
 		}
 	}
 	if err != nil {
@@ -115,25 +140,37 @@ func readInput(stdin io.Reader, path string) (any, error) {
 	return expr.Normalize(v), nil
 }
 
-func writeHistory(path string, events []history.Event) error {
+// chainOf seals a history into its receipt chain, as the executor appends it.
+func chainOf(tenant, caseID string, events []history.Event) ([]*receipt.Receipt, error) {
+	rs := make([]*receipt.Receipt, 0, len(events))
+	var prev *receipt.Receipt
+	for _, ev := range events {
+		r, err := receipt.New(prev, tenant, caseID, ev)
+		if err != nil {
+			return nil, fmt.Errorf("receipt %d: %w", len(rs), err)
+		}
+		rs, prev = append(rs, r), r
+	}
+	return rs, nil
+}
+
+// writeLines writes each value as one JSON line.
+func writeLines[T any](path string, items []T) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("write receipts: %w", err)
+		return err
 	}
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
-	for i := range events {
-		if err := enc.Encode(&events[i]); err != nil {
+	for i := range items {
+		if err := enc.Encode(items[i]); err != nil {
 			f.Close()
-			return fmt.Errorf("write receipts: %w", err)
+			return err
 		}
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("write receipts: %w", err)
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write receipts: %w", err)
-	}
-	return nil
+	return f.Close()
 }

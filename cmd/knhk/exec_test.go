@@ -56,9 +56,9 @@ do:
 	if err := os.WriteFile(wfPath, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	receipts := filepath.Join(dir, "history.jsonl")
+	hist, receipts := filepath.Join(dir, "history.jsonl"), filepath.Join(dir, "receipts.jsonl")
 
-	out, err := execute(t, `{"petId": 7}`, "exec", wfPath, "--input", "-", "--receipts", receipts)
+	out, err := execute(t, `{"petId": 7}`, "exec", wfPath, "--input", "-", "--history", hist, "--receipts", receipts)
 	if err != nil {
 		t.Fatalf("exec: %v", err)
 	}
@@ -66,7 +66,7 @@ do:
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got["greeting"] != "Hello Rex" {
 		t.Fatalf("output %q (%v)", out, err)
 	}
-	f, err := os.Open(receipts)
+	f, err := os.Open(hist)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +83,20 @@ do:
 	want := []history.Type{history.CaseStarted, history.EffectRequested, history.TaskCompleted, history.TaskCompleted, history.CaseCompleted}
 	if fmt.Sprint(types) != fmt.Sprint(want) {
 		t.Fatalf("history %v, want %v", types, want)
+	}
+	// The receipts are the same events, chained: the next step a user takes
+	// (verify --file) accepts them, and a changed line is found.
+	if _, _, code := run(t, "verify", "--file", receipts); code != 0 {
+		t.Fatalf("verify --file of exec's receipts exited %d", code)
+	}
+	lines, err := os.ReadFile(receipts)
+	if err != nil || bytes.Count(lines, []byte("\n")) != len(want) {
+		t.Fatalf("receipts file: %d lines (%v), want %d", bytes.Count(lines, []byte("\n")), err, len(want))
+	}
+	tampered := filepath.Join(dir, "tampered.jsonl")
+	_ = os.WriteFile(tampered, bytes.Replace(lines, []byte(`"task.completed"`), []byte(`"task.faulted"`), 1), 0o600)
+	if _, _, code := run(t, "verify", "--file", tampered); code != exitTampered {
+		t.Fatalf("verify --file of a changed receipt exited %d, want %d", code, exitTampered)
 	}
 
 	inPath := filepath.Join(dir, "in.yaml")

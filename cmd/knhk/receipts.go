@@ -24,7 +24,7 @@ func init() {
 	var events, tenant, caseID string
 	chain := &cobra.Command{
 		Use:   "chain --events FILE --tenant T --case ID",
-		Short: "Turn an event history (JSON lines of events, as `exec --receipts` writes) into chained receipts on stdout",
+		Short: "Turn an event history (JSON lines of events, as `exec --history` writes) into chained receipts on stdout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if events == "" || tenant == "" || caseID == "" {

@@ -127,6 +127,7 @@ func runCmd() *cobra.Command {
 			}
 			printSummary(w, sum, wall, logDir)
 			if once {
+				fmt.Fprintf(w, "\nthe local endpoint is still up at %s with this run's state (stop it: make local-down)\n", ls.endpoint)
 				if !sum.OK() {
 					return withExit(1, errors.New("run: not every case completed with a verified chain"))
 				}

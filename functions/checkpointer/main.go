@@ -69,6 +69,7 @@ func build(ctx context.Context) (*checkpointer.Checkpointer, error) {
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	return checkpointer.New(checkpointer.Deps{
 		Log:      store.NewCheckpoints(ddb, s.checkpoints),
+		Leases:   store.NewLeases(ddb, s.checkpoints),
 		Cases:    store.NewCases(ddb, s.state),
 		Chains:   store.NewReceipts(ddb, s.receipts),
 		Findings: store.NewFindings(ddb, s.state),

@@ -140,6 +140,7 @@ func build(ctx context.Context) (func(context.Context, events.SQSEvent) (events.
 			metrics.Add(telemetry.BreakerOpened, telemetry.Count, 1)
 		}
 	}
+	s.breaker.OnReject = func(string) { metrics.Add(telemetry.BreakerRejected, telemetry.Count, 1) }
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	receipts := store.NewReceipts(ddb, s.receipts)
 	cases := store.NewCases(ddb, s.state)

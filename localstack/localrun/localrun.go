@@ -39,7 +39,8 @@ type Config struct {
 // Env is a running local stack.
 type Env struct {
 	Outputs  provision.Outputs
-	Services string // stand-in services' address
+	Services string            // stand-in services' address
+	Standin  *standin.Services // the stand-ins, with their request and effect counts
 	Lambda   *lambdasvc.Service
 
 	cancel context.CancelFunc
@@ -67,8 +68,8 @@ func Up(ctx context.Context, cfg Config) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localrun: stand-in services: %w", err)
 	}
-	e := &Env{Outputs: d.Outputs, Services: l.Addr().String(), done: make(chan error, 1),
-		srv: &http.Server{Handler: standin.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	e := &Env{Outputs: d.Outputs, Services: l.Addr().String(), Standin: standin.New(), done: make(chan error, 1)}
+	e.srv = &http.Server{Handler: e.Standin, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = e.srv.Serve(l) }()
 	svc, err := lambdasvc.New(lambdasvc.Config{
 		TemplatePath: cfg.TemplatePath, StatePath: cfg.StatePath, LogDir: cfg.LogDir, AWS: cfg.AWS, RIE: cfg.RIE,

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/knhk/knhk/shared/hostmap"
@@ -18,39 +20,143 @@ import (
 // Domain is the host suffix of every service the samples call.
 const Domain = ".knhk.local"
 
-// Handler answers every sample call as a healthy dependency would: it
-// approves, scores low risk, finds no sanctions hit, and echoes the request.
-func Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body any
-		if data, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20)); len(data) > 0 {
-			_ = json.Unmarshal(data, &body)
+// Handler answers every sample call as a healthy dependency would (see
+// Services), deduplicating on the Idempotency-Key header.
+func Handler() http.Handler { return New() }
+
+// Hosts with special behaviour: a `slow.` host answers after SlowDelay, a
+// `failing.` host answers 503 Service Unavailable.
+const (
+	SlowPrefix    = "slow."
+	FailingPrefix = "failing."
+	SlowDelay     = time.Second
+)
+
+// Services are the stand-ins with the bookkeeping of a service that honours
+// the Idempotency-Key header (IETF draft-ietf-httpapi-idempotency-key-header):
+// the first request with a key performs the effect and its response is
+// stored; a repeat of the key gets the stored response (marked with
+// Idempotent-Replayed: true) and performs nothing. A repeat that arrives
+// while the first is still being handled waits for it. Requests without the
+// header each perform an effect.
+type Services struct {
+	mu    sync.Mutex
+	keys  map[string]*stored
+	stats Stats
+}
+
+// Stats count what the stand-ins were asked and did.
+type Stats struct {
+	Requests int // every request
+	Effects  int // requests that performed an effect: first of a key, or unkeyed
+	Replays  int // repeats of a key answered from the stored response
+	Unkeyed  int // requests without an Idempotency-Key
+}
+
+type stored struct {
+	done        chan struct{}
+	status      int
+	contentType string
+	body        []byte
+}
+
+// New returns stand-in services with no stored keys.
+func New() *Services { return &Services{keys: map[string]*stored{}} }
+
+// Stats returns the counts so far.
+func (s *Services) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// ServeHTTP answers one request, replaying the stored response of a
+// repeated Idempotency-Key.
+func (s *Services) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	s.stats.Requests++
+	if key == "" {
+		s.stats.Unkeyed++
+		s.stats.Effects++
+		s.mu.Unlock()
+		rec := httptest.NewRecorder()
+		answer(rec, r)
+		replay(w, &stored{status: rec.Code, contentType: rec.Header().Get("Content-Type"), body: rec.Body.Bytes()}, false)
+		return
+	}
+	if prev, ok := s.keys[key]; ok {
+		s.stats.Replays++
+		s.mu.Unlock()
+		select {
+		case <-prev.done:
+			replay(w, prev, true)
+		case <-r.Context().Done():
 		}
-		host := strings.Split(r.Host, ":")[0]
-		status := "accepted"
-		if strings.HasPrefix(host, "acquirer.") {
-			status = "APPROVED"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"authCode":     "A1B2C3",
-			"entryId":      "entry-1",
-			"messageId":    "msg-1",
-			"assignmentId": "asg-1",
-			"id":           "svc-" + strings.ReplaceAll(strings.Trim(r.URL.Path, "/"), "/", "-"),
-			"host":         host,
-			"status":       status,
-			"approved":     true,
-			"score":        10,
-			"risk":         "low",
-			"match":        false,
-			"hit":          false,
-			"covered":      true,
-			"riskLevel":    "low",
-			"payoutId":     "payout-1",
-			"hits":         []any{},
-			"request":      body,
-		})
+		return
+	}
+	cur := &stored{done: make(chan struct{})}
+	s.keys[key] = cur
+	s.stats.Effects++
+	s.mu.Unlock()
+	rec := httptest.NewRecorder()
+	answer(rec, r)
+	cur.status, cur.contentType, cur.body = rec.Code, rec.Header().Get("Content-Type"), rec.Body.Bytes()
+	close(cur.done)
+	replay(w, cur, false)
+}
+
+func replay(w http.ResponseWriter, st *stored, replayed bool) {
+	if st.contentType != "" {
+		w.Header().Set("Content-Type", st.contentType)
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.WriteHeader(st.status)
+	_, _ = w.Write(st.body)
+}
+
+// answer approves, scores low risk, finds no sanctions hit, and echoes the
+// request.
+func answer(w http.ResponseWriter, r *http.Request) {
+	var body any
+	if data, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20)); len(data) > 0 {
+		_ = json.Unmarshal(data, &body)
+	}
+	host := strings.Split(r.Host, ":")[0]
+	switch {
+	case strings.HasPrefix(host, SlowPrefix):
+		// The effect completes even when the caller gave up waiting, as a
+		// real service's would; a repeat of its key gets the answer.
+		time.Sleep(SlowDelay)
+	case strings.HasPrefix(host, FailingPrefix):
+		http.Error(w, "stand-in: failing on purpose", http.StatusServiceUnavailable)
+		return
+	}
+	status := "accepted"
+	if strings.HasPrefix(host, "acquirer.") {
+		status = "APPROVED"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"authCode":     "A1B2C3",
+		"entryId":      "entry-1",
+		"messageId":    "msg-1",
+		"assignmentId": "asg-1",
+		"id":           "svc-" + strings.ReplaceAll(strings.Trim(r.URL.Path, "/"), "/", "-"),
+		"host":         host,
+		"status":       status,
+		"approved":     true,
+		"score":        10,
+		"risk":         "low",
+		"match":        false,
+		"hit":          false,
+		"covered":      true,
+		"riskLevel":    "low",
+		"payoutId":     "payout-1",
+		"hits":         []any{},
+		"request":      body,
 	})
 }
 

@@ -33,6 +33,9 @@ type Config struct {
 	// at a time, in order. It may read the breaker's State but must not make
 	// calls through the breaker.
 	OnStateChange func(key string, from, to State)
+	// OnReject, if set, is called with the breaker's key every time the
+	// Set's Transport rejects a request without sending it.
+	OnReject func(key string)
 	// IsFailure tells whether an error returned by a call counts as a
 	// failure. Default: any non-nil error except context.Canceled.
 	IsFailure func(error) bool

@@ -76,6 +76,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper must close the body, even on errors
 		}
+		if cb := t.set.cfg.OnReject; cb != nil {
+			cb(req.URL.Host)
+		}
 		return nil, err
 	}
 	done := false

@@ -93,7 +93,8 @@ func TestTransportErrorOpensAndRejectsWithHost(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 	srv.Close() // nothing listens there any more: every dial fails
 
-	set := NewSet(Config{FailureThreshold: 1, OpenInterval: time.Minute})
+	var rejected []string
+	set := NewSet(Config{FailureThreshold: 1, OpenInterval: time.Minute, OnReject: func(key string) { rejected = append(rejected, key) }})
 	client := &http.Client{Transport: set.Transport(http.DefaultTransport)}
 	if _, err := client.Get("http://" + addr + "/x"); err == nil || errors.Is(err, ErrOpen) {
 		t.Fatalf("first request: err %v, want a dial error", err)
@@ -106,6 +107,9 @@ func TestTransportErrorOpensAndRejectsWithHost(t *testing.T) {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		t.Fatalf("client did not wrap the rejection in *url.Error: %T", err)
+	}
+	if len(rejected) != 1 || rejected[0] != addr {
+		t.Fatalf("OnReject calls %v, want one for %s (the dial error is a failure, not a rejection)", rejected, addr)
 	}
 }
 

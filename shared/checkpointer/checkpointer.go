@@ -36,12 +36,17 @@ import (
 // Function dimension.
 const FunctionName = "checkpointer"
 
-// Log is the stored checkpoint log and the checkpointer's lease.
+// Log is the stored checkpoint log.
 type Log interface {
 	Load(ctx context.Context) (store.StoredLog, error)
 	Commit(ctx context.Context, e checkpoint.Entry, signerKey, cursor string) error
-	Acquire(ctx context.Context, owner string, ttl time.Duration) (bool, error)
-	Release(ctx context.Context, owner string) error
+}
+
+// Leases exclude overlapping runs (store.Leases over the checkpoints
+// table, job FunctionName).
+type Leases interface {
+	Acquire(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, job, owner string) error
 }
 
 // Cases gives the verifier's watermarks and the quarantine records.
@@ -71,6 +76,7 @@ type Alerter interface {
 // standard output and time.Now.
 type Deps struct {
 	Log      Log
+	Leases   Leases
 	Cases    Cases
 	Chains   Chains
 	Findings Findings
@@ -92,8 +98,8 @@ type Checkpointer struct{ d Deps }
 
 // New returns a checkpointer.
 func New(d Deps) (*Checkpointer, error) {
-	if d.Log == nil || d.Cases == nil || d.Chains == nil || d.Findings == nil || d.Alerts == nil || d.Signer == nil {
-		return nil, errors.New("checkpointer: log, cases, chains, findings, alerts and signer are required")
+	if d.Log == nil || d.Leases == nil || d.Cases == nil || d.Chains == nil || d.Findings == nil || d.Alerts == nil || d.Signer == nil {
+		return nil, errors.New("checkpointer: log, leases, cases, chains, findings, alerts and signer are required")
 	}
 	if d.Logger == nil {
 		d.Logger = telemetry.NewLogger(io.Discard, slog.LevelInfo)
@@ -148,7 +154,7 @@ func (c *Checkpointer) Run(ctx context.Context) (res Result, err error) {
 		}
 	}()
 	owner := newOwner()
-	ok, err := d.Log.Acquire(ctx, owner, d.Lease)
+	ok, err := d.Leases.Acquire(ctx, FunctionName, owner, d.Lease)
 	if err != nil {
 		return res, err
 	}
@@ -157,7 +163,7 @@ func (c *Checkpointer) Run(ctx context.Context) (res Result, err error) {
 		return Result{Busy: true}, nil
 	}
 	defer func() {
-		if rerr := d.Log.Release(context.WithoutCancel(ctx), owner); rerr != nil {
+		if rerr := d.Leases.Release(context.WithoutCancel(ctx), FunctionName, owner); rerr != nil {
 			d.Logger.ErrorContext(ctx, "release lease", "error", rerr.Error())
 		}
 	}()

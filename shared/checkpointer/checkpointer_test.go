@@ -97,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{db: db, receipts: store.NewReceipts(db, rt), cases: store.NewCases(db, st), findings: store.NewFindings(db, st),
 		log: store.NewCheckpoints(db, ct), key: key, alerts: &alerts{}, rt: rt, ct: ct}
-	e.cp, err = New(Deps{Log: e.log, Cases: e.cases, Chains: e.receipts, Findings: e.findings, Alerts: e.alerts, Signer: key, Out: &strings.Builder{}})
+	e.cp, err = New(Deps{Log: e.log, Leases: store.NewLeases(db, ct), Cases: e.cases, Chains: e.receipts, Findings: e.findings, Alerts: e.alerts, Signer: key, Out: &strings.Builder{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,14 +286,15 @@ func TestLeaseExcludesOverlappingRuns(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.grow(t, "a", 2)
-	ok, err := e.log.Acquire(ctx, "other-run", time.Minute)
+	leases := store.NewLeases(e.db, e.ct)
+	ok, err := leases.Acquire(ctx, FunctionName, "other-run", time.Minute)
 	if err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	if res := e.run(t); !res.Busy || res.Checkpoint != nil {
 		t.Fatalf("run under a held lease: %+v", res)
 	}
-	if err := e.log.Release(ctx, "other-run"); err != nil {
+	if err := leases.Release(ctx, FunctionName, "other-run"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup

@@ -18,6 +18,7 @@ import (
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/workflow/engine"
+	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
 )
 
 // caseRun is one case as this invocation sees it: its chain, the descriptor
@@ -76,6 +77,16 @@ func (e *IntegrityError) Error() string {
 
 // open reads a case's chain once, verifies it and folds it into state.
 func (x *Executor) open(ctx context.Context, tenant, caseID string) (*caseRun, error) {
+	// A quarantined case refuses every message until an operator releases
+	// it (knhk case release).
+	held, err := x.cases.Quarantined(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", caseID, err)
+	}
+	if len(held) > 0 {
+		x.metrics.Add(telemetry.QuarantineRefused, telemetry.Count, 1)
+		return nil, batch.Permanent(fmt.Errorf("%w (release with `knhk case release %s`)", &IntegrityError{CaseID: caseID, Findings: held}, caseID))
+	}
 	rs, findings, err := x.chains.Chain(ctx, caseID)
 	if err != nil {
 		return nil, fmt.Errorf("read chain %s: %w", caseID, err)
@@ -129,11 +140,18 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 	if err != nil {
 		return err
 	}
+	handBack := func() error {
+		x.metrics.Add(telemetry.DeadlineDeferred, telemetry.Count, 1)
+		x.log.WarnContext(ctx, "invocation nearly out of time: case handed back to the queue")
+		return x.send.Send(ctx, x.continuation(c, message.ReasonResume, "", time.Time{}, 0))
+	}
+	deferred := false // calls left to the resume continuation
 	for len(pending) > 0 {
-		if x.lowOnTime(ctx) {
-			x.metrics.Add(telemetry.DeadlineDeferred, telemetry.Count, 1)
-			x.log.WarnContext(ctx, "invocation nearly out of time: case handed back to the queue")
-			return x.send.Send(ctx, x.continuation(c, message.ReasonResume, "", time.Time{}, 0))
+		// Near the deadline no new call starts, but a result already
+		// obtained is recorded first: calling again would repeat the effect.
+		low := x.lowOnTime(ctx)
+		if _, obtained := pending[0].(engine.EffectResult); low && !obtained {
+			return handBack()
 		}
 		s := pending[0]
 		pending = pending[1:]
@@ -163,12 +181,18 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		} else if err != nil {
 			return err
 		}
-		next, err := x.perform(ctx, c, dec.Effects, only)
+		next, skipped, err := x.perform(ctx, c, dec.Effects, only, low)
 		if err != nil {
 			return err
 		}
+		deferred = deferred || skipped
 		only = "" // the restriction covers the redriven effects only
 		pending = append(pending, next...)
+	}
+	if deferred {
+		// The resume redrives the calls the chain shows requested without a
+		// result.
+		return handBack()
 	}
 	return x.settle(ctx, c)
 }
@@ -236,8 +260,9 @@ func (x *Executor) count(c *caseRun, ev history.Event) {
 }
 
 // perform carries out a decision's effects and returns the stimuli of the
-// calls performed inline.
-func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Effect, only string) ([]engine.Stimulus, error) {
+// calls performed inline. With noCalls (the invocation is nearly out of
+// time) it starts no call and reports whether it skipped any.
+func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Effect, only string, noCalls bool) ([]engine.Stimulus, bool, error) {
 	var (
 		calls []engine.Effect
 		out   []queue.Message
@@ -275,6 +300,10 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 			out = append(out, queue.Message{Body: ev}) // structured-mode JSON
 		}
 	}
+	skipped := noCalls && len(calls) > 0
+	if skipped {
+		calls = nil
+	}
 	if x.cfg.FanOut && len(calls) > 1 {
 		for _, e := range calls[1:] {
 			out = append(out, x.continuation(c, message.ReasonBranch, e.ID, time.Time{}, 0))
@@ -283,14 +312,27 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 	}
 	if len(out) > 0 {
 		if err := x.send.Send(ctx, out...); err != nil {
-			return nil, fmt.Errorf("case %s: send continuations: %w", c.id, err)
+			return nil, false, fmt.Errorf("case %s: send continuations: %w", c.id, err)
 		}
 	}
-	return append(next, x.call(ctx, calls)...), nil
+	results, cut := x.call(ctx, c, calls)
+	return append(next, results...), skipped || cut, nil
 }
 
 // call performs calls concurrently and returns their results as stimuli.
-func (x *Executor) call(ctx context.Context, calls []engine.Effect) []engine.Stimulus {
+// Every call carries an Idempotency-Key derived from the case and the call's
+// occurrence in the history, the same for every redelivery and redrive of
+// that call, and a timeout that ends before the invocation's remaining time
+// drops below the margin. A call cut short by that limit has no result: it
+// is left to the resume continuation (cut is true), which calls again with
+// the same key in an invocation with time for it.
+func (x *Executor) call(ctx context.Context, c *caseRun, calls []engine.Effect) (results []engine.Stimulus, cut bool) {
+	callCtx := ctx
+	if dl, ok := ctx.Deadline(); ok && len(calls) > 0 {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithDeadline(ctx, dl.Add(-x.cfg.Margin))
+		defer cancel()
+	}
 	out := make([]engine.Stimulus, len(calls))
 	var wg sync.WaitGroup
 	for i, e := range calls {
@@ -301,16 +343,35 @@ func (x *Executor) call(ctx context.Context, calls []engine.Effect) []engine.Sti
 				v   any
 				err *history.Error
 			)
+			key := httpcall.IdempotencyKey(c.id, e.ID)
 			if e.Kind == engine.EffectOpenAPI {
-				v, err = x.calls.DoOpenAPI(ctx, *e.OpenAPI)
+				r := *e.OpenAPI
+				r.IdempotencyKey = key
+				v, err = x.calls.DoOpenAPI(callCtx, r)
 			} else {
-				v, err = x.calls.Do(ctx, *e.HTTP)
+				r := *e.HTTP
+				r.IdempotencyKey = key
+				v, err = x.calls.Do(callCtx, r)
+			}
+			if err != nil && callCtx.Err() != nil {
+				return // cut by the invocation's time limit, not answered
 			}
 			out[i] = engine.EffectResult{ID: e.ID, Output: v, Error: err, Time: x.now()}
 		}()
 	}
 	wg.Wait()
-	return out
+	results = out[:0]
+	for _, s := range out {
+		if s == nil {
+			cut = true
+			continue
+		}
+		results = append(results, s)
+	}
+	if cut {
+		x.log.WarnContext(ctx, "call cut short by the invocation's remaining time: left to the resume continuation")
+	}
+	return results, cut
 }
 
 // continuation builds a message that resumes the case, due at dueAt (zero:

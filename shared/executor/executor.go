@@ -59,6 +59,13 @@ type Cases interface {
 	// Quarantine records integrity findings for a case; first is true the
 	// first time the case is quarantined.
 	Quarantine(ctx context.Context, tenant, caseID string, findings []receipt.Finding) (first bool, err error)
+	// Quarantined returns the findings a case was quarantined for, nil
+	// when it is not quarantined (a strongly consistent read).
+	Quarantined(ctx context.Context, caseID string) ([]receipt.Finding, error)
+	// StartConflict records that a start message reused a case's
+	// idempotency key with another input; first is true the first time for
+	// that input.
+	StartConflict(ctx context.Context, c store.StartConflict) (first bool, err error)
 	Subscribe(ctx context.Context, tenant, caseID string, eventTypes []string) error
 	Unsubscribe(ctx context.Context, tenant, caseID string) error
 	SubscribersFor(ctx context.Context, tenant, eventType string) ([]string, error)
@@ -89,13 +96,20 @@ type Config struct {
 	FanOut bool
 	// MaxConflicts bounds re-reads after losing an append race.
 	MaxConflicts int
+	// SeqRereads bounds the strongly consistent re-reads of a chain that is
+	// shorter than a continuation's expectedSeq claims, before the message
+	// is dropped as invalid; SeqPause is the pause before the first
+	// re-read, doubling after each.
+	SeqRereads int
+	SeqPause   time.Duration
 	// Engine options (step budget, secrets, sub-workflow registry).
 	Engine engine.Options
 }
 
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
-	return Config{Workers: 8, Margin: 5 * time.Second, MaxReceiveCount: 5, FanOut: true, MaxConflicts: 8}
+	return Config{Workers: 8, Margin: 5 * time.Second, MaxReceiveCount: 5, FanOut: true, MaxConflicts: 8,
+		SeqRereads: 3, SeqPause: 50 * time.Millisecond}
 }
 
 // Executor handles batches of work-queue messages. It is safe for concurrent
@@ -143,6 +157,9 @@ func New(cfg Config, d Deps) *Executor {
 	if cfg.MaxConflicts <= 0 {
 		cfg.MaxConflicts = 8
 	}
+	if cfg.SeqRereads <= 0 {
+		cfg.SeqRereads = 3
+	}
 	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases,
 		alerts: d.Alerts, secrets: d.Secrets, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
 }
@@ -181,12 +198,11 @@ func (x *Executor) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEv
 	return resp, nil
 }
 
-// caseKey groups messages by case: the knhk-case attribute when the sender
-// set it, else the case named or derived by the body.
+// caseKey groups messages by the case a valid message names or derives. A
+// message that fails validation gets no key, so it is a group of its own
+// and can never hold back another case's messages; the knhk-case message
+// attribute is a routing hint of the sender and is not trusted for this.
 func caseKey(m events.SQSMessage) string {
-	if a, ok := m.MessageAttributes[queue.CaseAttribute]; ok && a.StringValue != nil {
-		return *a.StringValue
-	}
 	msg, err := message.Decode([]byte(m.Body))
 	if err != nil {
 		return ""
@@ -242,6 +258,9 @@ func (x *Executor) start(ctx context.Context, s *message.Start) error {
 		return fmt.Errorf("start %s: the genesis write conflicted but the chain is empty", caseID)
 	}
 	c.trace = s.Trace
+	if err := x.checkStartInput(ctx, s, c); err != nil {
+		return err
+	}
 	x.log.InfoContext(ctx, "duplicate start message: case exists", "workflow", s.Workflow.String(), "status", string(c.state.Status))
 	if c.state.Terminal() {
 		return nil
@@ -277,15 +296,52 @@ func (x *Executor) startNew(ctx context.Context, s *message.Start, caseID string
 	return x.drive(ctx, c, stim, "")
 }
 
+// checkStartInput compares the input of a start message that found its case
+// existing with the input the case was started with (the genesis receipt's
+// input hash). Another input under the same idempotency key is a conflict:
+// counted, logged and recorded where the submitter can read it, and the
+// message is dropped; the case is left alone.
+func (x *Executor) checkStartInput(ctx context.Context, s *message.Start, c *caseRun) error {
+	raw, err := x.startRaw(ctx, s)
+	if err != nil {
+		return err
+	}
+	got, err := receipt.PayloadHash(raw)
+	if err != nil {
+		return batch.Permanent(fmt.Errorf("start: input is not JSON: %w", err))
+	}
+	want := c.receipts[0].InputHash
+	if got == want {
+		return nil
+	}
+	x.metrics.Add(telemetry.StartConflicts, telemetry.Count, 1)
+	x.log.ErrorContext(ctx, "start conflict: idempotency key reused with a different input",
+		"workflow", s.Workflow.String(), "idempotencyKey", s.IdempotencyKey, "caseInputHash", want, "messageInputHash", got)
+	if _, err := x.cases.StartConflict(ctx, store.StartConflict{Tenant: s.Tenant, CaseID: c.id, IdempotencyKey: s.IdempotencyKey,
+		CaseInputHash: want, InputHash: got, At: x.now()}); err != nil {
+		return fmt.Errorf("start %s: record conflict: %w", c.id, err)
+	}
+	return batch.Permanent(fmt.Errorf("start %s: idempotency key %q reused with a different input (sha256 %s, the case was started with %s)",
+		c.id, s.IdempotencyKey, got, want))
+}
+
+// startRaw returns a start message's input bytes, inline or by reference.
+func (x *Executor) startRaw(ctx context.Context, s *message.Start) ([]byte, error) {
+	if s.InputRef == "" {
+		return s.Input, nil
+	}
+	b, err := x.cases.Blob(ctx, s.InputRef[len("sha256:"):])
+	if err != nil {
+		return nil, fmt.Errorf("start: input %s: %w", s.InputRef, err)
+	}
+	return b, nil
+}
+
 // startInput decodes a start message's input, inline or by reference.
 func (x *Executor) startInput(ctx context.Context, s *message.Start) (any, error) {
-	raw := []byte(s.Input)
-	if s.InputRef != "" {
-		b, err := x.cases.Blob(ctx, s.InputRef[len("sha256:"):])
-		if err != nil {
-			return nil, fmt.Errorf("start: input %s: %w", s.InputRef, err)
-		}
-		raw = b
+	raw, err := x.startRaw(ctx, s)
+	if err != nil {
+		return nil, err
 	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -305,11 +361,10 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 		return batch.Permanent(fmt.Errorf("continue %s: no such case", m.CaseID))
 	}
 	c.trace = m.Trace
-	if n := int64(len(c.receipts)); n < m.ExpectedSeq {
-		// The message saw a longer chain than the table holds now: receipts
-		// were removed from its tail, which chain verification alone cannot see.
-		return x.quarantine(ctx, c, []receipt.Finding{{Kind: receipt.Truncated, Tenant: m.Tenant, CaseID: m.CaseID, Seq: n,
-			Expected: fmt.Sprintf("at least %d receipts", m.ExpectedSeq), Actual: fmt.Sprintf("%d receipts", n)}})
+	if int64(len(c.receipts)) < m.ExpectedSeq {
+		if c, err = x.awaitPosition(ctx, m, c); err != nil {
+			return err
+		}
 	}
 	if c.state.Terminal() {
 		return nil
@@ -317,9 +372,17 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 	now := x.now()
 	switch m.Reason {
 	case message.ReasonTimer, message.ReasonRetry:
-		if wait := m.DueAt.Sub(now); wait > time.Second {
-			// Longer than one SQS delay: hop again.
-			return x.send.Send(ctx, queue.Message{Body: m, Delay: wait, CaseID: m.CaseID, TraceParent: traceParent(m.Trace)})
+		// The message's dueAt is a claim; the due time the chain recorded
+		// when the timer was scheduled decides.
+		t := c.state.Timers[m.Ref]
+		if t == nil || t.Fired {
+			x.log.InfoContext(ctx, "timer message for no pending timer: ignored", "timer", m.Ref)
+			return nil
+		}
+		if wait := t.Due.Sub(now); wait > 0 {
+			// Early (a long wait hops in steps of at most 15 minutes, or the
+			// message lied): wait again for the recorded due time.
+			return x.send.Send(ctx, x.continuation(c, m.Reason, m.Ref, t.Due, wait))
 		}
 		return x.drive(ctx, c, engine.TimerFired{ID: m.Ref, Time: now}, "")
 	case message.ReasonEvent:
@@ -333,6 +396,37 @@ func (x *Executor) resume(ctx context.Context, m *message.Continue) error {
 	default:
 		return x.drive(ctx, c, engine.Resume{Time: now, Redrive: true}, "")
 	}
+}
+
+// awaitPosition re-reads a chain shorter than a continuation claims (it may
+// be a read racing a write) a bounded number of times, strongly consistent,
+// and drops the message as invalid if the chain stays short. The claim alone
+// is no evidence against the case: the case is not quarantined (removed
+// receipts are the verifier's to find, from the stream).
+func (x *Executor) awaitPosition(ctx context.Context, m *message.Continue, c *caseRun) (*caseRun, error) {
+	pause := x.cfg.SeqPause
+	for range x.cfg.SeqRereads {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause *= 2
+		fresh, err := x.open(ctx, m.Tenant, m.CaseID)
+		if err != nil {
+			return nil, err
+		}
+		fresh.trace = c.trace
+		c = fresh
+		if int64(len(c.receipts)) >= m.ExpectedSeq {
+			return c, nil
+		}
+	}
+	x.metrics.Add(telemetry.ContinuationsInvalid, telemetry.Count, 1)
+	x.log.WarnContext(ctx, "continuation dropped: it claims a longer chain than strongly consistent reads show",
+		"reason", string(m.Reason), "expectedSeq", m.ExpectedSeq, "receipts", len(c.receipts), "reads", x.cfg.SeqRereads+1)
+	return nil, batch.Permanent(fmt.Errorf("continue %s: expectedSeq %d is ahead of the chain's %d receipts after %d reads: invalid message",
+		m.CaseID, m.ExpectedSeq, len(c.receipts), x.cfg.SeqRereads+1))
 }
 
 // deliver hands an external event to every case of the tenant whose listen

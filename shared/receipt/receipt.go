@@ -213,17 +213,31 @@ func (r *Receipt) payload(raw []byte) (inline []byte, hash string, err error) {
 	if len(raw) == 0 {
 		return nil, "", nil
 	}
-	c, err := jcs.Canonicalize(raw)
+	c, hash, err := canonicalHash(raw)
 	if err != nil {
 		return nil, "", err
 	}
-	sum := sha256.Sum256(c)
-	hash = hex.EncodeToString(sum[:])
 	if len(c) > InlineLimit {
 		r.Detached = append(r.Detached, Blob{Hash: hash, Bytes: c})
 		return nil, hash, nil
 	}
 	return c, hash, nil
+}
+
+// PayloadHash is the hash a receipt records for a JSON payload (its
+// inputHash, outputHash or dataHash): hex SHA-256 of the RFC 8785 form.
+func PayloadHash(raw []byte) (string, error) {
+	_, hash, err := canonicalHash(raw)
+	return hash, err
+}
+
+func canonicalHash(raw []byte) ([]byte, string, error) {
+	c, err := jcs.Canonicalize(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(c)
+	return c, hex.EncodeToString(sum[:]), nil
 }
 
 // seal computes the canonical body and the hash. The body is written right

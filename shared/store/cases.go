@@ -83,6 +83,87 @@ func (c *Cases) Quarantined(ctx context.Context, caseID string) ([]receipt.Findi
 	return fs, nil
 }
 
+// Release ends a case's quarantine as an operator action: the quarantine
+// record is deleted and a release record (sk RELEASE#<time>) keeps what was
+// released, by whom and why, beside the case's other records. It returns the
+// findings released; ErrNotQuarantined when the case is not quarantined.
+func (c *Cases) Release(ctx context.Context, caseID, by, reason string) ([]receipt.Finding, error) {
+	fs, err := c.Quarantined(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	if len(fs) == 0 {
+		return nil, fmt.Errorf("case %s: %w", caseID, ErrNotQuarantined)
+	}
+	b, err := json.Marshal(fs)
+	if err != nil {
+		return nil, fmt.Errorf("encode findings: %w", err)
+	}
+	at := c.now().UTC().Format(time.RFC3339Nano)
+	item := caseKey(caseID, "RELEASE#"+at)
+	item["findings"], item["by"], item["reason"], item["at"] = s(string(b)), s(by), s(reason), s(at)
+	if _, err := c.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(c.table), Item: item}); err != nil {
+		return nil, fmt.Errorf("record release of %s: %w", caseID, err)
+	}
+	if _, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(c.table), Key: caseKey(caseID, "QUARANTINE")}); err != nil {
+		return nil, fmt.Errorf("release %s: %w", caseID, err)
+	}
+	return fs, nil
+}
+
+// ErrNotQuarantined means a case has no quarantine to release.
+var ErrNotQuarantined = errors.New("not quarantined")
+
+// StartConflict is a start message that reused a case's idempotency key
+// with another input.
+type StartConflict struct {
+	Tenant         string    `json:"tenant"`
+	CaseID         string    `json:"caseId"`
+	IdempotencyKey string    `json:"idempotencyKey"`
+	CaseInputHash  string    `json:"caseInputHash"` // the genesis receipt's input hash
+	InputHash      string    `json:"inputHash"`     // the refused message's input hash
+	At             time.Time `json:"at"`
+}
+
+// StartConflict records a conflict once per (case, input) under pk
+// CASE#<case>, sk CONFLICT#<input hash>; first reports whether this call
+// created the record.
+func (c *Cases) StartConflict(ctx context.Context, sc StartConflict) (bool, error) {
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return false, fmt.Errorf("encode conflict: %w", err)
+	}
+	item := caseKey(sc.CaseID, "CONFLICT#"+sc.InputHash)
+	item["conflict"] = s(string(b))
+	item["tenant"] = s(sc.Tenant)
+	item["at"] = s(sc.At.UTC().Format(time.RFC3339Nano))
+	return c.putOnce(ctx, item)
+}
+
+// StartConflicts returns the start conflicts recorded for a case.
+func (c *Cases) StartConflicts(ctx context.Context, caseID string) ([]StartConflict, error) {
+	out, err := c.db.Query(ctx, &dynamodb.QueryInput{
+		TableName:              aws.String(c.table),
+		KeyConditionExpression: aws.String("pk = :p AND begins_with(sk, :c)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": s("CASE#" + caseID), ":c": s("CONFLICT#"),
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start conflicts of %s: %w", caseID, err)
+	}
+	var cs []StartConflict
+	for _, it := range out.Items {
+		var sc StartConflict
+		if err := json.Unmarshal([]byte(attrS(it, "conflict")), &sc); err != nil {
+			return nil, fmt.Errorf("decode start conflict of %s: %w", caseID, err)
+		}
+		cs = append(cs, sc)
+	}
+	return cs, nil
+}
+
 // MarkAlerted records that a case's integrity alert went out; it reports
 // true only the first time, so alerts are sent once per case.
 func (c *Cases) MarkAlerted(ctx context.Context, caseID string) (bool, error) {

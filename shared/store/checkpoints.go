@@ -23,7 +23,7 @@ import (
 //
 //	pk CHECKPOINT  sk <seq, 20 digits>              sth, consistency, chunks, cursor, signerKey
 //	pk LEAVES      sk <seq, 20 digits>#<chunk, 6>   leaves (JSON, up to LeavesPerChunk heads)
-//	pk LEASE       sk CHECKPOINTER                  owner, expires (Unix ms)
+//	pk LEASE#checkpointer  sk LEASE                 the run's lease (see Leases)
 //
 // A checkpoint and its leaves are written in one transaction, each item
 // only if absent: a checkpoint is never overwritten, never visible without
@@ -31,8 +31,6 @@ import (
 const (
 	CheckpointPK = "CHECKPOINT"
 	leavesPK     = "LEAVES"
-	leasePK      = "LEASE"
-	leaseSK      = "CHECKPOINTER"
 	// LeavesPerChunk heads share one leaves item (well under 400 KB).
 	LeavesPerChunk = 1000
 	// MaxLeaves is the most heads one checkpoint appends: the transaction
@@ -187,45 +185,6 @@ func (c *Checkpoints) Commit(ctx context.Context, e checkpoint.Entry, signerKey,
 	}
 	if err != nil {
 		return fmt.Errorf("store checkpoint %d: %w", e.Head.Seq, err)
-	}
-	return nil
-}
-
-// Acquire takes the checkpointer's lease for ttl if it is free or expired;
-// false means another run holds it.
-func (c *Checkpoints) Acquire(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
-	now := c.now()
-	item := key(leasePK, leaseSK)
-	item["owner"] = s(owner)
-	item["expires"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(ttl).UnixMilli(), 10)}
-	_, err := c.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                 aws.String(c.table),
-		Item:                      item,
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR expires < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("acquire checkpointer lease: %w", err)
-	}
-	return true, nil
-}
-
-// Release gives the lease back if owner still holds it.
-func (c *Checkpoints) Release(ctx context.Context, owner string) error {
-	_, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                 aws.String(c.table),
-		Key:                       key(leasePK, leaseSK),
-		ConditionExpression:       aws.String("#o = :o"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": s(owner)},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("release checkpointer lease: %w", err)
 	}
 	return nil
 }

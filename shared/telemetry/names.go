@@ -35,6 +35,16 @@ const (
 	BatchItemFailures = "BatchItemFailures" // Count: items reported back to Lambda for retry
 	DeadlineDeferred  = "DeadlineDeferred"  // Count: items not started for lack of remaining time
 	HandlerPanics     = "HandlerPanics"     // Count: recovered panics in message handlers
+	// ContinuationsInvalid counts continuations dropped because the position
+	// they claim (expectedSeq) stayed ahead of strongly consistent reads of
+	// the chain.
+	ContinuationsInvalid = "ContinuationsInvalid"
+	// QuarantineRefused counts messages refused because their case is
+	// quarantined (until `knhk case release`).
+	QuarantineRefused = "QuarantineRefused"
+	// StartConflicts counts start messages that reused an idempotency key
+	// with an input other than the one the case was started with.
+	StartConflicts = "StartConflicts"
 )
 
 // Standard dimension names.

@@ -36,7 +36,9 @@ import (
 // a blob that is not stored: the executor cannot read the input and treats
 // that as transient (the blob may be written late), so every receive fails
 // and the message lands in the dead-letter queue after maxReceiveCount
-// receives, while the cases sent with it complete. Self-contained only: it
+// receives, while the cases sent with it complete, including the one whose
+// case id the poison (and an invalid message) carried in its knhk-case
+// attribute in the same batch. Self-contained only: it
 // lowers the work queue's visibility timeout (see withVisibilityTimeout).
 func TestPoisonMessageDeadLetters(t *testing.T) {
 	if suite.external {
@@ -56,7 +58,14 @@ func TestPoisonMessageDeadLetters(t *testing.T) {
 	for i := range 6 {
 		others = append(others, newCase("e2e", "five-tasks", fmt.Sprintf("beside-poison-%d", i), map[string]any{"qty": i + 1, "unitPrice": 10}))
 	}
-	if err := suite.work.Send(ctx, queue.Message{Body: poison, CaseID: poisonID}); err != nil {
+	// In one batch with the victim's start: the poison and a message that
+	// fails validation, both carrying the victim's case id in their
+	// knhk-case attribute. Neither may hold the victim back.
+	victim := others[0]
+	invalid := map[string]any{"kind": "continue", "tenant": suite.tenant, "caseId": victim.ID, "reason": "forged"}
+	if err := suite.work.Send(ctx, queue.Message{Body: poison, CaseID: victim.ID}, queue.Message{Body: invalid, CaseID: victim.ID},
+		queue.Message{CaseID: victim.ID, Body: message.Start{Kind: message.KindStart, Tenant: suite.tenant, IdempotencyKey: victim.Key,
+			Workflow: message.WorkflowRef{Namespace: victim.Namespace, Name: victim.Workflow}, Input: victim.Input}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := localrun.Submit(ctx, suite.work, others); err != nil {
@@ -267,6 +276,7 @@ func TestExecutorKilled(t *testing.T) {
 		}
 		cases = append(cases, newCase(s.Namespace, s.Name, fmt.Sprintf("kill-%02d", i), in))
 	}
+	effectsBefore := suite.env.Standin.Stats()
 	if err := localrun.Submit(ctx, suite.work, cases); err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +311,15 @@ func TestExecutorKilled(t *testing.T) {
 		if d := duplicates(rs); len(d) > 0 {
 			t.Errorf("%s %s: events recorded twice: %v", c.Workflow, c.ID, d)
 		}
+	}
+	// Calls repeated by the redelivered messages carried the key of the
+	// first try: the stand-ins performed each recorded call exactly once.
+	awaitQueueIdle(t, ctx)
+	st := suite.env.Standin.Stats()
+	effects, want := st.Effects-effectsBefore.Effects, effectsRequested(t, ctx, cases)
+	t.Logf("stand-ins: %d requests, %d effects, %d replayed for %d calls recorded", st.Requests-effectsBefore.Requests, effects, st.Replays-effectsBefore.Replays, want)
+	if effects != want || st.Unkeyed != effectsBefore.Unkeyed {
+		t.Errorf("%d effects at the stand-ins (%d unkeyed requests) for %d calls recorded: %d duplicate effects", effects, st.Unkeyed-effectsBefore.Unkeyed, want, effects-want)
 	}
 	after := executorStatus(t)
 	t.Logf("executor restarts %d -> %d, invocations %d", fn.Restarts, after.Restarts, after.Invocations)

@@ -124,6 +124,13 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 		if st.Status != StatusRunning || t == nil || t.Fired {
 			return dec, nil
 		}
+		if s.Time.Before(t.Due) {
+			// Early: the time a stimulus claims never beats the due time
+			// the history recorded. The timer is asked for again at its
+			// recorded due time instead of firing.
+			dec.Effects = append(dec.Effects, Effect{Kind: EffectTimer, ID: s.ID, Due: t.Due})
+			return dec, nil
+		}
 		w.now = s.Time
 		if err := w.emit(history.Event{Type: history.TimerFired, Key: s.ID}); err != nil {
 			return dec, err

@@ -30,7 +30,9 @@ type EffectResult struct {
 	Time   time.Time
 }
 
-// TimerFired says a timer came due.
+// TimerFired says a timer came due. One whose Time is before the due time
+// the history recorded for the timer does not fire: the decision holds no
+// event and asks for the timer again at its recorded due time.
 type TimerFired struct {
 	ID   string
 	Time time.Time

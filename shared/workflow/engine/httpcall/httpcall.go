@@ -6,7 +6,9 @@ package httpcall
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +53,24 @@ type Request struct {
 	Output   string            `json:"output,omitempty"`
 	Redirect bool              `json:"redirect,omitempty"`
 	Auth     *Auth             `json:"auth,omitempty"`
+	// IdempotencyKey, when set, is sent as the Idempotency-Key header
+	// unless the workflow set that header itself. The shell sets it; it
+	// is derived from the history, so it is not recorded.
+	IdempotencyKey string `json:"-"`
+}
+
+// IdempotencyKeyHeader is the request header of the IETF HTTPAPI draft
+// "The Idempotency-Key HTTP Header Field"; its value is a Structured Field
+// string (quoted).
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// IdempotencyKey derives the key of one call from the case and the call's
+// effect id (its task occurrence, including the retry attempt): the same for
+// every redelivery and redrive of the call, different for every other call.
+// It is returned as a Structured Field string, quotes included.
+func IdempotencyKey(caseID, effectID string) string {
+	sum := sha256.Sum256([]byte("knhk.idempotency.v1\x00" + caseID + "\x00" + effectID))
+	return `"knhk-` + hex.EncodeToString(sum[:16]) + `"`
 }
 
 // Redacted returns a copy of r without credentials, fit to be recorded.
@@ -139,6 +159,9 @@ func (c *Client) Do(ctx context.Context, r Request) (any, *history.Error) {
 	req.Header.Set("Accept", "application/json, */*;q=0.5")
 	for k, v := range r.Headers {
 		req.Header.Set(k, v)
+	}
+	if r.IdempotencyKey != "" && req.Header.Get(IdempotencyKeyHeader) == "" {
+		req.Header.Set(IdempotencyKeyHeader, r.IdempotencyKey)
 	}
 	if r.Auth != nil {
 		switch r.Auth.Scheme {

@@ -182,3 +182,36 @@ func TestBindSwagger2(t *testing.T) {
 		t.Fatalf("request %+v", req)
 	}
 }
+
+func TestIdempotencyKeyHeader(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get(IdempotencyKeyHeader))
+	}))
+	defer srv.Close()
+	c := &Client{}
+	key := IdempotencyKey("case-1", "/do/0/charge")
+	if key != IdempotencyKey("case-1", "/do/0/charge") || key == IdempotencyKey("case-2", "/do/0/charge") ||
+		key == IdempotencyKey("case-1", "/do/0/charge~try1/0") {
+		t.Fatal("keys must be stable per (case, call) and differ between calls")
+	}
+	if !strings.HasPrefix(key, `"`) || !strings.HasSuffix(key, `"`) {
+		t.Fatalf("key %s is not a Structured Field string", key)
+	}
+	calls := []Request{
+		{Method: "POST", URI: srv.URL, IdempotencyKey: key},
+		{Method: "POST", URI: srv.URL, IdempotencyKey: key, Headers: map[string]string{"Idempotency-Key": `"own"`}},
+		{Method: "POST", URI: srv.URL},
+	}
+	for _, r := range calls {
+		if _, err := c.Do(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{key, `"own"`, ""}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("headers %q, want %q (a workflow's own header wins)", got, want)
+	}
+	if b, _ := json.Marshal(calls[0].Redacted()); strings.Contains(string(b), "knhk-") {
+		t.Fatalf("the key is recorded: %s", b)
+	}
+}

@@ -25,6 +25,9 @@ type OpenAPIRequest struct {
 	Output      string         `json:"output,omitempty"`
 	Redirect    bool           `json:"redirect,omitempty"`
 	Auth        *Auth          `json:"auth,omitempty"`
+	// IdempotencyKey is passed on to the bound Request (see
+	// Request.IdempotencyKey); not recorded.
+	IdempotencyKey string `json:"-"`
 }
 
 // Redacted returns a copy of r without credentials.
@@ -52,6 +55,7 @@ func (c *Client) DoOpenAPI(ctx context.Context, r OpenAPIRequest) (any, *history
 	if err != nil {
 		return nil, problem(errConfiguration, 400, "openapi %s: %v", r.OperationID, err)
 	}
+	req.IdempotencyKey = r.IdempotencyKey
 	return c.Do(ctx, req)
 }
 
