@@ -48,6 +48,8 @@ const (
 	AlarmVerifierIteratorAge     = "verifier-iterator-age"
 	AlarmVerifierFailuresDepth   = "verifier-failures-depth"
 	AlarmIntegrityFindings       = "integrity-findings"
+	AlarmCheckpointRefused       = "checkpoint-heads-refused"
+	AlarmCheckpointerErrors      = "checkpointer-errors"
 )
 
 // IteratorAgeThresholdMs is the verifier's stream lag that alarms: a minute
@@ -94,6 +96,14 @@ func AlarmSpecs(f Functions, msg Messaging) []AlarmSpec {
 			Summary:   "The verifier found a receipt chain that was changed, broken or deleted.",
 			Metric:    MetricSpec{Namespace: telemetry.Namespace, Name: telemetry.IntegrityFindings, Statistic: "Sum", Dimensions: knhkDim(VerifierName)},
 			Threshold: 1, PeriodSecs: 60, EvaluationPeriods: 1, DatapointsToAlarm: 1, TreatMissingData: nb},
+		{ID: AlarmCheckpointRefused, ConstructID: "CheckpointHeadsRefusedAlarm", OutputID: "CheckpointHeadsRefusedAlarmName",
+			Summary:   "The checkpointer refused to sign a chain head: the chain no longer extends the signed or verified one.",
+			Metric:    MetricSpec{Namespace: telemetry.Namespace, Name: telemetry.CheckpointHeadsRefused, Statistic: "Sum", Dimensions: knhkDim(CheckpointerName)},
+			Threshold: 1, PeriodSecs: 300, EvaluationPeriods: 1, DatapointsToAlarm: 1, TreatMissingData: nb},
+		{ID: AlarmCheckpointerErrors, ConstructID: "CheckpointerErrorsAlarm", OutputID: "CheckpointerErrorsAlarmName",
+			Summary:   "A checkpointer run failed (an AWS error, or a stored checkpoint log that does not verify): nothing was signed.",
+			Metric:    MetricSpec{Namespace: "AWS/Lambda", Name: "Errors", Statistic: "Sum", Dimensions: fnDim(f.Checkpointer.FunctionName())},
+			Threshold: 1, PeriodSecs: 300, EvaluationPeriods: 1, DatapointsToAlarm: 1, TreatMissingData: nb},
 	}
 }
 

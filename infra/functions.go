@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
@@ -26,8 +29,9 @@ import (
 // Function folder names under the functions directory; each holds the
 // function's bootstrap binary. They are also the functions' short names.
 const (
-	ExecutorName = "executor"
-	VerifierName = "verifier"
+	ExecutorName     = "executor"
+	VerifierName     = "verifier"
+	CheckpointerName = "checkpointer"
 )
 
 // FunctionMetadataKey is the template Metadata key that names a function's
@@ -50,11 +54,19 @@ var xrayWrite = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 // Functions are the stack's Lambda functions and what belongs to them.
 type Functions struct {
-	Executor awslambda.Function
-	Verifier awslambda.Function
+	Executor     awslambda.Function
+	Verifier     awslambda.Function
+	Checkpointer awslambda.Function
+	// CheckpointerRole is the only role that may write the checkpoints
+	// table.
+	CheckpointerRole awsiam.Role
+	// CheckpointSchedule runs the checkpointer every
+	// CheckpointEveryMinutes.
+	CheckpointSchedule awsevents.Rule
 	// ExecutorLogs and VerifierLogs are the functions' log groups.
-	ExecutorLogs awslogs.CfnLogGroup
-	VerifierLogs awslogs.CfnLogGroup
+	ExecutorLogs     awslogs.CfnLogGroup
+	VerifierLogs     awslogs.CfnLogGroup
+	CheckpointerLogs awslogs.CfnLogGroup
 	// VerifierFailures receives descriptions of stream batches the verifier
 	// could not process within its retry and age limits.
 	VerifierFailures awssqs.Queue
@@ -66,7 +78,7 @@ func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NameP
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName} {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -179,7 +191,61 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	// Lambda checks the role's permissions when the mapping is created.
 	esm.Node().AddDependency(verRole)
 	suppressXRay(verRole, " and dynamodb:ListStreams (Lambda lists the table's streams to poll it; ListStreams has no resource-level permissions)")
+	newCheckpointer(scope, cfg, keys, tables, msg, &f)
 	return f
+}
+
+// checkpointWrites are the data-plane actions that change a table's items.
+var checkpointWrites = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+	"dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"}
+
+// newCheckpointer creates the scheduled checkpointer, the only writer of
+// the checkpoints table: its role alone is granted writes there, and the
+// table's resource policy denies them to every other principal.
+func newCheckpointer(scope constructs.Construct, cfg stackconfig.Config, keys Keys, tables Tables, msg Messaging, f *Functions) {
+	role := newFunctionRole(scope, "CheckpointerRole", "KNHK checkpointer: signs checkpoints of verified chain heads")
+	f.CheckpointerRole = role
+	f.CheckpointerLogs = newLogGroup(scope, "CheckpointerLogGroup", cfg, FunctionName(cfg, CheckpointerName))
+	f.Checkpointer = newFunction(scope, "Checkpointer", cfg, CheckpointerName, cfg.Checkpointer, role, map[string]*string{
+		stack.EnvName(stack.OutReceiptsTable):    tables.Receipts.TableName(),
+		stack.EnvName(stack.OutStateTable):       tables.State.TableName(),
+		stack.EnvName(stack.OutCheckpointsTable): tables.Checkpoints.TableName(),
+		stack.EnvName(stack.OutAlertsTopicArn):   msg.Alerts.TopicArn(),
+		stack.EnvName(stack.OutCheckpointKeyID):  keys.Checkpoint.KeyId(),
+		EnvLogLevel:                              jsii.String(cfg.LogLevel),
+	})
+	f.Checkpointer.Node().AddDependency(f.CheckpointerLogs)
+	allow(role, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.CheckpointerLogs.AttrArn())
+	allow(role, []string{"dynamodb:Query"}, tables.Receipts.TableArn())
+	allow(role, []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"}, tables.State.TableArn())
+	allow(role, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
+	allow(role, []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}, tables.Checkpoints.TableArn())
+	allow(role, []string{"kms:Sign", "kms:GetPublicKey"}, keys.Checkpoint.KeyArn())
+	allow(role, []string{"sns:Publish"}, msg.Alerts.TopicArn())
+	allow(role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
+	suppressXRay(role, "")
+
+	tableArn := awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/"+CheckpointsTableName(cfg)), nil)
+	policy := map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []any{map[string]any{
+			"Sid":       "OnlyTheCheckpointerWrites",
+			"Effect":    "Deny",
+			"Principal": "*",
+			"Action":    checkpointWrites,
+			"Resource":  tableArn,
+			"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": role.RoleArn()}},
+		}},
+	}
+	tables.Checkpoints.Node().DefaultChild().(awsdynamodb.CfnTable).AddPropertyOverride(jsii.String("ResourcePolicy"), map[string]any{"PolicyDocument": policy})
+
+	f.CheckpointSchedule = awsevents.NewRule(scope, jsii.String("CheckpointSchedule"), &awsevents.RuleProps{
+		Description: jsii.String("Runs the KNHK checkpointer"),
+		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(float64(cfg.CheckpointEveryMinutes)))),
+	})
+	f.CheckpointSchedule.AddTarget(awseventstargets.NewLambdaFunction(f.Checkpointer, &awseventstargets.LambdaFunctionProps{
+		RetryAttempts: jsii.Number(0), // the next run retries
+	}))
 }
 
 // newFunctionRole is a role Lambda can assume, with no managed policies:

@@ -30,6 +30,9 @@ const (
 	idVerifier  = "VerifierF60271A7"
 	idExecLogs  = "ExecutorLogGroup"
 	idVerifLogs = "VerifierLogGroup"
+	idCkptLogs  = "CheckpointerLogGroup"
+
+	idCheckpointer = "Checkpointer2D0BDB10"
 )
 
 func ref(id string) map[string]any          { return map[string]any{"Ref": id} }
@@ -47,16 +50,17 @@ type fnExpect struct {
 	runbookBase   string
 	otel          map[string]any // the functions' OTEL_* variables
 	layers        []any          // the functions' layers
+	schedule      string
 }
 
 // collectorLayer is the collector layer the local test context names.
 const collectorLayer = "arn:aws:lambda:eu-west-1:123456789012:layer:otel-collector-arm64:3"
 
 var fnExpects = map[string]fnExpect{
-	"prod": {prefix: "knhk-prod", deletion: "Retain", retention: 30, execTimeout: 60, maxReceive: "5", maxConc: 20, verifierBatch: 100, runbookBase: "docs/runbooks/",
+	"prod": {prefix: "knhk-prod", deletion: "Retain", retention: 30, execTimeout: 60, maxReceive: "5", maxConc: 20, verifierBatch: 100, runbookBase: "docs/runbooks/", schedule: "rate(5 minutes)",
 		otel: map[string]any{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 			"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_PROPAGATORS": "tracecontext"}},
-	"local": {prefix: "knhk-local", deletion: "Delete", retention: 7, execTimeout: 20, maxReceive: "3", maxConc: 5, verifierBatch: 10, runbookBase: "https://runbooks.example/knhk/",
+	"local": {prefix: "knhk-local", deletion: "Delete", retention: 7, execTimeout: 20, maxReceive: "3", maxConc: 5, verifierBatch: 10, runbookBase: "https://runbooks.example/knhk/", schedule: "rate(1 minute)",
 		otel: map[string]any{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 			"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "tracecontext"},
 		layers: []any{collectorLayer}},
@@ -261,7 +265,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "two functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(2)) })
+				must(t, "three functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(3)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -330,7 +334,7 @@ func TestFunctions(t *testing.T) {
 				})
 			})
 			t.Run("log groups", func(t *testing.T) {
-				for id, fn := range map[string]string{idExecLogs: "executor", idVerifLogs: "verifier"} {
+				for id, fn := range map[string]string{idExecLogs: "executor", idVerifLogs: "verifier", idCkptLogs: "checkpointer"} {
 					lg := res[id]
 					if lg == nil || lg["Type"] != "AWS::Logs::LogGroup" {
 						t.Fatalf("log group %s missing", id)
@@ -340,7 +344,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "two log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(2)) })
+				must(t, "three log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(3)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -431,6 +435,8 @@ func expectedAlarms() []alarmExpect {
 		{"verifier-iterator-age", "AWS/Lambda", "IteratorAge", "Maximum", fnDim(idVerifier), 60000, 60, 3, 3},
 		{"verifier-failures-depth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", qDim(idFailures), 1, 300, 1, 1},
 		{"integrity-findings", "KNHK", "IntegrityFindings", "Sum", knhk("verifier"), 1, 60, 1, 1},
+		{"checkpoint-heads-refused", "KNHK", "CheckpointHeadsRefused", "Sum", knhk("checkpointer"), 1, 300, 1, 1},
+		{"checkpointer-errors", "AWS/Lambda", "Errors", "Sum", fnDim(idCheckpointer), 1, 300, 1, 1},
 	}
 }
 
@@ -530,6 +536,7 @@ func TestNagSuppressions(t *testing.T) {
 			}
 			sort.Strings(got)
 			want := []string{
+				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,

@@ -24,6 +24,7 @@ const (
 
 	OutExecutorFunctionName    = "ExecutorFunctionName"
 	OutVerifierFunctionName    = "VerifierFunctionName"
+	OutCheckpointerFunction    = "CheckpointerFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -79,6 +80,8 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(stack.OutDataKeyArn, s.Keys.Data.KeyArn(), "data key ARN")
 	out(OutExecutorFunctionName, s.Functions.Executor.FunctionName(), "executor function name")
 	out(OutVerifierFunctionName, s.Functions.Verifier.FunctionName(), "verifier function name")
+	out(OutCheckpointerFunction, s.Functions.Checkpointer.FunctionName(), "checkpointer function name")
+	out(stack.OutCheckpointsTable, s.Tables.Checkpoints.TableName(), "checkpoints table name (written only by the checkpointer)")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
 	for _, spec := range s.AlarmSpecs {
 		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for _, name := range []string{ExecutorName, VerifierName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName} {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}
@@ -109,7 +109,7 @@ var envCases = []envCase{
 	{name: "prod", ctx: map[string]any{}, deletion: "Retain", protection: true, receiveMax: 5, visibility: 360, keyAlias: "alias/knhk/checkpoint", pendingDays: 30},
 	{name: "local", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "checkpointKeyAlias": "alias/knhk/local-ckpt",
 		"executorMaxConcurrency": "5", "verifierBatchSize": "10", "runbookBaseUrl": "https://runbooks.example/knhk",
-		"otelCollectorLayerArn": collectorLayer, "otelSampler": "parentbased_traceidratio", "otelSamplerArg": "0.25"},
+		"otelCollectorLayerArn": collectorLayer, "otelSampler": "parentbased_traceidratio", "otelSamplerArg": "0.25", "checkpointEveryMinutes": "1"},
 		deletion: "Delete", protection: false, receiveMax: 3, visibility: 120, keyAlias: "alias/knhk/local-ckpt", pendingDays: 7},
 }
 
@@ -202,7 +202,7 @@ func TestStack(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "two tables", func() { tm.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(2)) })
+				must(t, "three tables", func() { tm.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(3)) })
 			})
 			t.Run("queues", func(t *testing.T) {
 				must(t, "dead-letter queue", func() {
@@ -261,9 +261,10 @@ func TestStack(t *testing.T) {
 				ids := []string{stack.OutReceiptsTable, stack.OutReceiptsStreamArn, stack.OutStateTable, stack.OutWorkQueueURL,
 					stack.OutWorkQueueArn, stack.OutDeadLetterURL, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutDataKeyArn,
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
-					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL,
+					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, stack.OutCheckpointsTable,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
-					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName"}
+					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
+					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}
 				outs := tm.FindOutputs(jsii.String("*"), nil)
 				if len(*outs) != len(ids) {
 					t.Errorf("%d outputs, want %d", len(*outs), len(ids))

@@ -25,12 +25,20 @@ const (
 type Tables struct {
 	// Receipts holds every case's receipt chain, keyed by (caseId, seq).
 	Receipts awsdynamodb.Table
-	// State is the single table for descriptors, checkpoints, findings and
+	// State is the single table for descriptors, findings, watermarks and
 	// other listings.
 	State awsdynamodb.Table
+	// Checkpoints holds the signed checkpoint log. Only the checkpointer's
+	// role may write it (its resource policy denies every other principal).
+	Checkpoints awsdynamodb.Table
 }
 
-// NewTables creates the receipts and state tables, both encrypted with key.
+// CheckpointsTableName is the checkpoints table's name: fixed, so that its
+// resource policy can name the table without referring to itself.
+func CheckpointsTableName(cfg stackconfig.Config) string { return cfg.NamePrefix + "-checkpoints" }
+
+// NewTables creates the receipts, state and checkpoints tables, encrypted
+// with key.
 func NewTables(scope constructs.Construct, cfg stackconfig.Config, key awskms.IKey) Tables {
 	pitr := &awsdynamodb.PointInTimeRecoverySpecification{PointInTimeRecoveryEnabled: jsii.Bool(true)}
 	receipts := awsdynamodb.NewTable(scope, jsii.String("ReceiptsTable"), &awsdynamodb.TableProps{
@@ -61,5 +69,16 @@ func NewTables(scope constructs.Construct, cfg stackconfig.Config, key awskms.IK
 		SortKey:        &awsdynamodb.Attribute{Name: jsii.String(StateIndexSort), Type: awsdynamodb.AttributeType_STRING},
 		ProjectionType: awsdynamodb.ProjectionType_ALL,
 	})
-	return Tables{Receipts: receipts, State: state}
+	checkpoints := awsdynamodb.NewTable(scope, jsii.String("CheckpointsTable"), &awsdynamodb.TableProps{
+		TableName:                        jsii.String(CheckpointsTableName(cfg)),
+		PartitionKey:                     &awsdynamodb.Attribute{Name: jsii.String(StatePartitionKey), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:                          &awsdynamodb.Attribute{Name: jsii.String(StateSortKey), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:                      awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		PointInTimeRecoverySpecification: pitr,
+		Encryption:                       awsdynamodb.TableEncryption_CUSTOMER_MANAGED,
+		EncryptionKey:                    key,
+		DeletionProtection:               jsii.Bool(!cfg.Destroyable()),
+		RemovalPolicy:                    removalPolicy(cfg),
+	})
+	return Tables{Receipts: receipts, State: state, Checkpoints: checkpoints}
 }

@@ -129,6 +129,9 @@ type caseView struct {
 	Receipts int               `json:"receipts"`
 	Verified bool              `json:"verified"`
 	Findings []receipt.Finding `json:"findings,omitempty"`
+	// Recorded are the open findings the verifier and the checkpointer
+	// recorded against the case.
+	Recorded []receipt.Finding `json:"recorded,omitempty"`
 	// Quarantine holds the findings the case is quarantined for: it
 	// refuses every message until `knhk case release`.
 	Quarantine []receipt.Finding     `json:"quarantine,omitempty"`
@@ -200,7 +203,10 @@ func caseShowCmd() *cobra.Command {
 				return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
 			}
 			v := caseView{CaseID: args[0], Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
-			v.Verified = len(v.Findings) == 0
+			if v.Recorded, _, err = caseRecords(ctx, db, res.StateTable, args[0]); err != nil {
+				return err
+			}
+			v.Verified = len(v.Findings) == 0 && len(v.Recorded) == 0
 			if len(rs) > 0 && rs[0].Genesis != nil {
 				g := rs[0].Genesis
 				v.Tenant, v.Workflow = rs[0].Tenant, fmt.Sprintf("%s/%s:%s", g.Namespace, g.Workflow, g.Version)
@@ -223,7 +229,7 @@ func caseShowCmd() *cobra.Command {
 			}
 			printCase(cmd.OutOrStdout(), v)
 			if !v.Verified {
-				return withExit(3, fmt.Errorf("case %s: chain does not verify", v.CaseID))
+				return withExit(3, fmt.Errorf("case %s: chain does not verify or has open findings", v.CaseID))
 			}
 			if len(v.Quarantine) > 0 {
 				return withExit(3, fmt.Errorf("case %s is quarantined (release with `knhk case release %s --reason ...`)", v.CaseID, v.CaseID))
@@ -273,6 +279,9 @@ func printCase(w io.Writer, v caseView) {
 	fmt.Fprintf(w, "case      %s\ntenant    %s\nworkflow  %s\nstatus    %s\nreceipts  %d (chain verified: %t)\n", v.CaseID, v.Tenant, v.Workflow, v.Status, v.Receipts, v.Verified)
 	for _, f := range v.Findings {
 		fmt.Fprintf(w, "finding   %s\n", f)
+	}
+	for _, f := range v.Recorded {
+		fmt.Fprintf(w, "recorded  %s\n", f)
 	}
 	for _, f := range v.Quarantine {
 		fmt.Fprintf(w, "quarantined  %s\n", f)

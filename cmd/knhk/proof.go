@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +9,11 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/bundle"
-	"github.com/knhk/knhk/shared/signer"
+	"github.com/knhk/knhk/shared/receipt/checkpoint"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
 )
@@ -39,7 +37,7 @@ func init() {
 			if caseID == "" || out == "" {
 				return withExit(2, errors.New("--case and --out are required"))
 			}
-			cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable, stack.OutStateTable)
+			cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable, stack.OutCheckpointsTable, stack.OutCheckpointKeyID)
 			if err != nil {
 				return withExit(2, err)
 			}
@@ -51,17 +49,25 @@ func init() {
 			if len(bad) > 0 {
 				return withExit(exitTampered, fmt.Errorf("case %s has malformed receipts: %s", caseID, bad[0]))
 			}
-			p, head, err := store.NewState(db, res.StateTable).CaseProof(ctx, caseID)
+			pub, err := kmsKey(ctx, cfg, res)
 			if err != nil {
-				return fmt.Errorf("case %s: %w (run `knhk checkpoint create` first)", caseID, err)
+				return err
 			}
-			var pub crypto.PublicKey
-			if res.CheckpointKeyID != "" {
-				k, err := signer.NewKMS(kms.NewFromConfig(cfg), res.CheckpointKeyID).PublicKey(ctx)
-				if err != nil {
-					return err
-				}
-				pub = k
+			stored, err := store.NewCheckpoints(db, res.CheckpointsTable).Load(ctx)
+			if err != nil {
+				return err
+			}
+			l, err := checkpoint.VerifyLog(stored.Entries, pub)
+			if err != nil {
+				return withExit(exitTampered, err)
+			}
+			refs := l.Case(caseID)
+			if len(refs) == 0 {
+				return fmt.Errorf("case %s is not checkpointed yet (the checkpointer runs on a schedule; `knhk checkpoint create` runs it now)", caseID)
+			}
+			p, head, err := l.Proof(refs[len(refs)-1])
+			if err != nil {
+				return err
 			}
 			b, err := bundle.Assemble(rs, p, head, pub)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -137,20 +138,29 @@ func TestCheckpointAndProofOnLocalEndpoint(t *testing.T) {
 	if err := store.CreateTables(ctx, db, "receipts", "state"); err != nil {
 		t.Fatal(err)
 	}
+	if err := store.CreateCheckpointsTable(ctx, db, "checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("alerts")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region, "AWS_ACCESS_KEY_ID": "test",
 		"AWS_SECRET_ACCESS_KEY": "test", "KNHK_RECEIPTS_TABLE": "receipts", "KNHK_STATE_TABLE": "state",
-		"KNHK_CHECKPOINT_KEY_ID": aws.ToString(key.KeyMetadata.KeyId)} {
+		"KNHK_CHECKPOINT_KEY_ID": aws.ToString(key.KeyMetadata.KeyId), "KNHK_CHECKPOINTS_TABLE": "checkpoints",
+		"KNHK_ALERTS_TOPIC_ARN": aws.ToString(topic.TopicArn)} {
 		t.Setenv(k, v)
 	}
 	dir := t.TempDir()
 	outputs := filepath.Join(dir, "none.json")
-	write := func(caseID, salt string) {
+	cases := store.NewCases(db, "state")
+	write := func(caseID, salt string, n int) {
 		var prev *receipt.Receipt
-		for i := 0; i < 5; i++ {
+		for i := 0; i < n; i++ {
 			ev := history.Event{Type: history.TaskCompleted, Task: "/do/0/a", Output: json.RawMessage(fmt.Sprintf(`{"i":%d,"s":%q}`, i, salt))}
 			if i == 0 {
 				ev = history.Event{Type: history.CaseStarted, Genesis: &history.Genesis{Tenant: "acme", Workflow: "wf", Version: "1", DescriptorHash: strings.Repeat("cd", 32)}}
@@ -168,16 +178,19 @@ func TestCheckpointAndProofOnLocalEndpoint(t *testing.T) {
 			}
 			prev = r
 		}
+		// The verifier's watermark: what the checkpointer may sign.
+		if err := cases.SetWatermarks(ctx, map[string]receipt.Watermark{caseID: {Seq: prev.Seq, Hash: prev.Hash}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	write("case-1", "")
-	write("case-2", "")
+	write("case-1", "", 5)
+	write("case-2", "", 5)
 
-	cpFile := filepath.Join(dir, "cp.json")
-	out, errOut, code := run(t, "--outputs", outputs, "checkpoint", "create", "--period", "2026-03-01T10:00:00Z", "--out", cpFile)
+	out, errOut, code := run(t, "--outputs", outputs, "checkpoint", "create")
 	if code != 0 {
 		t.Fatalf("checkpoint create: %d %s", code, errOut)
 	}
-	if !strings.Contains(out, `"size": 2`) {
+	if !strings.Contains(out, `"size": 2`) || !strings.Contains(out, `"signed": 2`) {
 		t.Fatalf("tree head: %s", out)
 	}
 	bundleFile, pemFile := filepath.Join(dir, "case-1.bundle.json"), filepath.Join(dir, "key.pem")
@@ -199,13 +212,29 @@ func TestCheckpointAndProofOnLocalEndpoint(t *testing.T) {
 	if out, _, code := run(t, "proof", "verify", bad, "--public-key", pemFile); code != exitTampered || !strings.Contains(out, `"verified": false`) {
 		t.Fatalf("tampered bundle: %d %s", code, out)
 	}
-	if out, errOut, code := run(t, "--outputs", outputs, "verify", "--case", "case-1"); code != 0 || !strings.Contains(out, "signature verified") {
+	if out, errOut, code := run(t, "--outputs", outputs, "verify", "--case", "case-1"); code != 0 || !strings.Contains(out, "signatures verified") {
 		t.Fatalf("verify case: %d %s %s", code, out, errOut)
 	}
-	// A consistent rewrite passes the chain check but not the checkpoint.
-	write("case-1", "rewritten")
+	logFile := filepath.Join(dir, "log.json")
+	if _, errOut, code := run(t, "--outputs", outputs, "checkpoint", "export", "--out", logFile); code != 0 {
+		t.Fatalf("checkpoint export: %d %s", code, errOut)
+	}
+	if out, _, code := run(t, "checkpoint", "verify", "--file", logFile, "--public-key", pemFile); code != 0 || !strings.Contains(out, `"verified": true`) {
+		t.Fatalf("checkpoint verify: %d %s", code, out)
+	}
+	// A consistent rewrite, longer than the signed chain, passes the chain
+	// check but not the checkpoint; running the checkpointer does not
+	// launder it: the head is refused and recorded.
+	write("case-1", "rewritten", 7)
 	out, _, code = run(t, "--outputs", outputs, "verify", "--case", "case-1")
 	if code != exitTampered || !strings.Contains(out, string(receipt.NotCheckpointed)) {
 		t.Fatalf("rewritten case: %d %s", code, out)
+	}
+	if out, _, code := run(t, "--outputs", outputs, "checkpoint", "create"); code != exitTampered || !strings.Contains(out, string(receipt.CheckpointRefused)) {
+		t.Fatalf("checkpoint over a rewrite: %d %s", code, out)
+	}
+	out, _, code = run(t, "--outputs", outputs, "verify", "--case", "case-1")
+	if code != exitTampered || !strings.Contains(out, string(receipt.CheckpointRefused)) || !strings.Contains(out, "checkpoint 0 of 1") {
+		t.Fatalf("rewritten case after a checkpoint run: %d %s", code, out)
 	}
 }

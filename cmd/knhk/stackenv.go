@@ -55,12 +55,13 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 		return aws.Config{}, res, err
 	}
 	have := map[string]string{
-		stack.OutReceiptsTable:   res.ReceiptsTable,
-		stack.OutStateTable:      res.StateTable,
-		stack.OutWorkQueueURL:    res.WorkQueueURL,
-		stack.OutDeadLetterURL:   res.DeadLetterURL,
-		stack.OutAlertsTopicArn:  res.AlertsTopicArn,
-		stack.OutCheckpointKeyID: res.CheckpointKeyID,
+		stack.OutReceiptsTable:    res.ReceiptsTable,
+		stack.OutStateTable:       res.StateTable,
+		stack.OutWorkQueueURL:     res.WorkQueueURL,
+		stack.OutDeadLetterURL:    res.DeadLetterURL,
+		stack.OutAlertsTopicArn:   res.AlertsTopicArn,
+		stack.OutCheckpointKeyID:  res.CheckpointKeyID,
+		stack.OutCheckpointsTable: res.CheckpointsTable,
 	}
 	for _, k := range need {
 		if have[k] == "" {

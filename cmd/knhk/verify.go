@@ -12,12 +12,10 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/checkpoint"
-	"github.com/knhk/knhk/shared/signer"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
 )
@@ -34,8 +32,9 @@ func init() {
 		Use:   "verify (--file RECEIPTS.jsonl | --case ID)",
 		Short: "Verify receipt chains: every hash, every link, the sequence and the genesis",
 		Long: "verify recomputes every receipt hash and link, offline from a JSON-lines file of receipts " +
-			"or from the deployed receipts table for one case (where it also checks the case's latest signed " +
-			"checkpoint when there is one). It prints a JSON report and exits 0 when intact, 3 when tampered.",
+			"or from the deployed receipts table for one case, where it also checks the whole signed checkpoint log, " +
+			"every checkpoint that covers the case, and the findings and quarantine recorded against it. " +
+			"It prints a JSON report and exits 0 when intact, 3 when tampered or when any finding is recorded.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -162,14 +161,22 @@ func verifyCase(ctx context.Context, caseID string) (report, error) {
 	if len(rs) == 0 && len(bad) == 0 {
 		return rep, withExit(2, fmt.Errorf("case %s has no receipts", caseID))
 	}
-	if res.StateTable == "" || len(rs) == 0 {
+	if res.StateTable != "" {
+		recorded, quarantine, err := caseRecords(ctx, db, res.StateTable, caseID)
+		if err != nil {
+			return rep, err
+		}
+		rep.Findings = append(rep.Findings, recorded...)
+		rep.Findings = append(rep.Findings, quarantine...)
+	}
+	if res.CheckpointsTable == "" || len(rs) == 0 {
 		return rep, nil
 	}
-	p, head, err := store.NewState(db, res.StateTable).CaseProof(ctx, caseID)
-	if errors.Is(err, store.ErrNotFound) {
-		rep.Checkpoint = "not yet checkpointed"
-		return rep, nil
+	stored, err := store.NewCheckpoints(db, res.CheckpointsTable).Load(ctx)
+	if err != nil {
+		return rep, err
 	}
+	pub, err := kmsKey(ctx, cfg, res)
 	if err != nil {
 		return rep, err
 	}
@@ -177,34 +184,64 @@ func verifyCase(ctx context.Context, caseID string) (report, error) {
 		rep.Findings = append(rep.Findings, receipt.Finding{Kind: receipt.NotCheckpointed, Tenant: rs[0].Tenant, CaseID: caseID,
 			Seq: seq, Expected: exp, Actual: act, Detail: detail})
 	}
-	rep.Checkpoint = "checkpoint " + head.Period
-	var at *receipt.Receipt
+	l, err := checkpoint.VerifyLog(stored.Entries, pub)
+	if err != nil {
+		notCheckpointed(err.Error(), -1, "", "")
+		rep.Checkpoint = "the checkpoint log does not verify"
+		return rep, nil
+	}
+	refs := l.Case(caseID)
+	if len(refs) == 0 {
+		rep.Checkpoint = fmt.Sprintf("not yet checkpointed (log of %d checkpoints verified)", len(stored.Entries))
+		return rep, nil
+	}
+	bySeq := make(map[int64]*receipt.Receipt, len(rs))
 	for _, r := range rs {
-		if r.Seq == p.Leaf.Seq {
-			at = r
+		bySeq[r.Seq] = r
+	}
+	for _, ref := range refs {
+		h := ref.Head
+		at := bySeq[h.Seq]
+		switch {
+		case at == nil:
+			notCheckpointed(fmt.Sprintf("the head signed by checkpoint %d is missing from the chain", ref.Checkpoint), h.Seq, h.Hash, "")
+		case at.Hash != h.Hash:
+			notCheckpointed(fmt.Sprintf("the chain differs from the head signed by checkpoint %d", ref.Checkpoint), h.Seq, h.Hash, at.Hash)
+		case h.Tenant != rs[0].Tenant:
+			notCheckpointed(fmt.Sprintf("checkpoint %d signed the case for another tenant", ref.Checkpoint), h.Seq, h.Tenant, rs[0].Tenant)
 		}
 	}
-	switch {
-	case at == nil:
-		notCheckpointed("the checkpointed head is missing from the chain", p.Leaf.Seq, p.Leaf.Hash, "")
-	case at.Hash != p.Leaf.Hash:
-		notCheckpointed("the chain differs from the signed checkpoint", p.Leaf.Seq, p.Leaf.Hash, at.Hash)
+	last := refs[len(refs)-1]
+	p, head, err := l.Proof(last)
+	if err == nil {
+		err = p.Verify(&head)
 	}
-	if err := p.Verify(&head); err != nil {
-		notCheckpointed(err.Error(), p.Leaf.Seq, "", "")
+	if err != nil {
+		notCheckpointed(err.Error(), last.Head.Seq, "", "")
 	}
-	if res.CheckpointKeyID != "" {
-		pub, err := signer.NewKMS(kms.NewFromConfig(cfg), res.CheckpointKeyID).PublicKey(ctx)
-		if err != nil {
-			return rep, err
-		}
-		if err := head.Verify(pub); err != nil {
-			notCheckpointed("signed tree head: "+err.Error(), p.Leaf.Seq, "", "")
-		} else {
-			rep.Checkpoint += ", signature verified"
-		}
-	}
+	rep.Checkpoint = fmt.Sprintf("%d checkpoints cover the case, the latest at seq %d (checkpoint %d of %d, %s); log and signatures verified",
+		len(refs), last.Head.Seq, last.Checkpoint, len(stored.Entries), head.Period)
 	return rep, nil
+}
+
+// caseRecords returns what the verifier and checkpointer recorded against
+// a case: its findings, and its quarantine as findings.
+func caseRecords(ctx context.Context, db *dynamodb.Client, stateTable, caseID string) (recorded, quarantine []receipt.Finding, err error) {
+	if recorded, err = store.NewFindings(db, stateTable).Case(ctx, caseID); err != nil {
+		return nil, nil, err
+	}
+	for i := range recorded {
+		recorded[i].Detail = "recorded finding: " + recorded[i].Detail
+	}
+	q, err := store.NewCases(db, stateTable).Quarantined(ctx, caseID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range q {
+		f.Detail = "the case is quarantined: " + f.Detail
+		quarantine = append(quarantine, f)
+	}
+	return recorded, quarantine, nil
 }
 
 // readPublicKey reads a PEM public key file.

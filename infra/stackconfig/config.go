@@ -37,6 +37,8 @@ const (
 	CtxVerifierMaxRetries     = "verifierMaxRetryAttempts"
 	CtxVerifierMaxRecordAge   = "verifierMaxRecordAge"
 	CtxVerifierParallelism    = "verifierParallelizationFactor"
+	CtxCheckpointMinutes      = "checkpointEveryMinutes"
+	CtxCheckpointerTimeout    = "checkpointerTimeout"
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -108,6 +110,11 @@ type Config struct {
 	// keep 1 so that a case's receipts are verified in order.
 	VerifierParallelization int
 
+	// Checkpointer sizes the scheduled checkpointer (batch fields unused);
+	// CheckpointEveryMinutes is its schedule, rate(N minutes).
+	Checkpointer           FunctionConfig
+	CheckpointEveryMinutes int
+
 	// LogRetentionDays is the functions' log retention (a CloudWatch Logs value).
 	LogRetentionDays int
 	// LogLevel is the functions' application log level: debug, info, warn or error.
@@ -166,6 +173,8 @@ func DefaultConfig() Config {
 		VerifierMaxRetryAttempts:   5,
 		VerifierMaxRecordAgeSecs:   3600,
 		VerifierParallelization:    1,
+		Checkpointer:               FunctionConfig{MemoryMB: 512, TimeoutSecs: 300},
+		CheckpointEveryMinutes:     5,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -212,6 +221,8 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		{CtxVerifierMaxRetries, &c.VerifierMaxRetryAttempts, -1, 10000},
 		{CtxVerifierMaxRecordAge, &c.VerifierMaxRecordAgeSecs, -1, 604800},
 		{CtxVerifierParallelism, &c.VerifierParallelization, 1, 10},
+		{CtxCheckpointMinutes, &c.CheckpointEveryMinutes, 1, 1440},
+		{CtxCheckpointerTimeout, &c.Checkpointer.TimeoutSecs, 1, 900},
 		{CtxLogRetentionDays, &c.LogRetentionDays, 1, 3653},
 	}
 	for _, in := range ints {

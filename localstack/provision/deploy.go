@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -256,7 +257,19 @@ func Apply(ctx context.Context, cfg aws.Config, t *Template, opts Options) (*Dep
 			d.Results = append(d.Results, result)
 			continue
 		}
-		props, err := r.Resolve(nonNil(res.Properties))
+		// Properties the handler does not apply are not resolved either: a
+		// reference there (say a resource policy naming a role, which is
+		// not provisioned locally) must not keep the resource from being
+		// created. They are reported as not applied.
+		raw := nonNil(res.Properties)
+		ignored := unhonoured(raw, h.honours())
+		applied := make(map[string]any, len(raw))
+		for k, v := range raw {
+			if !slices.Contains(ignored, k) {
+				applied[k] = v
+			}
+		}
+		props, err := r.Resolve(applied)
 		if errors.Is(err, errNotDeployed) {
 			result.Action, result.Reason = Skipped, "needs a resource that is not provisioned locally: "+err.Error()
 			skippedWhy[lid] = result.Reason
@@ -273,7 +286,7 @@ func Apply(ctx context.Context, cfg aws.Config, t *Template, opts Options) (*Dep
 		}
 		deployed[lid] = p
 		result.PhysicalID, result.Action = p.ref, action
-		if ignored := unhonoured(pm, h.honours()); len(ignored) > 0 {
+		if len(ignored) > 0 {
 			result.Reason = "properties not applied locally: " + strings.Join(ignored, ", ")
 		}
 		d.Results = append(d.Results, result)

@@ -34,6 +34,12 @@ const (
 	CaseCancelled   Type = "case.cancelled"   // the workflow was cancelled
 )
 
+// Terminal reports whether an event of type t ends its case: nothing may
+// follow it in the chain.
+func (t Type) Terminal() bool {
+	return t == CaseCompleted || t == CaseFaulted || t == CaseCancelled
+}
+
 // Error is a Serverless Workflow DSL error (RFC 7807 problem details shape).
 type Error struct {
 	Type     string `json:"type"`               // e.g. https://serverlessworkflow.io/spec/1.0.0/errors/communication

@@ -605,3 +605,46 @@ func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
 	ya, _ := json.Marshal(y)
 	return string(xa) == string(ya)
 }
+
+// A correctly hashed and linked receipt after the terminal one, and a second
+// genesis, are findings of their own kinds, from a whole chain and from a
+// watermark that remembers the end.
+func TestAfterTerminalAndSecondGenesis(t *testing.T) {
+	rs := buildChain(t, "acme", "c", 4)
+	end := func(prev *Receipt) *Receipt {
+		r, err := New(prev, "acme", "c", history.Event{Type: history.CaseCompleted, Output: json.RawMessage(`{"ok":true}`), Started: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	done := append(slices.Clone(rs), end(rs[3]))
+	if fs := VerifyChain(done); len(fs) != 0 {
+		t.Fatalf("ended chain: %v", fs)
+	}
+	w, _ := VerifyFrom(Watermark{Seq: -1}, done)
+	if w.Ended != 4 || w.Seq != 4 {
+		t.Fatalf("watermark of an ended chain: %+v", w)
+	}
+	again := append(slices.Clone(done), end(done[4]))
+	fs := VerifyChain(again)
+	if !slices.Equal(kinds(fs), []Kind{AfterTerminal}) || fs[0].Seq != 5 {
+		t.Fatalf("second case.completed: %v", fs)
+	}
+	if _, fs := VerifyFrom(w, again[5:]); !slices.Equal(kinds(fs), []Kind{AfterTerminal}) {
+		t.Fatalf("after terminal from a watermark: %v", fs)
+	}
+	if got := (Watermark{Seq: 3, Hash: rs[3].Hash}).Through(again[4:]); got.Ended != 4 || got.Seq != 5 {
+		t.Fatalf("Through: %+v", got)
+	}
+
+	ls := lines(t, rs)
+	ls[3] = forge(t, ls[3], func(r *Receipt) {
+		r.Type = history.CaseStarted
+		r.Genesis = &Genesis{Tenant: "acme", Namespace: "payments", Workflow: "charge", Version: "1.0.0", DescriptorHash: descHash}
+	})
+	fs = VerifyChain(decodeAll(t, ls))
+	if !slices.Equal(kinds(fs), []Kind{SecondGenesis}) || fs[0].Seq != 3 {
+		t.Fatalf("second genesis: %v", fs)
+	}
+}

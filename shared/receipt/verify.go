@@ -14,20 +14,23 @@ type Kind string
 
 // Finding kinds. All are tampering except TTLExpired.
 const (
-	HashMismatch    Kind = "HashMismatch"    // content changed: the recomputed hash differs from the stored one
-	PayloadMismatch Kind = "PayloadMismatch" // an inline payload differs from its recorded hash
-	BrokenLink      Kind = "BrokenLink"      // prevHash is not the previous receipt's hash
-	Gap             Kind = "Gap"             // one or more sequence numbers are missing
-	UnexpectedSeq   Kind = "UnexpectedSeq"   // a duplicate or out-of-order sequence number
-	GenesisInvalid  Kind = "GenesisInvalid"  // receipt 0 is not a valid genesis, or a later one claims to be
-	CaseMismatch    Kind = "CaseMismatch"    // a receipt of another tenant or case inside the chain
-	Malformed       Kind = "Malformed"       // a stored record that does not decode as a receipt
-	Modified        Kind = "Modified"        // a stored receipt item was changed after it was written
-	Removed         Kind = "Removed"         // a stored receipt item was deleted
-	TTLExpired      Kind = "TTLExpired"      // a receipt item was deleted by the table's TTL (allowed)
-	NotCheckpointed Kind = "NotCheckpointed" // the chain head disagrees with a signed checkpoint
-	Truncated       Kind = "Truncated"       // receipts at the chain's tail are gone (seen by a reader that knew a longer chain)
-	HistoryInvalid  Kind = "HistoryInvalid"  // the receipts verify but do not form a history the workflow can have produced
+	HashMismatch      Kind = "HashMismatch"      // content changed: the recomputed hash differs from the stored one
+	PayloadMismatch   Kind = "PayloadMismatch"   // an inline payload differs from its recorded hash
+	BrokenLink        Kind = "BrokenLink"        // prevHash is not the previous receipt's hash
+	Gap               Kind = "Gap"               // one or more sequence numbers are missing
+	UnexpectedSeq     Kind = "UnexpectedSeq"     // a duplicate or out-of-order sequence number
+	GenesisInvalid    Kind = "GenesisInvalid"    // receipt 0 is not a valid genesis, or a later one claims to be
+	CaseMismatch      Kind = "CaseMismatch"      // a receipt of another tenant or case inside the chain
+	Malformed         Kind = "Malformed"         // a stored record that does not decode as a receipt
+	Modified          Kind = "Modified"          // a stored receipt item was changed after it was written
+	Removed           Kind = "Removed"           // a stored receipt item was deleted
+	TTLExpired        Kind = "TTLExpired"        // a receipt item was deleted by the table's TTL (allowed)
+	NotCheckpointed   Kind = "NotCheckpointed"   // the chain head disagrees with a signed checkpoint
+	Truncated         Kind = "Truncated"         // receipts at the chain's tail are gone (seen by a reader that knew a longer chain)
+	HistoryInvalid    Kind = "HistoryInvalid"    // the receipts verify but do not form a history the workflow can have produced
+	SecondGenesis     Kind = "SecondGenesis"     // a receipt after seq 0 claims to be a genesis (type case.started or a genesis member)
+	AfterTerminal     Kind = "AfterTerminal"     // a receipt follows the case's terminal receipt (case.completed, case.faulted, case.cancelled)
+	CheckpointRefused Kind = "CheckpointRefused" // the checkpointer refused to sign a head: the chain no longer extends the signed one
 )
 
 // Tamper reports whether the finding indicates tampering.
@@ -61,6 +64,24 @@ func (f Finding) String() string {
 type Watermark struct {
 	Seq  int64  `json:"seq"`
 	Hash string `json:"hash"`
+	// Ended is the seq of the chain's terminal receipt at or below Seq, 0
+	// while the case has not ended (seq 0 is always the genesis).
+	Ended int64 `json:"ended,omitempty"`
+}
+
+// Through returns the watermark advanced over rs (in seq order), the last
+// of which becomes the position; Ended records the first terminal receipt.
+func (w Watermark) Through(rs []*Receipt) Watermark {
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		if w.Ended == 0 && r.Type.Terminal() {
+			w.Ended = r.Seq
+		}
+		w.Seq, w.Hash = r.Seq, r.Hash
+	}
+	return w
 }
 
 // VerifyChain verifies a whole chain, receipts in stored order starting at
@@ -86,6 +107,7 @@ func VerifyFrom(w Watermark, rs []*Receipt) (Watermark, []Finding) {
 	v.started = true
 	v.expect = w.Seq + 1
 	v.lastHash = w.Hash
+	v.ended = w.Ended
 	if len(rs) > 0 && rs[0] != nil {
 		v.tenant, v.caseID = rs[0].Tenant, rs[0].CaseID
 	}
@@ -94,7 +116,7 @@ func VerifyFrom(w Watermark, rs []*Receipt) (Watermark, []Finding) {
 		n := len(v.out)
 		v.next(r)
 		if clean && len(v.out) == n {
-			w = Watermark{Seq: r.Seq, Hash: r.Hash}
+			w = Watermark{Seq: r.Seq, Hash: r.Hash, Ended: v.ended}
 		} else {
 			clean = false
 		}
@@ -108,6 +130,7 @@ type verifier struct {
 	started        bool
 	expect         int64
 	lastHash       string
+	ended          int64 // seq of the terminal receipt seen, 0 before
 	tenant, caseID string
 	out            []Finding
 }
@@ -142,6 +165,11 @@ func (v *verifier) next(r *Receipt) {
 		v.add(r, UnexpectedSeq, r.Seq, fmt.Sprint(v.expect), fmt.Sprint(r.Seq), "duplicate or out-of-order receipt")
 		return
 	}
+	if v.ended > 0 {
+		v.add(r, AfterTerminal, r.Seq, "", string(r.Type), fmt.Sprintf("receipt after the terminal receipt at seq %d", v.ended))
+	} else if r.Type.Terminal() {
+		v.ended = r.Seq
+	}
 	v.expect = r.Seq + 1
 	v.lastHash = r.Hash
 }
@@ -153,7 +181,10 @@ func (v *verifier) self(r *Receipt) {
 	for _, p := range r.payloadBad {
 		v.add(r, PayloadMismatch, r.Seq, "", "", p+" differs from "+p+"Hash")
 	}
-	if r.Seq == 0 || r.Type == history.CaseStarted || r.Genesis != nil {
+	switch {
+	case r.Seq != 0 && (r.Type == history.CaseStarted || r.Genesis != nil):
+		v.add(r, SecondGenesis, r.Seq, "", string(r.Type), fmt.Sprintf("genesis content at seq %d", r.Seq))
+	case r.Seq == 0:
 		if d := genesisProblem(r); d != "" {
 			v.add(r, GenesisInvalid, r.Seq, "", "", d)
 		}
@@ -186,8 +217,6 @@ func (v *verifier) checkHash(r *Receipt) {
 // the genesis, or "" when it is a valid genesis.
 func genesisProblem(r *Receipt) string {
 	switch {
-	case r.Seq != 0:
-		return fmt.Sprintf("genesis content at seq %d", r.Seq)
 	case r.Type != history.CaseStarted:
 		return fmt.Sprintf("type %s, want %s", r.Type, history.CaseStarted)
 	case r.PrevHash != ZeroHash:

@@ -19,6 +19,7 @@ const (
 	OutDeadLetterURL     = "DeadLetterQueueUrl"
 	OutAlertsTopicArn    = "AlertsTopicArn"
 	OutCheckpointKeyID   = "CheckpointKeyId"
+	OutCheckpointsTable  = "CheckpointsTableName"
 	OutDataKeyArn        = "DataKeyArn"
 )
 
@@ -30,16 +31,20 @@ type Resources struct {
 	DeadLetterURL   string
 	AlertsTopicArn  string
 	CheckpointKeyID string
+	// CheckpointsTable holds the signed checkpoint log; only the
+	// checkpointer can write it.
+	CheckpointsTable string
 }
 
 // envNames maps each resource to the environment variable that overrides it.
 var envNames = map[string]string{
-	OutReceiptsTable:   "KNHK_RECEIPTS_TABLE",
-	OutStateTable:      "KNHK_STATE_TABLE",
-	OutWorkQueueURL:    "KNHK_WORK_QUEUE_URL",
-	OutDeadLetterURL:   "KNHK_DLQ_URL",
-	OutAlertsTopicArn:  "KNHK_ALERTS_TOPIC_ARN",
-	OutCheckpointKeyID: "KNHK_CHECKPOINT_KEY_ID",
+	OutReceiptsTable:    "KNHK_RECEIPTS_TABLE",
+	OutStateTable:       "KNHK_STATE_TABLE",
+	OutWorkQueueURL:     "KNHK_WORK_QUEUE_URL",
+	OutDeadLetterURL:    "KNHK_DLQ_URL",
+	OutAlertsTopicArn:   "KNHK_ALERTS_TOPIC_ARN",
+	OutCheckpointKeyID:  "KNHK_CHECKPOINT_KEY_ID",
+	OutCheckpointsTable: "KNHK_CHECKPOINTS_TABLE",
 }
 
 // EnvName returns the environment variable that carries an output key.
@@ -70,12 +75,13 @@ func Resolve(outputsFile string) (Resources, error) {
 		return outs[key]
 	}
 	return Resources{
-		ReceiptsTable:   get(OutReceiptsTable),
-		StateTable:      get(OutStateTable),
-		WorkQueueURL:    get(OutWorkQueueURL),
-		DeadLetterURL:   get(OutDeadLetterURL),
-		AlertsTopicArn:  get(OutAlertsTopicArn),
-		CheckpointKeyID: get(OutCheckpointKeyID),
+		ReceiptsTable:    get(OutReceiptsTable),
+		StateTable:       get(OutStateTable),
+		WorkQueueURL:     get(OutWorkQueueURL),
+		DeadLetterURL:    get(OutDeadLetterURL),
+		AlertsTopicArn:   get(OutAlertsTopicArn),
+		CheckpointKeyID:  get(OutCheckpointKeyID),
+		CheckpointsTable: get(OutCheckpointsTable),
 	}, nil
 }
 

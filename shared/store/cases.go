@@ -243,12 +243,62 @@ func (c *Cases) SetWatermarks(ctx context.Context, ws map[string]receipt.Waterma
 		item := caseKey(id, "WATERMARK")
 		item["w"] = s(string(b))
 		item["seq"] = &types.AttributeValueMemberN{Value: fmt.Sprint(ws[id].Seq)}
+		item[attrGSI1PK] = s(WatermarksIndexPK)
+		item[attrGSI1SK] = s(c.now().UTC().Format(WatermarkTimeLayout) + "#" + id)
 		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 	}
 	if err := c.batchWrite(ctx, reqs); err != nil {
 		return fmt.Errorf("write %d watermarks: %w", len(reqs), err)
 	}
 	return nil
+}
+
+// WatermarksIndexPK is the gsi1pk of watermark items: the index lists the
+// watermarks by the time they were last written (gsi1sk
+// <WatermarkTimeLayout time>#<caseId>), so the checkpointer reads only the
+// cases that advanced.
+const WatermarksIndexPK = "WATERMARKS"
+
+// WatermarkTimeLayout is a fixed-width UTC time, so that index keys sort
+// by time.
+const WatermarkTimeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// CaseWatermark is one case's verified position.
+type CaseWatermark struct {
+	CaseID    string
+	Watermark receipt.Watermark
+	// Written is when the verifier last wrote it, in WatermarkTimeLayout.
+	Written string
+}
+
+// ChangedWatermarks lists the watermarks written at or after since, oldest
+// first, from the state table's index (eventually consistent: a caller
+// looks back a margin and ignores positions it has already handled).
+func (c *Cases) ChangedWatermarks(ctx context.Context, since time.Time) ([]CaseWatermark, error) {
+	p := dynamodb.NewQueryPaginator(c.db, &dynamodb.QueryInput{
+		TableName:              aws.String(c.table),
+		IndexName:              aws.String(FindingsIndex),
+		KeyConditionExpression: aws.String("gsi1pk = :p AND gsi1sk >= :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": s(WatermarksIndexPK), ":t": s(since.UTC().Format(WatermarkTimeLayout)),
+		},
+	})
+	var out []CaseWatermark
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list changed watermarks: %w", err)
+		}
+		for _, it := range page.Items {
+			var w receipt.Watermark
+			if err := json.Unmarshal([]byte(attrS(it, "w")), &w); err != nil {
+				return nil, fmt.Errorf("decode watermark %s: %w", attrS(it, AttrPK), err)
+			}
+			written, _, _ := strings.Cut(attrS(it, attrGSI1SK), "#")
+			out = append(out, CaseWatermark{CaseID: strings.TrimPrefix(attrS(it, AttrPK), "CASE#"), Watermark: w, Written: written})
+		}
+	}
+	return out, nil
 }
 
 // pause waits before a retry of unprocessed batch items: nothing before the

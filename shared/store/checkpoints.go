@@ -7,56 +7,186 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/checkpoint"
 	"github.com/knhk/knhk/shared/receipt/merkle"
 )
 
-// State table partition keys of checkpoints.
+// Items of the checkpoints table (pk S, sk S), which only the checkpointer
+// can write:
+//
+//	pk CHECKPOINT  sk <seq, 20 digits>              sth, consistency, chunks, cursor, signerKey
+//	pk LEAVES      sk <seq, 20 digits>#<chunk, 6>   leaves (JSON, up to LeavesPerChunk heads)
+//	pk LEASE#checkpointer  sk LEASE                 the run's lease (see Leases)
+//
+// A checkpoint and its leaves are written in one transaction, each item
+// only if absent: a checkpoint is never overwritten, never visible without
+// its leaves, and two runs cannot both write the same position.
 const (
-	// CheckpointPK holds one item per checkpoint, sk = its period.
 	CheckpointPK = "CHECKPOINT"
-	// ProofPKPrefix + caseId holds one item per checkpoint covering the
-	// case, sk = the period, with the case's inclusion proof.
-	ProofPKPrefix = "PROOF#"
+	leavesPK     = "LEAVES"
+	// LeavesPerChunk heads share one leaves item (well under 400 KB).
+	LeavesPerChunk = 1000
+	// MaxLeaves is the most heads one checkpoint appends: the transaction
+	// holds the checkpoint and at most 24 leaf chunks (under its 4 MB and
+	// 100-item limits). More heads wait for the next run.
+	MaxLeaves = 24 * LeavesPerChunk
 )
 
-// Heads scans the receipts table (strongly consistent, projecting only the
-// key, hash and tenant) and returns the head of every case. Its cost grows
-// with the table; it is meant for periodic checkpoints.
-func (s *Receipts) Heads(ctx context.Context) ([]merkle.Head, error) {
-	p := dynamodb.NewScanPaginator(s.db, &dynamodb.ScanInput{
-		TableName:                aws.String(s.table),
-		ProjectionExpression:     aws.String("#c, #s, #h, #t"),
-		ExpressionAttributeNames: map[string]string{"#c": receipt.AttrCase, "#s": receipt.AttrSeq, "#h": receipt.AttrHash, "#t": receipt.AttrTenant},
-		ConsistentRead:           aws.Bool(true),
+// CheckpointDB is the part of the DynamoDB client the checkpoint log uses.
+type CheckpointDB interface {
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Checkpoints is the adapter of the checkpoints table.
+type Checkpoints struct {
+	db    CheckpointDB
+	table string
+	now   func() time.Time
+}
+
+// NewCheckpoints returns the checkpoint log stored in the named table.
+func NewCheckpoints(db CheckpointDB, table string) *Checkpoints {
+	return &Checkpoints{db: db, table: table, now: time.Now}
+}
+
+// ErrCheckpointExists is returned when the checkpoint's position is taken.
+var ErrCheckpointExists = errors.New("a checkpoint at this position exists")
+
+// StoredLog is the checkpoint log as stored: its entries in seq order and
+// the cursor the last checkpoint recorded.
+type StoredLog struct {
+	Entries []checkpoint.Entry
+	// Cursor is the watermark time up to which the last checkpoint looked
+	// (see Cases.ChangedWatermarks); empty before the first.
+	Cursor string
+}
+
+func seqKey(seq uint64) string { return fmt.Sprintf("%020d", seq) }
+
+// Load reads the whole log: every checkpoint and its leaves (two strongly
+// consistent paginated Queries). It does not verify it (checkpoint.VerifyLog
+// does); entries whose leaves are missing fail that check.
+func (c *Checkpoints) Load(ctx context.Context) (StoredLog, error) {
+	var out StoredLog
+	bySeq := map[string]int{}
+	err := c.query(ctx, CheckpointPK, func(it map[string]types.AttributeValue) error {
+		var e checkpoint.Entry
+		if err := json.Unmarshal([]byte(attrS(it, "sth")), &e.Head); err != nil {
+			return fmt.Errorf("decode checkpoint %s: %w", attrS(it, AttrSK), err)
+		}
+		if err := json.Unmarshal([]byte(attrS(it, "consistency")), &e.Consistency); err != nil {
+			return fmt.Errorf("decode checkpoint %s consistency proof: %w", attrS(it, AttrSK), err)
+		}
+		bySeq[attrS(it, AttrSK)] = len(out.Entries)
+		out.Entries = append(out.Entries, e)
+		out.Cursor = attrS(it, "cursor")
+		return nil
 	})
-	byCase := map[string]merkle.Head{}
+	if err != nil {
+		return StoredLog{}, err
+	}
+	err = c.query(ctx, leavesPK, func(it map[string]types.AttributeValue) error {
+		sk := attrS(it, AttrSK)
+		seq, _, _ := strings.Cut(sk, "#")
+		i, ok := bySeq[seq]
+		if !ok {
+			return nil // leaves of a checkpoint that is not there: VerifyLog reports the gap
+		}
+		var hs []merkle.Head
+		if err := json.Unmarshal([]byte(attrS(it, "leaves")), &hs); err != nil {
+			return fmt.Errorf("decode checkpoint leaves %s: %w", sk, err)
+		}
+		out.Entries[i].Leaves = append(out.Entries[i].Leaves, hs...)
+		return nil
+	})
+	if err != nil {
+		return StoredLog{}, err
+	}
+	return out, nil
+}
+
+func (c *Checkpoints) query(ctx context.Context, pk string, each func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewQueryPaginator(c.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(c.table),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": s(pk)},
+		ConsistentRead:            aws.Bool(true),
+	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("scan chain heads: %w", err)
+			return fmt.Errorf("read checkpoint log (%s): %w", pk, err)
 		}
 		for _, it := range page.Items {
-			h := merkle.Head{Tenant: attrS(it, receipt.AttrTenant), CaseID: attrS(it, receipt.AttrCase), Seq: itemSeq(it), Hash: attrS(it, receipt.AttrHash)}
-			if h.CaseID == "" || h.Seq < 0 {
-				return nil, fmt.Errorf("scan chain heads: item without a valid key")
-			}
-			if cur, ok := byCase[h.CaseID]; !ok || h.Seq > cur.Seq {
-				byCase[h.CaseID] = h
+			if err := each(it); err != nil {
+				return err
 			}
 		}
 	}
-	out := make([]merkle.Head, 0, len(byCase))
-	for _, h := range byCase {
-		out = append(out, h)
+	return nil
+}
+
+// Commit stores a checkpoint and its leaves in one transaction, only if its
+// position is free (ErrCheckpointExists otherwise).
+func (c *Checkpoints) Commit(ctx context.Context, e checkpoint.Entry, signerKey, cursor string) error {
+	chunks := slices.Collect(slices.Chunk(e.Leaves, LeavesPerChunk))
+	if len(chunks) > MaxLeaves/LeavesPerChunk {
+		return fmt.Errorf("checkpoint %d: %d leaves, at most %d per checkpoint", e.Head.Seq, len(e.Leaves), MaxLeaves)
 	}
-	return out, nil
+	sth, err := json.Marshal(e.Head)
+	if err != nil {
+		return err
+	}
+	cons, err := json.Marshal(e.Consistency)
+	if err != nil {
+		return err
+	}
+	if e.Consistency == nil {
+		cons = []byte("[]")
+	}
+	put := func(item map[string]types.AttributeValue) types.TransactWriteItem {
+		return types.TransactWriteItem{Put: &types.Put{TableName: aws.String(c.table), Item: item,
+			ConditionExpression: aws.String("attribute_not_exists(pk)")}}
+	}
+	head := key(CheckpointPK, seqKey(e.Head.Seq))
+	head["sth"] = s(string(sth))
+	head["consistency"] = s(string(cons))
+	head["chunks"] = &types.AttributeValueMemberN{Value: strconv.Itoa(len(chunks))}
+	head["cursor"] = s(cursor)
+	head["signerKey"] = s(signerKey)
+	items := []types.TransactWriteItem{put(head)}
+	for i, ch := range chunks {
+		b, err := json.Marshal(ch)
+		if err != nil {
+			return err
+		}
+		it := key(leavesPK, fmt.Sprintf("%s#%06d", seqKey(e.Head.Seq), i))
+		it["leaves"] = s(string(b))
+		items = append(items, put(it))
+	}
+	_, err = c.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) {
+		for _, r := range tce.CancellationReasons {
+			if aws.ToString(r.Code) == "ConditionalCheckFailed" {
+				return fmt.Errorf("checkpoint %d: %w", e.Head.Seq, ErrCheckpointExists)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store checkpoint %d: %w", e.Head.Seq, err)
+	}
+	return nil
 }
 
 func attrS(item map[string]types.AttributeValue, name string) string {
@@ -67,57 +197,7 @@ func attrS(item map[string]types.AttributeValue, name string) string {
 }
 
 func key(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: pk}, AttrSK: &types.AttributeValueMemberS{Value: sk}}
-}
-
-// ErrCheckpointExists is returned when a checkpoint of the period exists.
-var ErrCheckpointExists = errors.New("checkpoint for this period exists")
-
-// PutCheckpoint stores a checkpoint (pk=CHECKPOINT, sk=period; never
-// overwritten) and, for each case it covers, the case's inclusion proof
-// (pk=PROOF#<caseId>, sk=period).
-func (s *State) PutCheckpoint(ctx context.Context, cp *checkpoint.Checkpoint) error {
-	sth, err := json.Marshal(cp.Head)
-	if err != nil {
-		return err
-	}
-	// Proofs first: a checkpoint item is only visible once all its proofs are.
-	var reqs []types.WriteRequest
-	for _, h := range cp.Heads {
-		p, err := cp.Proof(h.CaseID)
-		if err != nil {
-			return err
-		}
-		pj, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		it := key(ProofPKPrefix+h.CaseID, cp.Head.Period)
-		it["proof"] = &types.AttributeValueMemberS{Value: string(pj)}
-		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: it}})
-	}
-	if err := s.batchWrite(ctx, reqs); err != nil {
-		return fmt.Errorf("store checkpoint proofs: %w", err)
-	}
-	item := key(CheckpointPK, cp.Head.Period)
-	item["sth"] = &types.AttributeValueMemberS{Value: string(sth)}
-	item["size"] = &types.AttributeValueMemberN{Value: strconv.FormatUint(cp.Head.Size, 10)}
-	item["root"] = &types.AttributeValueMemberS{Value: cp.Head.Root}
-	item["signerKey"] = &types.AttributeValueMemberS{Value: cp.SignerKey}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                aws.String(s.table),
-		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": AttrPK},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return fmt.Errorf("checkpoint %s: %w", cp.Head.Period, ErrCheckpointExists)
-	}
-	if err != nil {
-		return fmt.Errorf("store checkpoint %s: %w", cp.Head.Period, err)
-	}
-	return nil
+	return map[string]types.AttributeValue{AttrPK: s(pk), AttrSK: s(sk)}
 }
 
 // batchWrite writes in batches of 25, resending unprocessed items with a
@@ -139,67 +219,4 @@ func (s *State) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 		}
 	}
 	return nil
-}
-
-// Checkpoint reads the tree head of a period.
-func (s *State) Checkpoint(ctx context.Context, period string) (checkpoint.TreeHead, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(CheckpointPK, period), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return checkpoint.TreeHead{}, fmt.Errorf("read checkpoint %s: %w", period, err)
-	}
-	if out.Item == nil {
-		return checkpoint.TreeHead{}, fmt.Errorf("checkpoint %s: %w", period, ErrNotFound)
-	}
-	return decodeHead(out.Item)
-}
-
-// LatestCheckpoint reads the most recent checkpoint's tree head.
-func (s *State) LatestCheckpoint(ctx context.Context) (checkpoint.TreeHead, error) {
-	items, err := s.last(ctx, CheckpointPK)
-	if err != nil {
-		return checkpoint.TreeHead{}, err
-	}
-	return decodeHead(items)
-}
-
-func (s *State) last(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
-	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
-		TableName:                 aws.String(s.table),
-		KeyConditionExpression:    aws.String("#pk = :pk"),
-		ExpressionAttributeNames:  map[string]string{"#pk": AttrPK},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}},
-		ScanIndexForward:          aws.Bool(false),
-		Limit:                     aws.Int32(1),
-		ConsistentRead:            aws.Bool(true),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("query %s: %w", pk, err)
-	}
-	if len(out.Items) == 0 {
-		return nil, fmt.Errorf("%s: %w", pk, ErrNotFound)
-	}
-	return out.Items[0], nil
-}
-
-func decodeHead(item map[string]types.AttributeValue) (checkpoint.TreeHead, error) {
-	var h checkpoint.TreeHead
-	if err := json.Unmarshal([]byte(attrS(item, "sth")), &h); err != nil {
-		return h, fmt.Errorf("decode checkpoint: %w", err)
-	}
-	return h, nil
-}
-
-// CaseProof returns the inclusion proof of a case's head in the latest
-// checkpoint that covers the case, and that checkpoint's tree head.
-func (s *State) CaseProof(ctx context.Context, caseID string) (checkpoint.Proof, checkpoint.TreeHead, error) {
-	item, err := s.last(ctx, ProofPKPrefix+caseID)
-	if err != nil {
-		return checkpoint.Proof{}, checkpoint.TreeHead{}, fmt.Errorf("proof of %s: %w", caseID, err)
-	}
-	var p checkpoint.Proof
-	if err := json.Unmarshal([]byte(attrS(item, "proof")), &p); err != nil {
-		return p, checkpoint.TreeHead{}, fmt.Errorf("decode proof of %s: %w", caseID, err)
-	}
-	h, err := s.Checkpoint(ctx, attrS(item, AttrSK))
-	return p, h, err
 }

@@ -36,8 +36,36 @@ func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTabl
 	if err != nil {
 		return fmt.Errorf("create receipts table: %w", err)
 	}
-	_, err = db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String(stateTable),
+	in := pkSKTable(stateTable)
+	in.AttributeDefinitions = append(in.AttributeDefinitions,
+		types.AttributeDefinition{AttributeName: aws.String(attrGSI1PK), AttributeType: types.ScalarAttributeTypeS},
+		types.AttributeDefinition{AttributeName: aws.String(attrGSI1SK), AttributeType: types.ScalarAttributeTypeS})
+	in.GlobalSecondaryIndexes = []types.GlobalSecondaryIndex{{
+		IndexName: aws.String(FindingsIndex),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(attrGSI1PK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(attrGSI1SK), KeyType: types.KeyTypeRange},
+		},
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+	}}
+	if _, err = db.CreateTable(ctx, in); err != nil {
+		return fmt.Errorf("create state table: %w", err)
+	}
+	return nil
+}
+
+// CreateCheckpointsTable creates the checkpoints table (pk S, sk S) for
+// local runs and tests.
+func CreateCheckpointsTable(ctx context.Context, db TableCreator, table string) error {
+	if _, err := db.CreateTable(ctx, pkSKTable(table)); err != nil {
+		return fmt.Errorf("create checkpoints table: %w", err)
+	}
+	return nil
+}
+
+func pkSKTable(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName: aws.String(name),
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
@@ -58,9 +86,5 @@ func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTabl
 			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
 		}},
 		BillingMode: types.BillingModePayPerRequest,
-	})
-	if err != nil {
-		return fmt.Errorf("create state table: %w", err)
 	}
-	return nil
 }

@@ -23,6 +23,11 @@ const (
 	ReceiptsVerified  = "ReceiptsVerified"  // Count: receipts checked by the verifier
 	IntegrityFindings = "IntegrityFindings" // Count: tamper findings of the verifier (alarm at > 0)
 	CheckpointsSigned = "CheckpointsSigned" // Count: signed chain-head checkpoints stored
+
+	CheckpointHeadsSigned  = "CheckpointHeadsSigned"  // Count: chain heads appended to the checkpoint log
+	CheckpointHeadsRefused = "CheckpointHeadsRefused" // Count: heads not signed: the chain no longer extends the signed or verified one (alarm at > 0)
+	CheckpointLogInvalid   = "CheckpointLogInvalid"   // Count: checkpointer runs that found the stored log broken and signed nothing
+
 	BreakerOpened     = "BreakerOpened"     // Count: circuit breakers that opened
 	BreakerRejected   = "BreakerRejected"   // Count: calls rejected by an open breaker
 	DLQBound          = "DLQBound"          // Count: messages reported failed on their last receive

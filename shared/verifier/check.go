@@ -61,7 +61,7 @@ func Advance(cur receipt.Watermark, missing []*receipt.Receipt, r *receipt.Recei
 	rs = append(rs, missing...)
 	rs = append(rs, r)
 	_, fs := receipt.VerifyFrom(cur, rs)
-	return receipt.Watermark{Seq: r.Seq, Hash: r.Hash}, fs
+	return cur.Through(rs), fs
 }
 
 // Redelivered checks a receipt delivered again at a seq already verified:

@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/receipt"
 )
 
@@ -240,5 +242,28 @@ func TestEarliestFailure(t *testing.T) {
 				t.Fatalf("failures %v, want %v", ids, tc.want)
 			}
 		})
+	}
+}
+
+// Advance carries where the case ended, so a receipt appended after the
+// terminal one is reported even when it arrives in a later batch, from the
+// stored watermark alone.
+func TestAdvanceAfterTerminal(t *testing.T) {
+	rs := buildChain(t, "acme", "case-end", 4)
+	end, err := receipt.New(rs[3], "acme", "case-end", history.Event{Type: history.CaseCompleted, Output: json.RawMessage(`{"ok":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, fs := Advance(receipt.Watermark{Seq: 3, Hash: rs[3].Hash}, nil, end)
+	if len(fs) != 0 || cur.Ended != end.Seq {
+		t.Fatalf("terminal receipt: %+v %v", cur, fs)
+	}
+	again, err := receipt.New(end, "acme", "case-end", history.Event{Type: history.CaseCompleted, Output: json.RawMessage(`{"ok":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := receipt.Watermark{Seq: cur.Seq, Hash: cur.Hash, Ended: cur.Ended} // as read back in a later batch
+	if _, fs := Advance(stored, nil, again); !slices.Equal(kinds(fs), []receipt.Kind{receipt.AfterTerminal}) {
+		t.Fatalf("second case.completed: %v", fs)
 	}
 }

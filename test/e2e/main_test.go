@@ -68,6 +68,7 @@ var suite struct {
 	logDir   string
 	tmp      string // self-contained: state, outputs, logs and fixtures
 	spans    string // self-contained: the local trace receiver's spans file
+	endpoint string // self-contained: the local endpoint's URL
 	template string // self-contained: the synthesized template
 }
 
@@ -143,6 +144,7 @@ func selfContained(ctx context.Context, root string) (func(), error) {
 	}
 	suite.logDir = filepath.Join(tmp, "logs")
 	suite.spans = filepath.Join(tmp, "spans.jsonl")
+	suite.endpoint = ep.URL
 	env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: tpl,
 		StatePath: filepath.Join(tmp, "stack-state.json"), OutputsPath: filepath.Join(tmp, "outputs.json"),
 		LogDir: suite.logDir, HostDir: hostDir, SpansPath: suite.spans,

@@ -26,8 +26,9 @@ import (
 // STH signature can never be replayed as a signature of anything else.
 const Domain = "knhk.sth.v1\x00"
 
-// Version is the tree head schema version.
-const Version = 1
+// Version is the tree head schema version. Version 2 heads form a log: each
+// names its predecessor and its position in the sequence of checkpoints.
+const Version = 2
 
 // TimeLayout is the format of TreeHead.Time.
 const TimeLayout = time.RFC3339Nano
@@ -48,6 +49,8 @@ type messageSigner interface {
 // TreeHead is a signed tree head. Everything but Signature is signed.
 type TreeHead struct {
 	V         int    `json:"v"`
+	Seq       uint64 `json:"seq"`      // position in the sequence of checkpoints, 0 for the first
+	Prev      string `json:"prevHead"` // hex Digest() of the predecessor, 64 zeros for the first
 	Size      uint64 `json:"size"`
 	Root      string `json:"rootHash"`  // hex Merkle tree hash
 	Period    string `json:"period"`    // what the checkpoint covers, e.g. 2026-03-01T12:00:00Z
@@ -63,8 +66,12 @@ func (h *TreeHead) Message() []byte {
 	b = jcs.AppendString(b, h.KeyID)
 	b = append(b, `,"period":`...)
 	b = jcs.AppendString(b, h.Period)
+	b = append(b, `,"prevHead":`...)
+	b = jcs.AppendString(b, h.Prev)
 	b = append(b, `,"rootHash":`...)
 	b = jcs.AppendString(b, h.Root)
+	b = append(b, `,"seq":`...)
+	b = jcs.AppendInt(b, int64(h.Seq))
 	b = append(b, `,"size":`...)
 	b = jcs.AppendInt(b, int64(h.Size))
 	b = append(b, `,"time":`...)
@@ -86,11 +93,14 @@ var (
 
 // Verify checks the head's fields and its signature with pub.
 func (h *TreeHead) Verify(pub crypto.PublicKey) error {
-	if h.V != Version || h.Size > jcs.MaxSafeInt {
-		return fmt.Errorf("%w: version %d, size %d", ErrMalformed, h.V, h.Size)
+	if h.V != Version || h.Size > jcs.MaxSafeInt || h.Seq > jcs.MaxSafeInt {
+		return fmt.Errorf("%w: version %d, size %d, seq %d", ErrMalformed, h.V, h.Size, h.Seq)
 	}
 	if _, err := merkle.ParseHash(h.Root); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if _, err := merkle.ParseHash(h.Prev); err != nil {
+		return fmt.Errorf("%w: prevHead: %w", ErrMalformed, err)
 	}
 	if _, err := time.Parse(TimeLayout, h.Time); err != nil {
 		return fmt.Errorf("%w: time: %w", ErrMalformed, err)
@@ -160,31 +170,41 @@ func Create(ctx context.Context, heads []merkle.Head, period string, now time.Ti
 	if err := c.build(); err != nil {
 		return nil, err
 	}
-	pub, err := s.PublicKey(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	keyID, err := KeyID(pub)
-	if err != nil {
+	c.Head = TreeHead{Size: c.tree.Size(), Root: c.tree.Root().String(), Period: period, Prev: merkle.ZeroHash}
+	var err error
+	if c.SignerKey, err = sign(ctx, &c.Head, now, s); err != nil {
 		return nil, err
 	}
-	c.Head = TreeHead{V: Version, Size: c.tree.Size(), Root: c.tree.Root().String(), Period: period,
-		Time: now.UTC().Format(TimeLayout), KeyID: keyID}
+	return c, nil
+}
+
+// sign completes h (version, time, key id), signs it and checks the fresh
+// signature; it returns the key the signer reported.
+func sign(ctx context.Context, h *TreeHead, now time.Time, s Signer) (string, error) {
+	pub, err := s.PublicKey(ctx)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if h.KeyID, err = KeyID(pub); err != nil {
+		return "", err
+	}
+	h.V, h.Time = Version, now.UTC().Format(TimeLayout)
 	var sig []byte
+	var signerKey string
 	if ms, ok := s.(messageSigner); ok {
-		sig, c.SignerKey, err = ms.SignMessage(ctx, c.Head.Message())
+		sig, signerKey, err = ms.SignMessage(ctx, h.Message())
 	} else {
-		d := c.Head.Digest()
-		sig, c.SignerKey, err = s.Sign(ctx, d[:])
+		d := h.Digest()
+		sig, signerKey, err = s.Sign(ctx, d[:])
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	c.Head.Signature = base64.StdEncoding.EncodeToString(sig)
-	if err := c.Head.Verify(pub); err != nil {
-		return nil, fmt.Errorf("checkpoint: fresh signature: %w", err)
+	h.Signature = base64.StdEncoding.EncodeToString(sig)
+	if err := h.Verify(pub); err != nil {
+		return "", fmt.Errorf("checkpoint: fresh signature: %w", err)
 	}
-	return c, nil
+	return signerKey, nil
 }
 
 // Load rebuilds a checkpoint from a stored head and its leaves, checking

@@ -93,7 +93,9 @@ func TestTreeHeadTamper(t *testing.T) {
 		"time":      func(h *TreeHead) { h.Time = "2001-09-09T01:46:41Z" },
 		"key id":    func(h *TreeHead) { h.KeyID = fmt.Sprintf("%064x", 2) },
 		"signature": func(h *TreeHead) { h.Signature = "A" + h.Signature[1:] },
-		"version":   func(h *TreeHead) { h.V = 2 },
+		"version":   func(h *TreeHead) { h.V = 1 },
+		"seq":       func(h *TreeHead) { h.Seq++ },
+		"prev":      func(h *TreeHead) { h.Prev = fmt.Sprintf("%064x", 3) },
 		"base64":    func(h *TreeHead) { h.Signature += "\n" },
 	}
 	for name, m := range mut {

@@ -40,6 +40,9 @@ const (
 	nodePrefix = 0x01
 )
 
+// ZeroHash is 64 hex zeros: the predecessor named by the first checkpoint.
+const ZeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
 // EmptyRoot is the root of the tree with no leaves: SHA-256 of nothing.
 var EmptyRoot = Hash(sha256.Sum256(nil))
 

@@ -175,3 +175,49 @@ func BenchmarkVerifyInclusion(b *testing.B) {
 		}
 	}
 }
+
+// Every pair of sizes up to 24: a flip in any hash of the proof, a dropped
+// or added hash, a wrong new root and swapped sizes each make the proof fail
+// (the sizes themselves are bound by the signed tree heads);
+// and the old tree rewritten at any one leaf is never consistent.
+func TestConsistencyTamperedProofsFail(t *testing.T) {
+	for n := 1; n <= 24; n++ {
+		_, leaves := data(n)
+		tr := New(leaves)
+		for m := 1; m < n; m++ {
+			p, err := tr.ConsistencyProof(uint64(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := New(leaves[:m]).Root()
+			for i := range p {
+				bad := slices.Clone(p)
+				bad[i][31] ^= 0x80
+				if VerifyConsistency(uint64(m), uint64(n), old, tr.Root(), bad) == nil {
+					t.Fatalf("%d->%d: hash %d flipped, accepted", m, n, i)
+				}
+			}
+			if VerifyConsistency(uint64(m), uint64(n), old, tr.Root(), p[:len(p)-1]) == nil {
+				t.Fatalf("%d->%d: shortened proof accepted", m, n)
+			}
+			if VerifyConsistency(uint64(m), uint64(n), old, tr.Root(), append(slices.Clone(p), old)) == nil {
+				t.Fatalf("%d->%d: lengthened proof accepted", m, n)
+			}
+			wrong := tr.Root()
+			wrong[0] ^= 1
+			if VerifyConsistency(uint64(m), uint64(n), old, wrong, p) == nil {
+				t.Fatalf("%d->%d: wrong new root accepted", m, n)
+			}
+			if VerifyConsistency(uint64(n), uint64(m), tr.Root(), old, p) == nil {
+				t.Fatalf("%d->%d: sizes swapped, accepted", m, n)
+			}
+			for j := 0; j < m; j++ {
+				other := slices.Clone(leaves[:m])
+				other[j][7] ^= 1
+				if VerifyConsistency(uint64(m), uint64(n), New(other).Root(), tr.Root(), p) == nil {
+					t.Fatalf("%d->%d: old leaf %d rewritten, accepted", m, n, j)
+				}
+			}
+		}
+	}
+}
