@@ -30,6 +30,8 @@ const (
 	BatchItemFailures = "BatchItemFailures" // Count: items reported back to Lambda for retry
 	DeadlineDeferred  = "DeadlineDeferred"  // Count: items not started for lack of remaining time
 	HandlerPanics     = "HandlerPanics"     // Count: recovered panics in message handlers
+	EventsDelivered   = "EventsDelivered"   // Count: event messages sent to the cases an external event matched
+	EventsUnmatched   = "EventsUnmatched"   // Count: external events that matched no waiting case
 )
 
 // Standard dimension names.

@@ -73,8 +73,10 @@ type walker struct {
 	arrived map[string]any // an event not yet consumed
 	secrets any
 	wfVar   any
-	input   any  // the case input after the workflow's input transformation
-	redrive bool // repeat the effects of pending calls and timers
+	input   any    // the case input after the workflow's input transformation
+	redrive bool   // repeat the effects of pending calls and timers
+	probe   bool   // Waits: record nothing, note what listen tasks wait for
+	waits   []Wait // what the probe found
 }
 
 // Decide advances the case st by the stimulus s: it folds the events it
@@ -158,6 +160,9 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 
 // emit appends an event to the decision and folds it into the state.
 func (w *walker) emit(e history.Event) error {
+	if w.probe {
+		return fmt.Errorf("waits: the walk would record %s: %w", e.Type, ErrNotAtRest)
+	}
 	if e.Started.IsZero() {
 		e.Started = w.now
 	}
