@@ -15,7 +15,11 @@ so results are unchanged (the serialized requests keep this safe).
 moto checks a received SQS message's retention by computing every queue
 attribute, three of which scan the whole queue: a receive from a queue of N
 messages cost O(N) per message returned. The launcher reads the retention
-period from the queue itself (same result). moto's clock, unix_time(), builds
+period from the queue itself (same result). A send computed the same
+attributes to read one of them (ContentBasedDeduplication): while a
+SendMessage or SendMessageBatch runs, the three counts answer 0 without
+walking the queue, so a send costs the same at any queue depth. moto's
+clock, unix_time(), builds
 two datetimes per call and SQS calls it twice per queued message whenever it
 counts messages (on every send, too); the launcher answers it from
 time.time() (same value). GetRecords answers are written with json.dumps
@@ -44,7 +48,9 @@ as on AWS, where a role session's UserId is the SenderId of what it sends.
 Request lines are not logged (werkzeug logs each one, a sixth of the
 endpoint's time under load); --log-requests turns them on. With the
 environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
-writes there, every 5 s and at exit, each operation's count and seconds.
+writes there, every 5 s and at exit, each operation's count and seconds,
+and under "SQS queue scans" how many times a queue's messages were walked
+(count) and the messages visited ("messages").
 """
 
 import argparse
@@ -203,7 +209,48 @@ def sender_recorded(init):
         if key:
             self.sender_id = principal(key)
 
+
+SENDING = threading.local()
+
+QUEUE_COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+
+
+def sending(send):
+    """SQSBackend.send_message(_batch) with the queue's message counts off."""
+
+    def wrapped(self, *args, **kwargs):
+        before = getattr(SENDING, "active", False)
+        SENDING.active = True
+        try:
+            return send(self, *args, **kwargs)
+        finally:
+            SENDING.active = before
+
     return wrapped
+
+
+def uncounted_while_sending(count):
+    """A Queue message count that a send does not compute: a send reads
+    the queue's attributes only for ContentBasedDeduplication."""
+
+    def get(self):
+        return 0 if getattr(SENDING, "active", False) else count.fget(self)
+
+    return property(get)
+
+
+def scan_counted(prop, stats):
+    """A Queue property that walks the queue, counted in the stats."""
+
+    def get(self):
+        stats.scanned(len(self._messages))
+        return prop.fget(self)
+
+    return property(get)
 
 
 class QuietRequestHandler(MotoRequestHandler):
@@ -230,6 +277,12 @@ class Stats:
             due = time.monotonic() - self.written > 5
         if due:
             self.write()
+
+    def scanned(self, messages):
+        with self.lock:
+            entry = self.ops.setdefault("SQS queue scans", {"count": 0, "seconds": 0.0, "messages": 0})
+            entry["count"] += 1
+            entry["messages"] += messages
 
     def write(self):
         with self.lock:
@@ -294,9 +347,17 @@ class SerializedDynamoDB:
         return self.app(environ, start_response)
 
 
-def patch_moto():
-    """Apply the changes the module docstring lists."""
+def patch_moto(stats=None):
+    """Apply the changes the module docstring lists; with stats, count the
+    walks of a queue's messages."""
     Table.query = partition_query(Table.query)
+    if stats is not None:
+        for name in QUEUE_COUNTS + ("messages",):
+            setattr(Queue, name, scan_counted(getattr(Queue, name), stats))
+    for name in QUEUE_COUNTS:
+        setattr(Queue, name, uncounted_while_sending(getattr(Queue, name)))
+    SQSBackend.send_message = sending(SQSBackend.send_message)
+    SQSBackend.send_message_batch = sending(SQSBackend.send_message_batch)
     SQSBackend.is_message_valid_based_on_retention_period = retained
     Queue.wait_for_messages = watched(Queue.wait_for_messages)
     Message.__init__ = sender_recorded(Message.__init__)
@@ -319,11 +380,11 @@ def main():
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    patch_moto()
     stats = None
     if os.environ.get("KNHK_ENDPOINT_STATS"):
         stats = Stats(os.environ["KNHK_ENDPOINT_STATS"])
         atexit.register(stats.write)
+    patch_moto(stats)
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

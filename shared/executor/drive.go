@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,8 +35,9 @@ type caseRun struct {
 	prog       *engine.Program
 	subs       engine.Pinned // the sub-workflows pinned at genesis
 	state      *engine.State
-	awaiting   bool     // a listen task waited when the chain was read
-	types      []string // the event types it waited for (nil: any)
+	awaiting   bool              // a listen task waited when the chain was read
+	keys       []store.ListenKey // the listen keys it was subscribed with
+	read       int               // receipts when the chain was read
 	// trace is the trace context of the message being handled; the
 	// messages this invocation sends for the case carry it on.
 	trace *message.Trace
@@ -136,7 +138,8 @@ func (x *Executor) open(ctx context.Context, tenant, caseID string) (*caseRun, e
 		}
 		return nil, fmt.Errorf("case %s: %w", caseID, err)
 	}
-	c.types, c.awaiting = listenTypes(c)
+	c.read = len(rs)
+	c.keys, c.awaiting = x.listenKeys(ctx, c)
 	return c, nil
 }
 
@@ -502,56 +505,78 @@ func (x *Executor) continuation(c *caseRun, reason message.Reason, ref string, d
 }
 
 // settle keeps the listen subscription in step with the case: present with
-// the event types its waiting listen tasks consume, absent otherwise.
+// the listen keys of its waiting listen tasks, absent otherwise. A case
+// that waits and recorded nothing new (a redelivered message) is
+// subscribed again, in case the write that followed its wait was lost.
 func (x *Executor) settle(ctx context.Context, c *caseRun) error {
-	types, now := []string(nil), false
+	keys, now := []store.ListenKey(nil), false
 	if !c.state.Terminal() {
-		types, now = listenTypes(c)
+		keys, now = x.listenKeys(ctx, c)
 	}
 	switch {
-	case now && (!c.awaiting || !slices.Equal(types, c.types)):
-		if err := x.cases.Subscribe(ctx, c.tenant, c.id, types); err != nil {
+	case now && (!c.awaiting || !slices.EqualFunc(keys, c.keys, sameKey) || len(c.receipts) == c.read):
+		var stale []store.ListenKey
+		if c.awaiting {
+			stale = c.keys
+		}
+		if err := x.cases.Subscribe(ctx, c.tenant, c.id, keys, stale); err != nil {
 			return fmt.Errorf("case %s: subscribe: %w", c.id, err)
 		}
 	case !now && c.awaiting:
-		if err := x.cases.Unsubscribe(ctx, c.tenant, c.id); err != nil {
+		if err := x.cases.Unsubscribe(ctx, c.tenant, c.id, c.keys); err != nil {
 			return fmt.Errorf("case %s: unsubscribe: %w", c.id, err)
 		}
 	}
-	c.awaiting, c.types = now, types
+	c.awaiting, c.keys, c.read = now, keys, len(c.receipts)
 	if c.state.Terminal() {
 		x.log.InfoContext(telemetry.WithSeq(ctx, int64(len(c.receipts)-1)), "case ended", "status", string(c.state.Status))
 	}
 	return nil
 }
 
-// listenTypes reports whether a listen task of the case waits, and the
-// event types the waiting tasks consume (nil: any type).
-func listenTypes(c *caseRun) ([]string, bool) {
-	var types []string
-	waiting, anyType := false, false
+// listenKeys reports whether a listen task of the case waits, and the
+// listen keys of its waits: per event filter, its type and the correlation
+// values the engine expects (see engine.Waits). When the engine cannot tell
+// (the case is not at rest), the case takes every event of its tenant: the
+// engine still decides what matches.
+func (x *Executor) listenKeys(ctx context.Context, c *caseRun) ([]store.ListenKey, bool) {
+	waiting := false
 	for _, r := range c.state.Records {
-		if r.Status != engine.RecAwaiting {
-			continue
+		if r.Status == engine.RecAwaiting {
+			waiting = true
+			break
 		}
-		waiting = true
-		t := c.desc.Workflow.Task(r.Task)
-		if t == nil || t.Listen == nil {
-			anyType = true
-			continue
-		}
-		ts := t.Listen.EventTypes()
-		if ts == nil {
-			anyType = true
-		}
-		types = append(types, ts...)
 	}
-	if anyType || !waiting {
-		return nil, waiting
+	if !waiting {
+		return nil, false
 	}
-	slices.Sort(types)
-	return slices.Compact(types), true
+	waits, err := c.prog.Waits(ctx, c.state, x.cfg.Engine)
+	if err != nil {
+		x.log.WarnContext(ctx, "listen keys unknown: the case takes every event of its tenant", "error", err.Error())
+		return []store.ListenKey{{}}, true
+	}
+	var keys []store.ListenKey
+	for _, w := range waits {
+		if len(w.Filters) == 0 {
+			keys = append(keys, store.ListenKey{})
+		}
+		for _, f := range w.Filters {
+			k := store.ListenKey{Type: f.Type}
+			for _, co := range f.Correlations {
+				v, err := json.Marshal(co.Expect)
+				if err != nil {
+					continue // left to the engine
+				}
+				k.Fields = append(k.Fields, store.ListenField{Name: co.Name, From: co.From, Value: v})
+			}
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b store.ListenKey) int { return strings.Compare(a.ID(), b.ID()) })
+	return slices.CompactFunc(keys, sameKey), true
 }
+
+func sameKey(a, b store.ListenKey) bool { return a.ID() == b.ID() }
 
 // quarantine records integrity findings, alerts once per case, and drops the
 // message: a broken chain is never extended.

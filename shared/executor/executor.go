@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/knhk/knhk/shared/tenancy"
 	"github.com/knhk/knhk/shared/workflow/engine"
 	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
+	"github.com/knhk/knhk/shared/workflow/expr"
 )
 
 // Chains reads and extends receipt chains.
@@ -69,9 +71,13 @@ type Cases interface {
 	// idempotency key with another input; first is true the first time for
 	// that input.
 	StartConflict(ctx context.Context, c store.StartConflict) (first bool, err error)
-	Subscribe(ctx context.Context, tenant, caseID string, eventTypes []string) error
-	Unsubscribe(ctx context.Context, tenant, caseID string) error
-	SubscribersFor(ctx context.Context, tenant, eventType string) ([]string, error)
+	// Subscribe records the listen keys a waiting case's events must match
+	// and drops the index entries of its stale keys.
+	Subscribe(ctx context.Context, tenant, caseID string, keys, stale []store.ListenKey) error
+	Unsubscribe(ctx context.Context, tenant, caseID string, keys []store.ListenKey) error
+	// ListenShapes and Listeners look up the cases an event matches.
+	ListenShapes(ctx context.Context, tenant string) ([]store.ListenKey, error)
+	Listeners(ctx context.Context, tenant string, key store.ListenKey) ([]string, error)
 	Blob(ctx context.Context, hash string) ([]byte, error)
 }
 
@@ -146,7 +152,8 @@ type Executor struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *telemetry.Metrics
-	progs   sync.Map // descriptor hash -> *engine.Program
+	progs   sync.Map   // descriptor hash -> *engine.Program
+	froms   expr.Cache // the listen index's correlation expressions
 }
 
 // Deps are the executor's collaborators.
@@ -510,16 +517,45 @@ func (x *Executor) awaitPosition(ctx context.Context, m *message.Continue, c *ca
 		m.CaseID, m.ExpectedSeq, len(c.receipts), x.cfg.SeqRereads+1))
 }
 
-// deliver hands an external event to every case of the tenant whose listen
-// task waits for its type; the engine decides whether it matches (the other
-// filters and correlation).
+// deliver hands an external event to the waiting cases it matches: for each
+// listen-key shape of the tenant that admits the event's type, it evaluates
+// the shape's correlation expressions on the event and reads the cases
+// subscribed with those values. Each matching case gets one event message;
+// the engine checks the event again (every filter and correlation). The
+// cost is one read per shape, whatever the number of waiting cases.
 func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event json.RawMessage, trace *message.Trace) error {
-	ids, err := x.cases.SubscribersFor(ctx, tenant, eventType)
+	shapes, err := x.cases.ListenShapes(ctx, tenant)
 	if err != nil {
 		return fmt.Errorf("deliver event: %w", err)
 	}
+	var ev any
+	if err := json.Unmarshal(event, &ev); err != nil {
+		return batch.Permanent(fmt.Errorf("deliver event: %w", err))
+	}
+	ev = expr.Normalize(ev)
+	var ids []string
+	for _, sh := range shapes {
+		if sh.Type != "" && sh.Type != eventType {
+			continue
+		}
+		key, err := x.eventKey(ctx, sh, ev)
+		if err != nil {
+			// This shape's cases cannot want the event: their engine would
+			// fail on the same expression.
+			x.log.WarnContext(ctx, "event skipped for a listen key: correlation does not evaluate", "tenant", tenant, "type", eventType, "error", err.Error())
+			continue
+		}
+		found, err := x.cases.Listeners(ctx, tenant, key)
+		if err != nil {
+			return fmt.Errorf("deliver event: %w", err)
+		}
+		ids = append(ids, found...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	if len(ids) == 0 {
-		x.log.InfoContext(ctx, "event consumed by no case: no listen task waits for it", "tenant", tenant, "type", eventType)
+		x.metrics.Add(telemetry.EventsUnmatched, telemetry.Count, 1)
+		x.log.InfoContext(ctx, "event matched no waiting case", "tenant", tenant, "type", eventType)
 		return nil
 	}
 	msgs := make([]queue.Message, 0, len(ids))
@@ -528,7 +564,31 @@ func (x *Executor) deliver(ctx context.Context, tenant, eventType string, event 
 			Kind: message.KindContinue, Tenant: tenant, CaseID: id, Reason: message.ReasonEvent, Event: event, Trace: trace,
 		}})
 	}
-	return x.send.Send(ctx, msgs...)
+	if err := x.send.Send(ctx, msgs...); err != nil {
+		return err
+	}
+	x.metrics.Add(telemetry.EventsDelivered, telemetry.Count, float64(len(msgs)))
+	return nil
+}
+
+// eventKey is the listen key an event has under shape sh: each field's
+// expression evaluated on the event alone (compiled once per source).
+func (x *Executor) eventKey(ctx context.Context, sh store.ListenKey, ev any) (store.ListenKey, error) {
+	values := make([]json.RawMessage, len(sh.Fields))
+	for i, f := range sh.Fields {
+		e, err := x.froms.Compile(f.From)
+		if err != nil {
+			return sh, err
+		}
+		v, err := e.Eval(ctx, ev, expr.Vars{})
+		if err != nil {
+			return sh, err
+		}
+		if values[i], err = json.Marshal(v); err != nil {
+			return sh, fmt.Errorf("correlation %s: %w", f.Name, err)
+		}
+	}
+	return sh.WithValues(values), nil
 }
 
 // withTrace adds a message's trace id and correlation id to the log context.

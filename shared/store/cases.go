@@ -28,7 +28,8 @@ type CaseDB interface {
 
 // Cases keeps per-case records in the state table: quarantine (pk
 // CASE#<case>, sk QUARANTINE), listen subscriptions (pk SUB#<tenant>, sk
-// <case>), verified watermarks (sk WATERMARK) and alert markers (sk ALERTED).
+// <case>) and their index (listen.go), verified watermarks (sk WATERMARK)
+// and alert markers (sk ALERTED).
 // Large inputs are read through the embedded State.
 type Cases struct {
 	*State
@@ -313,73 +314,4 @@ func pause(ctx context.Context, attempt int) error {
 	case <-time.After(time.Duration(10<<(attempt-1)) * time.Millisecond):
 		return nil
 	}
-}
-
-func subKey(tenant, caseID string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{AttrPK: s("SUB#" + tenant), AttrSK: s(caseID)}
-}
-
-// Subscribe records that a case waits for events of the given CloudEvent
-// types (any type when types is empty).
-func (c *Cases) Subscribe(ctx context.Context, tenant, caseID string, eventTypes []string) error {
-	item := subKey(tenant, caseID)
-	item["at"] = s(c.now().UTC().Format(time.RFC3339Nano))
-	if len(eventTypes) > 0 {
-		item["types"] = &types.AttributeValueMemberSS{Value: slices.Compact(slices.Sorted(slices.Values(eventTypes)))}
-	}
-	if _, err := c.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(c.table), Item: item}); err != nil {
-		return fmt.Errorf("subscribe %s: %w", caseID, err)
-	}
-	return nil
-}
-
-// Unsubscribe removes a case's subscription.
-func (c *Cases) Unsubscribe(ctx context.Context, tenant, caseID string) error {
-	if _, err := c.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(c.table), Key: subKey(tenant, caseID)}); err != nil {
-		return fmt.Errorf("unsubscribe %s: %w", caseID, err)
-	}
-	return nil
-}
-
-// Subscribers lists the cases of a tenant that wait for events.
-func (c *Cases) Subscribers(ctx context.Context, tenant string) ([]string, error) {
-	return c.SubscribersFor(ctx, tenant, "")
-}
-
-// SubscribersFor lists the cases of a tenant that wait for an event of the
-// given type (every waiting case when eventType is empty).
-func (c *Cases) SubscribersFor(ctx context.Context, tenant, eventType string) ([]string, error) {
-	var ids []string
-	var start map[string]types.AttributeValue
-	for {
-		out, err := c.db.Query(ctx, &dynamodb.QueryInput{
-			TableName:                 aws.String(c.table),
-			KeyConditionExpression:    aws.String("pk = :p"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("SUB#" + tenant)},
-			ConsistentRead:            aws.Bool(true),
-			ExclusiveStartKey:         start,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("subscribers of %s: %w", tenant, err)
-		}
-		for _, it := range out.Items {
-			id, ok := it[AttrSK].(*types.AttributeValueMemberS)
-			if ok && wants(it["types"], eventType) {
-				ids = append(ids, id.Value)
-			}
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return ids, nil
-		}
-		start = out.LastEvaluatedKey
-	}
-}
-
-// wants reports whether a subscription's types admit an event type.
-func wants(v types.AttributeValue, eventType string) bool {
-	set, ok := v.(*types.AttributeValueMemberSS)
-	if !ok || eventType == "" {
-		return true
-	}
-	return slices.Contains(set.Value, eventType)
 }

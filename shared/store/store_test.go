@@ -420,8 +420,9 @@ func TestAppendExact(t *testing.T) {
 	}
 }
 
-func TestSubscriptionsFilterByEventType(t *testing.T) {
-	db, _, st := tables(t)
+func TestListenIndexFindsOnlyMatchingCases(t *testing.T) {
+	cnt := &counter{ops: map[string]int{}}
+	db, _, st := tables(t, cnt.option)
 	ctx := context.Background()
 	c := NewCases(db, st)
 	must := func(err error) {
@@ -430,25 +431,93 @@ func TestSubscriptionsFilterByEventType(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(c.Subscribe(ctx, "acme", "claim-1", []string{"claim.decided", "claim.withdrawn", "claim.decided"}))
-	must(c.Subscribe(ctx, "acme", "any-1", nil))
-	must(c.Subscribe(ctx, "acme", "pay-1", []string{"payment.settled"}))
-	must(c.Subscribe(ctx, "other", "claim-9", []string{"claim.decided"}))
-	for typ, want := range map[string][]string{
-		"claim.decided":   {"any-1", "claim-1"},
-		"payment.settled": {"any-1", "pay-1"},
-		"unrelated":       {"any-1"},
-		"":                {"any-1", "claim-1", "pay-1"},
+	claim := func(id string) ListenKey {
+		return ListenKey{Type: "claim.decided", Fields: []ListenField{{Name: "claim", From: "${ .subject }", Value: json.RawMessage(`"` + id + `"`)}}}
+	}
+	anyEvent := ListenKey{}
+	// 50 claims wait, each for its own decision; two cases wait for any event.
+	for i := range 50 {
+		must(c.Subscribe(ctx, "acme", fmt.Sprintf("case-%02d", i), []ListenKey{claim(fmt.Sprintf("clm-%02d", i))}, nil))
+	}
+	must(c.Subscribe(ctx, "acme", "any-1", []ListenKey{anyEvent}, nil))
+	must(c.Subscribe(ctx, "acme", "any-2", []ListenKey{anyEvent, claim("clm-07")}, nil))
+	must(c.Subscribe(ctx, "acme#x", "alias-1", []ListenKey{claim("clm-07")}, nil)) // another tenant, same key
+	shapes, err := c.ListenShapes(ctx, "acme")
+	must(err)
+	if len(shapes) != 2 {
+		t.Fatalf("shapes = %+v, want the claim shape and the any-event shape", shapes)
+	}
+	for _, sh := range shapes {
+		for _, f := range sh.Fields {
+			if f.Value != nil {
+				t.Fatalf("a shape carries a value: %+v", sh)
+			}
+		}
+	}
+	cnt.mu.Lock()
+	cnt.ops = map[string]int{}
+	cnt.mu.Unlock()
+	for key, want := range map[string][]string{
+		"clm-07": {"any-2", "case-07"},
+		"clm-31": {"case-31"},
+		"clm-99": nil,
 	} {
-		got, err := c.SubscribersFor(ctx, "acme", typ)
+		got, err := c.Listeners(ctx, "acme", claim(key))
 		must(err)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
-			t.Errorf("SubscribersFor(%q) = %v, want %v", typ, got, want)
+			t.Errorf("Listeners(%s) = %v, want %v", key, got, want)
 		}
 	}
-	must(c.Unsubscribe(ctx, "acme", "claim-1"))
-	if got, _ := c.Subscribers(ctx, "acme"); len(got) != 2 {
-		t.Errorf("after unsubscribe: %v", got)
+	// One read per lookup, however many cases wait.
+	if want := map[string]int{"Query": 3}; !mapsEqual(cnt.ops, want) {
+		t.Errorf("three lookups sent %v, want %v", cnt.ops, want)
+	}
+	if got, _ := c.Listeners(ctx, "acme", anyEvent); len(got) != 2 {
+		t.Errorf("any-event listeners = %v", got)
+	}
+	if got, _ := c.Listeners(ctx, "acme#x", claim("clm-07")); !slices.Equal(got, []string{"alias-1"}) {
+		t.Errorf("listeners of tenant acme#x = %v", got)
+	}
+	// A case that now waits for another claim leaves its old entry.
+	must(c.Subscribe(ctx, "acme", "case-07", []ListenKey{claim("clm-70")}, []ListenKey{claim("clm-07")}))
+	if got, _ := c.Listeners(ctx, "acme", claim("clm-07")); !slices.Equal(got, []string{"any-2"}) {
+		t.Errorf("after resubscribe, clm-07 listeners = %v", got)
+	}
+	if got, _ := c.Listeners(ctx, "acme", claim("clm-70")); !slices.Equal(got, []string{"case-07"}) {
+		t.Errorf("after resubscribe, clm-70 listeners = %v", got)
+	}
+	must(c.Unsubscribe(ctx, "acme", "any-2", []ListenKey{anyEvent, claim("clm-07")}))
+	if got, _ := c.Listeners(ctx, "acme", claim("clm-07")); len(got) != 0 {
+		t.Errorf("after unsubscribe, clm-07 listeners = %v", got)
+	}
+	subs, err := c.Subscribers(ctx, "acme")
+	must(err)
+	if len(subs) != 51 || slices.Contains(subs, "any-2") {
+		t.Errorf("subscribers after unsubscribe: %d %v", len(subs), subs)
+	}
+}
+
+func TestListenKeyDigestsAreUnambiguous(t *testing.T) {
+	keys := []ListenKey{
+		{},
+		{Type: "a"},
+		{Type: "ab"},
+		{Type: "a", Fields: []ListenField{{Name: "b", From: ".x", Value: json.RawMessage(`1`)}}},
+		{Type: "a", Fields: []ListenField{{Name: "b", From: ".x", Value: json.RawMessage(`"1"`)}}},
+		{Type: "a", Fields: []ListenField{{Name: "b", From: ".x1", Value: json.RawMessage(`1`)}}},
+		{Type: "a", Fields: []ListenField{{Name: "b.x", From: "", Value: json.RawMessage(`1`)}}},
+		{Type: "a", Fields: []ListenField{{Name: "b", From: ".x"}, {Name: "c", From: ".y"}}},
+	}
+	seen := map[string]int{}
+	for i, k := range keys {
+		if j, dup := seen[k.ID()]; dup {
+			t.Errorf("keys %d and %d share the digest %s", j, i, k.ID())
+		}
+		seen[k.ID()] = i
+	}
+	v := keys[3]
+	if v.shape() != keys[4].shape() || v.shape() == v.ID() || v.WithValues([]json.RawMessage{json.RawMessage(`1`)}).ID() != v.ID() {
+		t.Errorf("a shape must ignore values and WithValues must restore them")
 	}
 }

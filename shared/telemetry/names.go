@@ -44,8 +44,10 @@ const (
 	QuarantineRefused = "QuarantineRefused"
 	// StartConflicts counts start messages that reused an idempotency key
 	// with an input other than the one the case was started with.
-	StartConflicts = "StartConflicts"
-	Unauthorized   = "Unauthorized" // Count: messages refused because their sender may not act for the tenant
+	StartConflicts  = "StartConflicts"
+	Unauthorized    = "Unauthorized"    // Count: messages refused because their sender may not act for the tenant
+	EventsDelivered = "EventsDelivered" // Count: event messages sent to the cases an external event matched
+	EventsUnmatched = "EventsUnmatched" // Count: external events that matched no waiting case
 )
 
 // Standard dimension names.

@@ -16,8 +16,10 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/knhk/knhk/localstack/localrun"
+	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // TestThroughput1000 is the load measurement (KNHK_E2E_LOAD=1): 1,000
@@ -93,6 +95,64 @@ func TestThroughput1000(t *testing.T) {
 		bound := c.rate / writesPerCase
 		t.Logf("ceiling %s: %.0f conditional PutItem/s (16 writers, 10 s); / writes-per-case = %.1f cases/s; achieved %.1f cases/s = %.0f%% of it",
 			c.name, c.rate, bound, rate, 100*rate/bound)
+	}
+}
+
+// TestMixedLoad1000 is the mixed load (KNHK_E2E_LOAD=1): 1,000 cases
+// cycling through every sample workflow, the insurance claims among them
+// waiting for their adjuster's decision, which Await sends once a claim is
+// subscribed. Every case must complete with a verified chain and every
+// claim consume exactly its own decision. It logs the wall time, latency
+// quantiles and the event messages sent per external event.
+func TestMixedLoad1000(t *testing.T) {
+	if os.Getenv(envLoad) != "1" {
+		t.Skipf("load measurement: set %s=1 to run it", envLoad)
+	}
+	noteFailure(t)
+	ctx := ctxFor(t, 30*time.Minute)
+	const n = 1000
+	cases, err := localrun.Mix(suite.samples, n, suite.tenant, suite.run+"-mix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := 0
+	for _, c := range cases {
+		if c.Workflow == "insurance-claim" {
+			claims++
+		}
+	}
+	started := time.Now()
+	if err := localrun.Submit(ctx, suite.work, cases); err != nil {
+		t.Fatal(err)
+	}
+	outs := awaitAll(t, ctx, cases)
+	wall := time.Since(started)
+	sum, err := localrun.Summarize(outs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK() {
+		t.Fatalf("not every case completed with a verified chain: %+v, findings %v", sum.Rows, sum.Findings)
+	}
+	for _, c := range cases {
+		if c.Workflow != "insurance-claim" {
+			continue
+		}
+		got := 0
+		for _, r := range readChain(t, ctx, c.ID) {
+			if r.Type == history.EventReceived {
+				got++
+			}
+		}
+		if got != 1 {
+			t.Fatalf("claim %s consumed %d events, want its own decision only", c.ID, got)
+		}
+	}
+	t.Logf("%d mixed cases (%d claims) completed and verified in %s: p50 %s, p99 %s, %d receipts",
+		n, claims, wall.Round(time.Second), sum.P50.Round(time.Millisecond), sum.P99.Round(time.Millisecond), sum.Receipts)
+	delivered, err := metricSum(ctx, telemetry.EventsDelivered, started)
+	if err == nil {
+		t.Logf("event messages sent: %.0f for %d adjuster decisions (%.2f per decision)", delivered, claims, delivered/float64(claims))
 	}
 }
 

@@ -78,8 +78,10 @@ type walker struct {
 	secrets any
 	red     *redact.Redactor // what recorded events must not hold
 	wfVar   any
-	input   any  // the case input after the workflow's input transformation
-	redrive bool // repeat the effects of pending calls and timers
+	input   any    // the case input after the workflow's input transformation
+	redrive bool   // repeat the effects of pending calls and timers
+	probe   bool   // Waits: record nothing, note what listen tasks wait for
+	waits   []Wait // what the probe found
 }
 
 // Decide advances the case st by the stimulus s: it folds the events it
@@ -181,6 +183,9 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 // event is redacted first and checked against the limits, so the state is
 // always the fold of exactly what the receipts record.
 func (w *walker) emit(e history.Event) error {
+	if w.probe {
+		return fmt.Errorf("waits: the walk would record %s: %w", e.Type, ErrNotAtRest)
+	}
 	if e.Started.IsZero() {
 		e.Started = w.now
 	}

@@ -224,6 +224,9 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 		}
 	}
 	if !complete {
+		if w.probe {
+			w.noteWait(n, in, sc)
+		}
 		return blocked()
 	}
 	out := w.listenOutput(ls, received)
