@@ -81,6 +81,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.DynamoDBE
 		Cases:    store.NewCases(ddb, s.state),
 		Findings: store.NewFindings(ddb, s.state),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
+		SLIs:     store.NewSLIs(ddb, s.state),
 		Log:      log,
 		Metrics:  metrics,
 		Out:      os.Stdout,

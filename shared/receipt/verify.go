@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"time"
 
 	"github.com/knhk/knhk/shared/history"
 )
@@ -67,6 +68,18 @@ type Watermark struct {
 	// Ended is the seq of the chain's terminal receipt at or below Seq, 0
 	// while the case has not ended (seq 0 is always the genesis).
 	Ended int64 `json:"ended,omitempty"`
+	// Workflow and Started are the genesis receipt's workflow name and
+	// time, kept so that the case's latency and outcome can be measured
+	// when its terminal receipt is verified, without reading the chain.
+	Workflow string    `json:"workflow,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+}
+
+// noteGenesis records the workflow and time of a genesis receipt.
+func (w *Watermark) noteGenesis(r *Receipt) {
+	if r.Seq == 0 && r.Genesis != nil {
+		w.Workflow, w.Started = r.Genesis.Workflow, r.Started
+	}
 }
 
 // Through returns the watermark advanced over rs (in seq order), the last
@@ -79,6 +92,7 @@ func (w Watermark) Through(rs []*Receipt) Watermark {
 		if w.Ended == 0 && r.Type.Terminal() {
 			w.Ended = r.Seq
 		}
+		w.noteGenesis(r)
 		w.Seq, w.Hash = r.Seq, r.Hash
 	}
 	return w
@@ -116,7 +130,8 @@ func VerifyFrom(w Watermark, rs []*Receipt) (Watermark, []Finding) {
 		n := len(v.out)
 		v.next(r)
 		if clean && len(v.out) == n {
-			w = Watermark{Seq: r.Seq, Hash: r.Hash, Ended: v.ended}
+			w.Seq, w.Hash, w.Ended = r.Seq, r.Hash, v.ended
+			w.noteGenesis(r)
 		} else {
 			clean = false
 		}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/knhk/knhk/shared/history"
 )
 
 // latencies draws n log-normal latencies in milliseconds (median ~e^mu).
@@ -302,5 +304,37 @@ func BenchmarkMergeMinuteSketches(b *testing.B) {
 		}
 		dst := NewSketch()
 		_ = dst.MergeWith(s)
+	}
+}
+
+func TestOutcomeOf(t *testing.T) {
+	const spec = "https://serverlessworkflow.io/spec/1.0.0/errors/"
+	for _, tc := range []struct {
+		name string
+		t    history.Type
+		e    *history.Error
+		want Outcome
+		ok   bool
+	}{
+		{"completed", history.CaseCompleted, nil, Completed, true},
+		{"cancelled is not counted", history.CaseCancelled, nil, 0, false},
+		{"not terminal", history.TaskFaulted, &history.Error{Status: 500}, 0, false},
+		{"timeout type", history.CaseFaulted, &history.Error{Type: spec + "timeout", Status: 408}, TimedOut, true},
+		{"timeout type without status", history.CaseFaulted, &history.Error{Type: spec + "timeout"}, TimedOut, true},
+		{"gateway timeout", history.CaseFaulted, &history.Error{Type: spec + "communication", Status: 504}, TimedOut, true},
+		{"dependency failed", history.CaseFaulted, &history.Error{Type: spec + "communication", Status: 503}, PlatformFaulted, true},
+		{"runtime", history.CaseFaulted, &history.Error{Type: spec + "runtime", Status: 500}, PlatformFaulted, true},
+		{"no error", history.CaseFaulted, nil, PlatformFaulted, true},
+		{"no status", history.CaseFaulted, &history.Error{Type: "https://acme.example/errors/declined"}, PlatformFaulted, true},
+		{"raised business error", history.CaseFaulted, &history.Error{Type: "https://acme.example/errors/declined", Status: 402}, WorkflowFaulted, true},
+		{"validation", history.CaseFaulted, &history.Error{Type: spec + "validation", Status: 400}, WorkflowFaulted, true},
+		{"authorization", history.CaseFaulted, &history.Error{Type: spec + "authorization", Status: 403}, WorkflowFaulted, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := OutcomeOf(tc.t, tc.e)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("OutcomeOf = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
 	}
 }

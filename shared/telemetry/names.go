@@ -23,6 +23,8 @@ const (
 	ReceiptsVerified  = "ReceiptsVerified"  // Count: receipts checked by the verifier
 	IntegrityFindings = "IntegrityFindings" // Count: tamper findings of the verifier (alarm at > 0)
 	CheckpointsSigned = "CheckpointsSigned" // Count: signed chain-head checkpoints stored
+	SLICasesRecorded  = "SLICasesRecorded"  // Count: ended cases folded into service-level buckets by the verifier
+	SLIWriteErrors    = "SLIWriteErrors"    // Count: verifier batches whose service-level buckets were not written
 
 	CheckpointHeadsSigned  = "CheckpointHeadsSigned"  // Count: chain heads appended to the checkpoint log
 	CheckpointHeadsRefused = "CheckpointHeadsRefused" // Count: heads not signed: the chain no longer extends the signed or verified one (alarm at > 0)

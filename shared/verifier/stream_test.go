@@ -126,6 +126,7 @@ func (e *env) verifierTo(t *testing.T, stateTable, topic string) *harness {
 		Cases:    store.NewCases(db, stateTable),
 		Findings: store.NewFindings(db, stateTable),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(e.cfg), topic),
+		SLIs:     store.NewSLIs(db, stateTable),
 		Log:      telemetry.NewLogger(&h.logs, nil),
 		Metrics:  metrics,
 		Out:      &h.metrics,
@@ -414,6 +415,8 @@ func findingKinds(fs []receipt.Finding) []string {
 
 func TestOnLocalEndpoint(t *testing.T) {
 	e := newEnv(t)
+
+	t.Run("service levels", func(t *testing.T) { testServiceLevels(t, e) })
 
 	t.Run("clean chain", func(t *testing.T) {
 		caseID, rs := e.appendCase(t, "clean", 20)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/knhk/knhk/shared/batch"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/telemetry"
 )
 
@@ -48,6 +49,11 @@ type Findings interface {
 	Alerted(ctx context.Context, caseID string) (bool, error)
 }
 
+// SLIs keeps service-level buckets.
+type SLIs interface {
+	PutBuckets(ctx context.Context, batch string, bs []*sla.Bucket) error
+}
+
 // Alerter sends operator alerts.
 type Alerter interface {
 	Alert(ctx context.Context, subject, body string) error
@@ -61,6 +67,7 @@ type Deps struct {
 	Cases    Cases
 	Findings Findings
 	Alerts   Alerter
+	SLIs     SLIs // optional: where the outcomes of the cases that end are folded
 	Log      *slog.Logger
 	Metrics  *telemetry.Metrics
 	Out      io.Writer // where metrics are flushed after every invocation
@@ -144,6 +151,8 @@ func (inv *invocation) process(ctx context.Context, ev events.DynamoDBEvent) eve
 		// first record of a case whose position was not written.
 		d.Log.ErrorContext(ctx, "watermarks not written; batch reported for retry", "error", err.Error())
 		resp = earliest(ev.Records, resp, inv.firstOfAdvanced(ev.Records))
+	} else {
+		inv.saveSLI(ctx)
 	}
 	return resp
 }
@@ -156,6 +165,20 @@ type caseState struct {
 	known   map[int64]string  // verified hashes by seq, for redeliveries
 	alerted bool              // the case's alert is known to be out
 	failed  bool              // a record of the case is reported for retry
+	// end is the terminal receipt verified in this invocation, if any;
+	// tampered says a tamper finding of the case was reported.
+	end      *receipt.Receipt
+	tampered bool
+}
+
+// noteEnd keeps the terminal receipt among rs, the receipts the position
+// just advanced over.
+func (cs *caseState) noteEnd(rs ...*receipt.Receipt) {
+	for _, r := range rs {
+		if r != nil && r.Type.Terminal() && r.Seq == cs.cur.Ended {
+			cs.end = r
+		}
+	}
 }
 
 type invocation struct {
@@ -293,6 +316,7 @@ func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState,
 	case Link:
 		var link []receipt.Finding
 		cs.cur, link = Advance(cs.cur, nil, r)
+		cs.noteEnd(r)
 		fs = append(fs, withoutSelf(link, fs)...)
 		cs.known[r.Seq] = r.Hash
 	case CatchUp:
@@ -304,6 +328,7 @@ func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState,
 		d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, float64(len(missing)))
 		var link []receipt.Finding
 		cs.cur, link = Advance(cs.cur, missing, r)
+		cs.noteEnd(append(missing, r)...)
 		fs = append(fs, bad...)
 		fs = append(fs, withoutSelf(link, fs)...)
 		for _, m := range missing {
@@ -341,6 +366,9 @@ func (inv *invocation) report(ctx context.Context, cs *caseState, fs []receipt.F
 			d.Log.InfoContext(fctx, "receipt expired by time to live", "kind", string(f.Kind), "expected", f.Expected)
 			d.Metrics.Add(ReceiptsExpired, telemetry.Count, 1)
 			continue
+		}
+		if cs != nil {
+			cs.tampered = true
 		}
 		created := true
 		if f.CaseID != "" {
