@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -154,4 +155,52 @@ func decodeBucket(it map[string]types.AttributeValue) (*sla.Bucket, error) {
 		}
 	}
 	return b, nil
+}
+
+// slaReportsPK is the partition of the latest SLA reports, one item per
+// workflow (sk the workflow name, or the platform's key).
+const slaReportsPK = "SLA#REPORT"
+
+// PutReports stores the latest reports, replacing the previous ones of the
+// same workflows (in requests of 25).
+func (l *SLIs) PutReports(ctx context.Context, rs []sla.Report) error {
+	reqs := make([]types.WriteRequest, 0, len(rs))
+	for _, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode sla report of %q: %w", r.Workflow, err)
+		}
+		item := key(slaReportsPK, r.Workflow)
+		item["report"] = s(string(b))
+		item["at"] = num(r.To.Unix())
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+	}
+	if err := l.batchWrite(ctx, reqs); err != nil {
+		return fmt.Errorf("write %d sla reports: %w", len(reqs), err)
+	}
+	return nil
+}
+
+// Reports reads the latest stored reports, in workflow order.
+func (l *SLIs) Reports(ctx context.Context) ([]sla.Report, error) {
+	p := dynamodb.NewQueryPaginator(l.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(l.table),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": s(slaReportsPK)},
+	})
+	var out []sla.Report
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read sla reports: %w", err)
+		}
+		for _, it := range page.Items {
+			var r sla.Report
+			if err := json.Unmarshal([]byte(attrS(it, "report")), &r); err != nil {
+				return nil, fmt.Errorf("decode sla report %s: %w", attrS(it, AttrSK), err)
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

@@ -26,6 +26,15 @@ const (
 	SLICasesRecorded  = "SLICasesRecorded"  // Count: ended cases folded into service-level buckets by the verifier
 	SLIWriteErrors    = "SLIWriteErrors"    // Count: verifier batches whose service-level buckets were not written
 
+	SLAAvailability    = "SLAAvailability"    // None: good / valid cases over the objective's window (dimension Workflow)
+	SLALatencyP50      = "SLALatencyP50"      // Milliseconds: median case latency over the window, from merged sketches
+	SLALatencyP99      = "SLALatencyP99"      // Milliseconds: 99th percentile case latency
+	SLALatencyP999     = "SLALatencyP999"     // Milliseconds: 99.9th percentile case latency
+	SLALatencyBreach   = "SLALatencyBreach"   // None: 1 when p50 or p99 exceeds the objective, else 0
+	SLABudgetRemaining = "SLABudgetRemaining" // None: fraction of the error budget left (negative when overspent)
+	SLABurnRate        = "SLABurnRate"        // None: budget burn rate over one window (dimensions Workflow, Window)
+	SLARuns            = "SLARuns"            // Count: SLA job runs that computed reports (a run that lost the lease counts nothing)
+
 	CheckpointHeadsSigned  = "CheckpointHeadsSigned"  // Count: chain heads appended to the checkpoint log
 	CheckpointHeadsRefused = "CheckpointHeadsRefused" // Count: heads not signed: the chain no longer extends the signed or verified one (alarm at > 0)
 	CheckpointLogInvalid   = "CheckpointLogInvalid"   // Count: checkpointer runs that found the stored log broken and signed nothing
@@ -57,4 +66,5 @@ const (
 	DimFunction = "Function" // the function's short name ("executor", "verifier"), which the alarms watch
 	DimWorkflow = "Workflow" // the workflow name
 	DimTenant   = "Tenant"   // the tenant; use only where tenants are few
+	DimWindow   = "Window"   // a burn-rate window, e.g. "1h", "5m"
 )

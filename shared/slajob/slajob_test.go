@@ -1,0 +1,179 @@
+package slajob
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/knhk/knhk/localstack/provision"
+	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/sla"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/telemetry"
+)
+
+// genBuckets makes per-minute buckets of one workflow over span before end:
+// perMinute cases a minute, every badEvery-th bad, latencies 50..149 ms.
+func genBuckets(wf string, end time.Time, span time.Duration, perMinute, badEvery int) []*sla.Bucket {
+	var out []*sla.Bucket
+	i := 0
+	for m := end.Add(-span); m.Before(end); m = m.Add(time.Minute) {
+		b := sla.NewBucket(wf, m)
+		for range perMinute {
+			o := sla.Completed
+			if badEvery > 0 && i%badEvery == 0 {
+				o = sla.PlatformFaulted
+			}
+			_ = b.Observe(o, time.Duration(50+i%100)*time.Millisecond)
+			i++
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestRunOnLocalEndpoint: two runs at once compute once (the other finds
+// the lease taken), a run fired again for the same minute stores the same
+// reports, and the stored reports carry each workflow's figures.
+func TestRunOnLocalEndpoint(t *testing.T) {
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	ctx := context.Background()
+	cfg, err := ep.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	table := outs[stack.OutStateTable]
+	slis := store.NewSLIs(db, table)
+	end := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	// One workflow failing 1 in 10 over the last hour, one healthy.
+	bad := genBuckets("sla-bad", end, time.Hour, 5, 10)
+	good := genBuckets("sla-good", end, time.Hour, 5, 0)
+	for i, bs := range [][]*sla.Bucket{bad, good} {
+		if err := slis.PutBuckets(ctx, fmt.Sprint("gen", i), bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newJob := func(out *bytes.Buffer, owner string) *Job {
+		j, err := New(Config{Guard: sla.Guard{MinEvents: 10}}, Deps{Buckets: slis, Reports: slis, Lease: store.NewLeases(db, table),
+			Out: out, Now: func() time.Time { return end.Add(30 * time.Second) }, Owner: func() string { return owner }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	var outA, outB bytes.Buffer
+	jobs := []*Job{newJob(&outA, "a"), newJob(&outB, "b")}
+	results := make([]Result, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = jobs[i].Run(ctx)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ran := 0
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !results[i].Skipped {
+			ran++
+		}
+	}
+	// Both may run if one finished and released before the other started;
+	// they must never overlap: the metrics count the runs that computed.
+	runs := bytes.Count(outA.Bytes(), []byte(`"`+telemetry.SLARuns+`":`)) + bytes.Count(outB.Bytes(), []byte(`"`+telemetry.SLARuns+`":`))
+	if ran == 0 || runs != ran {
+		t.Fatalf("%d runs computed, %d SLARuns documents", ran, runs)
+	}
+	stored, err := slis.Reports(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byWF := map[string]sla.Report{}
+	for _, r := range stored {
+		byWF[r.Workflow] = r
+	}
+	rb, rg, all := byWF["sla-bad"], byWF["sla-good"], byWF[Overall]
+	if rb.Counts.Valid() != 300 || rb.Counts.PlatformFaulted != 30 || rg.Counts.Bad() != 0 || all.Counts.Valid() != 600 {
+		t.Fatalf("counts bad %+v good %+v all %+v", rb.Counts, rg.Counts, all.Counts)
+	}
+	if len(rb.Alerts()) == 0 || len(rg.Alerts()) != 0 {
+		t.Fatalf("alerts bad %v good %v: want the failing workflow to page and the healthy one not", rb.Alerts(), rg.Alerts())
+	}
+	if rg.Budget.Remaining != 1 || rb.Budget.Remaining >= 0 {
+		t.Fatalf("budgets good %v bad %v", rg.Budget.Remaining, rb.Budget.Remaining)
+	}
+	// Fired again for the same minute: the same reports.
+	again, err := newJob(&bytes.Buffer{}, "c").Run(ctx)
+	if err != nil || again.Skipped {
+		t.Fatalf("second run: %v skipped=%v", err, again.Skipped)
+	}
+	stored2, err := slis.Reports(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(stored2) != fmt.Sprint(stored) {
+		t.Fatalf("a second run for the same minute changed the reports")
+	}
+	// A run while another holds the lease does nothing.
+	if ok, err := store.NewLeases(db, table).Acquire(ctx, FunctionName, "holder", time.Minute); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	var out bytes.Buffer
+	if r, err := newJob(&out, "d").Run(ctx); err != nil || !r.Skipped || out.Len() != 0 {
+		t.Fatalf("run under a held lease: %+v %v, metrics %q", r, err, out.String())
+	}
+}
+
+// BenchmarkCompute100k: 30 days of per-minute buckets holding 100,000 cases
+// of 4 workflows, reports for every workflow and the platform.
+func BenchmarkCompute100k(b *testing.B) {
+	end := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	var bs []*sla.Bucket
+	for i := range 4 {
+		// 43,200 minutes per workflow; 25,000 cases each: one every ~1.7 min.
+		all := genBuckets(fmt.Sprint("wf", i), end, 30*24*time.Hour, 1, 1000)
+		bs = append(bs, all[:25000]...)
+	}
+	j, err := New(Config{}, Deps{Buckets: nopStore{}, Reports: nopStore{}, Lease: nopStore{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sketchBytes := 0
+	for _, x := range bs {
+		sketchBytes += len(sla.EncodeSketch(x.Latency))
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := j.Compute(bs, end); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(sketchBytes)/float64(len(bs)), "sketch-bytes/bucket")
+}
+
+type nopStore struct{}
+
+func (nopStore) Buckets(context.Context, time.Time, time.Time) ([]*sla.Bucket, error) {
+	return nil, nil
+}
+func (nopStore) PutReports(context.Context, []sla.Report) error { return nil }
+func (nopStore) Acquire(context.Context, string, string, time.Duration) (bool, error) {
+	return true, nil
+}
+func (nopStore) Release(context.Context, string, string) error { return nil }
