@@ -78,7 +78,7 @@ func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NameP
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName} {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {

@@ -265,7 +265,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "three functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(3)) })
+				must(t, "four functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(4)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -344,7 +344,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "three log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(3)) })
+				must(t, "four log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(4)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -539,6 +539,7 @@ func TestNagSuppressions(t *testing.T) {
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
+				`SlaRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,
 				`VerifierRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 			}

@@ -25,6 +25,7 @@ const (
 	OutExecutorFunctionName    = "ExecutorFunctionName"
 	OutVerifierFunctionName    = "VerifierFunctionName"
 	OutCheckpointerFunction    = "CheckpointerFunctionName"
+	OutSLAFunction             = "SlaFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -35,6 +36,7 @@ type KnhkStack struct {
 	Tables    Tables
 	Messaging Messaging
 	Functions Functions
+	SLA       SLAJob
 	// Alarms are by alarm id; AlarmSpecs says what each watches.
 	Alarms     map[string]awscloudwatch.Alarm
 	AlarmSpecs []AlarmSpec
@@ -58,6 +60,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
 	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging)
 	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role())
+	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
 
@@ -82,6 +85,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutVerifierFunctionName, s.Functions.Verifier.FunctionName(), "verifier function name")
 	out(OutCheckpointerFunction, s.Functions.Checkpointer.FunctionName(), "checkpointer function name")
 	out(stack.OutCheckpointsTable, s.Tables.Checkpoints.TableName(), "checkpoints table name (written only by the checkpointer)")
+	out(OutSLAFunction, s.SLA.Function.FunctionName(), "SLA job function name")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
 	for _, spec := range s.AlarmSpecs {
 		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName} {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}
@@ -261,7 +261,7 @@ func TestStack(t *testing.T) {
 				ids := []string{stack.OutReceiptsTable, stack.OutReceiptsStreamArn, stack.OutStateTable, stack.OutWorkQueueURL,
 					stack.OutWorkQueueArn, stack.OutDeadLetterURL, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutDataKeyArn,
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
-					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, stack.OutCheckpointsTable,
+					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, OutSLAFunction, stack.OutCheckpointsTable,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
 					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
 					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}

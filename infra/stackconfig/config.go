@@ -5,6 +5,7 @@
 package stackconfig
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -39,6 +40,9 @@ const (
 	CtxVerifierParallelism    = "verifierParallelizationFactor"
 	CtxCheckpointMinutes      = "checkpointEveryMinutes"
 	CtxCheckpointerTimeout    = "checkpointerTimeout"
+	CtxSLAObjectives          = "slaObjectives"    // JSON of workflow to objective (see shared/slajob)
+	CtxSLAWindowDivisor       = "slaWindowDivisor" // shortens the burn-rate windows (1: the Workbook's)
+	CtxSLAMinEvents           = "slaMinEvents"     // the burn-rate alerts' minimum-events guard
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -115,6 +119,14 @@ type Config struct {
 	Checkpointer           FunctionConfig
 	CheckpointEveryMinutes int
 
+	// SLA sizes the scheduled SLA job (runs every minute); SLAObjectives,
+	// SLAWindowDivisor and SLAMinEvents are its objectives, window scale
+	// and guard.
+	SLA              FunctionConfig
+	SLAObjectives    string
+	SLAWindowDivisor int
+	SLAMinEvents     int
+
 	// LogRetentionDays is the functions' log retention (a CloudWatch Logs value).
 	LogRetentionDays int
 	// LogLevel is the functions' application log level: debug, info, warn or error.
@@ -175,6 +187,9 @@ func DefaultConfig() Config {
 		VerifierParallelization:    1,
 		Checkpointer:               FunctionConfig{MemoryMB: 512, TimeoutSecs: 300},
 		CheckpointEveryMinutes:     5,
+		SLA:                        FunctionConfig{MemoryMB: 512, TimeoutSecs: 120},
+		SLAWindowDivisor:           1,
+		SLAMinEvents:               10,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -224,6 +239,8 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		{CtxCheckpointMinutes, &c.CheckpointEveryMinutes, 1, 1440},
 		{CtxCheckpointerTimeout, &c.Checkpointer.TimeoutSecs, 1, 900},
 		{CtxLogRetentionDays, &c.LogRetentionDays, 1, 3653},
+		{CtxSLAWindowDivisor, &c.SLAWindowDivisor, 1, 10080},
+		{CtxSLAMinEvents, &c.SLAMinEvents, 0, 1000000},
 	}
 	for _, in := range ints {
 		n, err := intContext(lookup, in.key, *in.dst, in.lo, in.hi)
@@ -247,6 +264,16 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 			CtxVisibilityTimeout, vis, VisibilityFactor, CtxExecutorTimeout, c.Executor.TimeoutSecs, minVis)
 	}
 	c.VisibilityTimeoutSecs = vis
+	if v, ok := lookup(CtxSLAObjectives); ok {
+		if str, isStr := v.(string); isStr {
+			c.SLAObjectives = strings.TrimSpace(str)
+		} else if b, err := json.Marshal(v); err == nil {
+			c.SLAObjectives = string(b) // an object in cdk.json
+		}
+		if !json.Valid([]byte(c.SLAObjectives)) {
+			return Config{}, fmt.Errorf("context %s: want a JSON object of workflow name to objective", CtxSLAObjectives)
+		}
+	}
 	if v, ok := lookup(CtxCheckpointKeyAlias); ok {
 		a := strings.TrimSpace(fmt.Sprint(v))
 		if !validAlias(a) {
