@@ -134,6 +134,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			printSummary(w, sum, wall, logDir)
+			printPlatformSLA(ctx, w, store.NewSLIs(db, o[stack.OutStateTable]))
 			if once {
 				fmt.Fprintf(w, "\nthe local endpoint is still up at %s with this run's state (stop it: make local-down)\n", ls.endpoint)
 				if !sum.OK() {

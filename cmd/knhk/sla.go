@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,4 +155,28 @@ func printReports(w io.Writer, reports []sla.Report) {
 		}
 		tw.Flush()
 	}
+}
+
+// printPlatformSLA prints the platform's service level now, computed from
+// the verifier's buckets with the default objective (a line of make run's
+// summary); a read failure is reported on the line, not as the run's error.
+func printPlatformSLA(ctx context.Context, w io.Writer, slis *store.SLIs) {
+	job, err := slajob.New(slajob.Config{}, slajob.Deps{Buckets: slis, Reports: slis, Lease: store.NewLeases(nil, "")})
+	if err != nil {
+		fmt.Fprintln(w, "SLA: ", err)
+		return
+	}
+	end := time.Now().UTC().Truncate(time.Minute).Add(time.Minute) // include the current minute
+	obj := sla.DefaultObjective()
+	bs, err := slis.Buckets(ctx, end.Add(-obj.Window), end)
+	if err != nil {
+		fmt.Fprintln(w, "SLA: buckets not read:", err)
+		return
+	}
+	reports, err := job.Compute(bs, end)
+	if err != nil || len(reports) == 0 {
+		fmt.Fprintln(w, "SLA: not computed:", err)
+		return
+	}
+	fmt.Fprintln(w, "SLA (from verified receipts, 30 days):", slaLine(reports[0]))
 }
