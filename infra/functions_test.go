@@ -15,6 +15,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/sla"
 )
 
 // Logical ids of the resources the functions refer to.
@@ -442,7 +443,12 @@ func expectedAlarms() []alarmExpect {
 
 func testAlarms(t *testing.T, tm assertions.Template, fx fnExpect) {
 	want := expectedAlarms()
-	must(t, "alarm count", func() { tm.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(want)))) })
+	// The service-level alarms (TestSLAAlarms): two window alarms per
+	// burn-rate rule and the latency breach.
+	slaAlarms := 2*len(sla.WorkbookRules()) + 1
+	must(t, "alarm count", func() {
+		tm.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(want)+slaAlarms)))
+	})
 	for _, a := range want {
 		must(t, "alarm "+a.id, func() {
 			tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), like(map[string]any{
@@ -497,7 +503,21 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != len(expectedAlarms()) {
+	for _, id := range SLAAlarmIDs() {
+		ids[id] = true
+		b, err := os.ReadFile(filepath.Join("..", RunbookPath(id)))
+		if err != nil {
+			t.Errorf("alarm %s: %v", id, err)
+			continue
+		}
+		for _, must := range []string{"# " + id + "\n", "## What it means", "## Likely causes", "## Diagnose", "## Mitigate", "## Escalate",
+			"knhk verify --case", "knhk sla", "aws ", "Logs Insights", "X-Ray", "OpenTelemetry"} {
+			if !strings.Contains(string(b), must) {
+				t.Errorf("runbook %s does not mention %q", id, must)
+			}
+		}
+	}
+	if len(ids) != len(expectedAlarms())+len(SLAAlarmIDs()) {
 		t.Errorf("%d alarm specs, want %d", len(ids), len(expectedAlarms()))
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.md"))

@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/slajob"
 	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // TestSLAJob: the SLA job runs every minute with the objectives, window
@@ -42,5 +45,65 @@ func TestSLAJob(t *testing.T) {
 	}
 	if !rate {
 		t.Fatal("no SLA schedule of rate(1 minute)")
+	}
+}
+
+// TestSLAAlarms reads the synthesized template: every service-level metric
+// alarm watches a metric the SLA job emits (namespace, name, dimension
+// names and values as slajob publishes them), each burn-rate rule has a
+// composite of its long AND short window alarms that notifies the alerts
+// topic, the window alarms notify nobody, and every description links the
+// runbook.
+func TestSLAAlarms(t *testing.T) {
+	s := synth(t, "prod", nil)
+	res := templateJSON(t, s)["Resources"].(map[string]any)
+	emitted := map[string]bool{} // name|dims as the job publishes them
+	for _, r := range sla.WorkbookRules() {
+		for _, long := range []bool{true, false} {
+			emitted[telemetry.SLABurnRate+"|Window="+slajob.WindowLabel(r, long)+",Workflow="+slajob.Overall] = true
+		}
+	}
+	emitted[telemetry.SLALatencyBreach+"|Workflow="+slajob.Overall] = true
+	windows, composites := 0, map[string]string{}
+	for id, r := range res {
+		r := r.(map[string]any)
+		p, _ := r["Properties"].(map[string]any)
+		switch {
+		case r["Type"] == "AWS::CloudWatch::Alarm" && strings.HasPrefix(id, "SlaBurn"):
+			windows++
+			if p["AlarmActions"] != nil || p["OKActions"] != nil {
+				t.Errorf("%s: a window alarm notifies; only its composite should", id)
+			}
+			fallthrough
+		case r["Type"] == "AWS::CloudWatch::Alarm" && strings.HasPrefix(id, "SlaLatency"):
+			var dims []string
+			for _, d := range p["Dimensions"].([]any) {
+				d := d.(map[string]any)
+				dims = append(dims, d["Name"].(string)+"="+d["Value"].(string))
+			}
+			slices.Sort(dims)
+			key := p["MetricName"].(string) + "|" + strings.Join(dims, ",")
+			if p["Namespace"] != telemetry.Namespace || !emitted[key] {
+				t.Errorf("%s watches %s %s, which the SLA job does not emit", id, p["Namespace"], key)
+			}
+			if !strings.Contains(p["AlarmDescription"].(string), "Runbook: docs/runbooks/sla-") {
+				t.Errorf("%s: no runbook link", id)
+			}
+		case r["Type"] == "AWS::CloudWatch::CompositeAlarm":
+			b, _ := json.Marshal(p["AlarmRule"])
+			composites[p["AlarmName"].(string)] = string(b)
+			if p["AlarmActions"] == nil || p["OKActions"] == nil || !strings.Contains(p["AlarmDescription"].(string), "Runbook: docs/runbooks/sla-burn-") {
+				t.Errorf("%s: composite without actions or runbook: %v", id, p)
+			}
+		}
+	}
+	if windows != 2*len(sla.WorkbookRules()) {
+		t.Errorf("%d window alarms, want %d", windows, 2*len(sla.WorkbookRules()))
+	}
+	for _, r := range sla.WorkbookRules() {
+		rule, ok := composites["knhk-prod-"+SLABurnAlarmID(r)]
+		if !ok || !strings.Contains(rule, "ALARM(") || !strings.Contains(rule, " AND ") {
+			t.Errorf("composite of %s: %q, want ALARM(long) AND ALARM(short)", r.Name, rule)
+		}
 	}
 }

@@ -37,6 +37,7 @@ type KnhkStack struct {
 	Messaging Messaging
 	Functions Functions
 	SLA       SLAJob
+	SLAAlarms SLAAlarms
 	// Alarms are by alarm id; AlarmSpecs says what each watches.
 	Alarms     map[string]awscloudwatch.Alarm
 	AlarmSpecs []AlarmSpec
@@ -63,6 +64,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
+	s.SLAAlarms = newSLAAlarms(st, cfg, s.Messaging)
 
 	out := func(id string, v *string, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/sla"
+	"github.com/knhk/knhk/shared/slajob"
+	"github.com/knhk/knhk/shared/telemetry"
+)
+
+// AlarmSLALatencyBreach is the platform's latency objective alarm.
+const AlarmSLALatencyBreach = "sla-latency-breach"
+
+// SLABurnAlarmID is the id (and runbook name) of a burn-rate rule's
+// composite alarm.
+func SLABurnAlarmID(r sla.Rule) string { return "sla-burn-" + r.Name }
+
+// SLAAlarms are the service-level alarms: per Workbook rule a metric alarm
+// on the long and on the short window's burn rate (no actions of their own)
+// and the composite that fires when both do; and the latency breach.
+type SLAAlarms struct {
+	Windows    map[string]awscloudwatch.Alarm          // by <rule>-long|short
+	Composites map[string]awscloudwatch.CompositeAlarm // by SLABurnAlarmID
+	Latency    awscloudwatch.Alarm
+}
+
+// SLAAlarmIDs lists the ids of the service-level alarms that notify.
+func SLAAlarmIDs() []string {
+	ids := []string{AlarmSLALatencyBreach}
+	for _, r := range sla.WorkbookRules() {
+		ids = append(ids, SLABurnAlarmID(r))
+	}
+	return ids
+}
+
+// camel turns page-1h-long into Page1hLong, for construct ids.
+func camel(s string) string {
+	var b strings.Builder
+	for _, p := range strings.Split(s, "-") {
+		if p != "" {
+			b.WriteString(strings.ToUpper(p[:1]) + p[1:])
+		}
+	}
+	return b.String()
+}
+
+func slaMetric(name string, dims map[string]*string) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace: jsii.String(telemetry.Namespace), MetricName: jsii.String(name), Statistic: jsii.String("Maximum"),
+		DimensionsMap: &dims, Period: awscdk.Duration_Minutes(jsii.Number(1)),
+	})
+}
+
+// newSLAAlarms creates the service-level alarms on the platform's (Overall)
+// metrics of the SLA job, notifying the alerts topic.
+func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, msg Messaging) SLAAlarms {
+	action := awscloudwatchactions.NewSnsAction(msg.Alerts)
+	out := SLAAlarms{Windows: map[string]awscloudwatch.Alarm{}, Composites: map[string]awscloudwatch.CompositeAlarm{}}
+	runbook := func(id string) string { return " Runbook: " + cfg.RunbookBaseURL + id + ".md" }
+	for _, r := range sla.WorkbookRules() {
+		id := SLABurnAlarmID(r)
+		var parts []awscloudwatch.IAlarm
+		for _, long := range []bool{true, false} {
+			w := slajob.WindowLabel(r, long)
+			construct := "SlaBurn" + camel(w)
+			a := awscloudwatch.NewAlarm(scope, jsii.String(construct), &awscloudwatch.AlarmProps{
+				AlarmName: jsii.String(cfg.NamePrefix + "-sla-burn-" + w),
+				AlarmDescription: jsii.String(fmt.Sprintf("The platform's error budget burns at %gx or more over the %s window of rule %s (one input of %s-%s)."+runbook(id),
+					r.Factor, map[bool]string{true: "long", false: "short"}[long], r.Name, cfg.NamePrefix, id)),
+				Metric:             slaMetric(telemetry.SLABurnRate, map[string]*string{telemetry.DimWorkflow: jsii.String(slajob.Overall), telemetry.DimWindow: jsii.String(w)}),
+				Threshold:          jsii.Number(r.Factor),
+				ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+				EvaluationPeriods:  jsii.Number(1),
+				DatapointsToAlarm:  jsii.Number(1),
+				TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+			})
+			out.Windows[w] = a
+			parts = append(parts, a)
+		}
+		c := awscloudwatch.NewCompositeAlarm(scope, jsii.String("SlaBurn"+camel(r.Name)),
+			&awscloudwatch.CompositeAlarmProps{
+				CompositeAlarmName: jsii.String(cfg.NamePrefix + "-" + id),
+				AlarmDescription: jsii.String(fmt.Sprintf("%s: the platform's error budget burns at %gx or more over both %v and %v (SRE Workbook multi-window rule %s)."+runbook(id),
+					strings.ToUpper(string(r.Severity)), r.Factor, r.Long, r.Short, r.Name)),
+				AlarmRule: awscloudwatch.AlarmRule_AllOf(awscloudwatch.AlarmRule_FromAlarm(parts[0], awscloudwatch.AlarmState_ALARM),
+					awscloudwatch.AlarmRule_FromAlarm(parts[1], awscloudwatch.AlarmState_ALARM)),
+			})
+		c.AddAlarmAction(action)
+		c.AddOkAction(action)
+		out.Composites[id] = c
+	}
+	out.Latency = awscloudwatch.NewAlarm(scope, jsii.String("SlaLatencyBreachAlarm"), &awscloudwatch.AlarmProps{
+		AlarmName:          jsii.String(cfg.NamePrefix + "-" + AlarmSLALatencyBreach),
+		AlarmDescription:   jsii.String("The platform's p50 or p99 case latency over the objective's window exceeds the objective for 5 minutes." + runbook(AlarmSLALatencyBreach)),
+		Metric:             slaMetric(telemetry.SLALatencyBreach, map[string]*string{telemetry.DimWorkflow: jsii.String(slajob.Overall)}),
+		Threshold:          jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(5),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	out.Latency.AddAlarmAction(action)
+	out.Latency.AddOkAction(action)
+	return out
+}
