@@ -224,6 +224,16 @@ func WindowLabel(r sla.Rule, long bool) string {
 	return r.Name + "-short"
 }
 
+// guarded is the long window's burn as published: 0 while the window holds
+// fewer ended cases than the guard asks, so that the burn-rate alarms (long
+// AND short) respect the guard as the report does.
+func (j *Job) guarded(b sla.Burn) float64 {
+	if b.LongEvents < j.cfg.Guard.MinEvents {
+		return 0
+	}
+	return b.Long
+}
+
 func (j *Job) publish(reports []sla.Report) error {
 	for _, r := range reports {
 		m := telemetry.NewMetrics(telemetry.Namespace)
@@ -249,7 +259,7 @@ func (j *Job) publish(reports []sla.Report) error {
 			for _, w := range []struct {
 				long bool
 				v    float64
-			}{{true, b.Long}, {false, b.Short}} {
+			}{{true, j.guarded(b)}, {false, b.Short}} {
 				bm := telemetry.NewMetrics(telemetry.Namespace)
 				if err := bm.SetDimensions(telemetry.Dimension{Name: telemetry.DimWorkflow, Value: r.Workflow},
 					telemetry.Dimension{Name: telemetry.DimWindow, Value: WindowLabel(b.Rule, w.long)}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,3 +184,39 @@ func (nopStore) Acquire(context.Context, string, string, time.Duration) (bool, e
 	return true, nil
 }
 func (nopStore) Release(context.Context, string, string) error { return nil }
+
+// TestPublishedBurnRespectsGuard: a quiet hour's single failure burns far
+// over 14.4x, yet the long window's published burn is 0 under the guard,
+// so the long AND short alarm cannot fire; with enough events it is the
+// real burn.
+func TestPublishedBurnRespectsGuard(t *testing.T) {
+	end := time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
+	b := sla.NewBucket("w", end.Add(-2*time.Minute))
+	_ = b.Observe(sla.PlatformFaulted, time.Second)
+	for _, tc := range []struct {
+		min  int64
+		want string
+	}{{10, `"SLABurnRate":0`}, {1, `"SLABurnRate":999.99`}} {
+		var out bytes.Buffer
+		j, err := New(Config{Guard: sla.Guard{MinEvents: tc.min}}, Deps{Buckets: nopStore{}, Reports: nopStore{}, Lease: nopStore{}, Out: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := j.Compute([]*sla.Bucket{b}, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.publish(rs); err != nil {
+			t.Fatal(err)
+		}
+		var line string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, `"page-1h-long"`) && strings.Contains(l, `"ALL"`) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, tc.want) {
+			t.Fatalf("min events %d: page-1h-long document %s, want %s", tc.min, line, tc.want)
+		}
+	}
+}
