@@ -209,6 +209,8 @@ def sender_recorded(init):
         if key:
             self.sender_id = principal(key)
 
+    return wrapped
+
 
 SENDING = threading.local()
 

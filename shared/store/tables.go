@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -33,7 +34,7 @@ func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTabl
 		BillingMode:         types.BillingModePayPerRequest,
 		StreamSpecification: &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewAndOldImages},
 	})
-	if err != nil {
+	if err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create receipts table: %w", err)
 	}
 	in := pkSKTable(stateTable)
@@ -48,7 +49,7 @@ func CreateTables(ctx context.Context, db TableCreator, receiptsTable, stateTabl
 		},
 		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
 	}}
-	if _, err = db.CreateTable(ctx, in); err != nil {
+	if _, err = db.CreateTable(ctx, in); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create state table: %w", err)
 	}
 	return nil
@@ -69,22 +70,18 @@ func pkSKTable(name string) *dynamodb.CreateTableInput {
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String("gsi1pk"), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String("gsi1sk"), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
-		// The stack's listing index (registry versions, grants).
-		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
-			IndexName: aws.String("gsi1"),
-			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String("gsi1pk"), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String("gsi1sk"), KeyType: types.KeyTypeRange},
-			},
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
-		}},
 		BillingMode: types.BillingModePayPerRequest,
 	}
+}
+
+// alreadyExists reports a table that exists: a CreateTable the SDK retried
+// after the first attempt succeeded unseen, or a second local setup.
+func alreadyExists(err error) bool {
+	var inUse *types.ResourceInUseException
+	return errors.As(err, &inUse)
 }
