@@ -26,6 +26,7 @@ import (
 	"github.com/knhk/knhk/shared/breaker"
 	"github.com/knhk/knhk/shared/executor"
 	"github.com/knhk/knhk/shared/handler"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/hostmap"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
@@ -150,6 +151,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		return fn, nil, err
 	}
 	tracing.InstrumentAWS(&awsCfg)
+	meter.Install(&awsCfg)
 	log := telemetry.NewLogger(os.Stdout, s.level)
 	metrics := telemetry.NewMetrics(telemetry.Namespace)
 	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: "executor"}); err != nil {
@@ -170,7 +172,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 	s.cfg.Tenancy.Self = tenancy.Principal(aws.ToString(id.UserId))
 	s.breaker.OnReject = func(string) { metrics.Add(telemetry.BreakerRejected, telemetry.Count, 1) }
 	breakers := breaker.NewSet(s.breaker)
-	transport := tracing.HTTPTransport(breakers.Transport(s.hosts.Transport(http.DefaultTransport.(*http.Transport))),
+	transport := tracing.HTTPTransport(breakers.Transport(meter.Transport{Base: s.hosts.Transport(http.DefaultTransport.(*http.Transport))}),
 		func(host string) string { return breakers.State(host).String() })
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	grants := store.NewGrants(ddb, s.state)

@@ -35,6 +35,7 @@ type Usage struct {
 	S3Gets           int64   `json:"s3Gets"`           // S3 GET and others
 	HTTPCalls        int64   `json:"httpCalls"`        // workflow calls to other services (not billed by AWS)
 	HTTPBytes        int64   `json:"httpBytes"`        // their request and response bytes (data transfer is not priced)
+	DynamoRequests   int64   `json:"dynamoRequests"`   // DynamoDB requests (billed by their units; kept for capacity)
 }
 
 // Add adds o to u. Usage of different architectures cannot be summed into
@@ -57,6 +58,7 @@ func (u *Usage) Add(o Usage) {
 	u.S3Gets += o.S3Gets
 	u.HTTPCalls += o.HTTPCalls
 	u.HTTPBytes += o.HTTPBytes
+	u.DynamoRequests += o.DynamoRequests
 }
 
 // SQSChunks is how many requests SQS bills for one message of n bytes: one

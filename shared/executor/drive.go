@@ -17,6 +17,7 @@ import (
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -332,7 +333,11 @@ func (x *Executor) appendAll(ctx context.Context, c *caseRun, evs []history.Even
 	}
 	for i := range evs {
 		ev := evs[i]
-		res, err := x.chains.AppendExact(ctx, c.tail(), c.tenant, c.id, ev)
+		opts, unused := usage(ctx)
+		res, err := x.chains.AppendExact(meter.Off(ctx), c.tail(), c.tenant, c.id, ev, opts...)
+		if err != nil || res.Existing {
+			unused()
+		}
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return err
@@ -608,7 +613,8 @@ func (x *Executor) faultCase(ctx context.Context, c *caseRun, cause error) error
 	if errors.Is(cause, limits.ErrLimit) {
 		ev.Error.Type, ev.Error.Status, ev.Error.Title = engine.ErrRuntime, 413, "Limit Exceeded"
 	}
-	if _, err := x.chains.AppendExact(ctx, c.tail(), c.tenant, c.id, ev); err != nil && !errors.Is(err, store.ErrConflict) {
+	opts, _ := usage(ctx)
+	if _, err := x.chains.AppendExact(meter.Off(ctx), c.tail(), c.tenant, c.id, ev, opts...); err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record fault of %s (%v): %w", c.id, cause, err)
 	}
 	x.metrics.Add(telemetry.CasesFaulted, telemetry.Count, 1)

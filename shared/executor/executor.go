@@ -215,7 +215,7 @@ func (x *Executor) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEv
 		},
 		Key: caseKey,
 	}
-	resp := batch.ProcessSQS(ctx, ev, opts, handler.Messages(x.handleMessage))
+	resp := batch.ProcessSQS(ctx, ev, opts, x.metered(ev.Records, handler.Messages(x.handleMessage)))
 	failed := map[string]bool{}
 	for _, f := range resp.BatchItemFailures {
 		failed[f.ItemIdentifier] = true

@@ -314,10 +314,23 @@ func (d *fieldDecoder) genesis(v jcs.Value) *Genesis {
 }
 
 func (d *fieldDecoder) usage(v jcs.Value) *Usage {
-	if !d.object(v, "billedMs", "readUnits", "writeUnits", "requests") {
+	u := &Usage{}
+	early, late := u.counts(), u.laterCounts()
+	allowed := []string{"billedMs", "readUnits", "writeUnits", "requests", "arch"}
+	for _, c := range append(early, late...) {
+		allowed = append(allowed, c.k)
+	}
+	if !d.object(v, allowed...) {
 		return nil
 	}
-	u := &Usage{}
+	if m, ok := d.member(v, "arch", false); ok {
+		u.Arch = d.str(m)
+	}
+	for _, c := range append(early, late...) {
+		if m, ok := d.member(v, c.k, false); ok {
+			*c.v = d.int(m)
+		}
+	}
 	if m, ok := d.member(v, "billedMs", true); ok {
 		u.BilledMs = d.int(m)
 	}

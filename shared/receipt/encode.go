@@ -130,18 +130,35 @@ func (r *Receipt) appendFields(dst []byte, withHash, eventOnly bool) ([]byte, er
 	}
 	o.str("type", string(r.Type))
 	if u := r.Usage; full && u != nil {
+		early, late := u.counts(), u.laterCounts()
 		if u.BilledMs < 0 || u.BilledMs > jcs.MaxSafeInt || u.Requests < 0 || u.Requests > jcs.MaxSafeInt {
 			return nil, errRange
 		}
+		for _, c := range append(early, late...) {
+			if *c.v < 0 || *c.v > jcs.MaxSafeInt {
+				return nil, errRange
+			}
+		}
 		o.key("usage")
 		uo := object{b: append(o.b, '{')}
+		uo.optStr("arch", u.Arch)
 		uo.int("billedMs", u.BilledMs)
+		for _, c := range early {
+			if *c.v != 0 {
+				uo.int(c.k, *c.v)
+			}
+		}
 		var err error
 		uo.key("readUnits")
 		if uo.b, err = jcs.AppendNumber(uo.b, u.ReadUnits); err != nil {
 			return nil, err
 		}
 		uo.int("requests", u.Requests)
+		for _, c := range late {
+			if *c.v != 0 {
+				uo.int(c.k, *c.v)
+			}
+		}
 		uo.key("writeUnits")
 		if uo.b, err = jcs.AppendNumber(uo.b, u.WriteUnits); err != nil {
 			return nil, err

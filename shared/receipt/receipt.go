@@ -35,12 +35,46 @@ const ZeroHash = "00000000000000000000000000000000000000000000000000000000000000
 // their hash and the bytes go to a content-addressed blob store.
 const InlineLimit = 32 << 10
 
-// Usage is what the recorded step consumed, measured by the executor.
+// Usage is what the recorded step consumed, measured by the executor. The
+// first four members are always present; the others are written only when
+// non-zero, so receipts made before they existed keep their canonical form.
 type Usage struct {
-	BilledMs   int64   `json:"billedMs"`
-	ReadUnits  float64 `json:"readUnits"`
-	WriteUnits float64 `json:"writeUnits"`
-	Requests   int64   `json:"requests"`
+	BilledMs   int64   `json:"billedMs"`   // the step's share of the invocation's billed duration
+	ReadUnits  float64 `json:"readUnits"`  // DynamoDB read request units consumed
+	WriteUnits float64 `json:"writeUnits"` // DynamoDB write request units consumed
+	Requests   int64   `json:"requests"`   // AWS API requests made
+
+	Arch             string `json:"arch,omitempty"`             // the function's architecture (arm64, x86_64)
+	MemoryMB         int64  `json:"memoryMB,omitempty"`         // the function's configured memory
+	InvocationMicros int64  `json:"invocationMicros,omitempty"` // millionths of the invocation charged to the step
+	SQSRequests      int64  `json:"sqsRequests,omitempty"`      // SQS requests, each 64 KB chunk counted
+	SNSPublishes     int64  `json:"snsPublishes,omitempty"`     // SNS publishes, each 64 KB chunk counted
+	KMSRequests      int64  `json:"kmsRequests,omitempty"`      // symmetric KMS requests
+	KMSAsymRequests  int64  `json:"kmsAsymRequests,omitempty"`  // asymmetric KMS requests
+	SecretsRequests  int64  `json:"secretsRequests,omitempty"`  // Secrets Manager calls
+	S3Puts           int64  `json:"s3Puts,omitempty"`           // S3 PUT, COPY, POST and LIST requests
+	S3Gets           int64  `json:"s3Gets,omitempty"`           // other S3 requests
+	HTTPCalls        int64  `json:"httpCalls,omitempty"`        // the workflow's HTTP calls
+	HTTPBytes        int64  `json:"httpBytes,omitempty"`        // their request and response bytes
+}
+
+// usageCount is one optional integer member of Usage.
+type usageCount struct {
+	k string
+	v *int64
+}
+
+// counts are the optional integer members of u in canonical (sorted) order,
+// after billedMs.
+func (u *Usage) counts() []usageCount {
+	return []usageCount{{"httpBytes", &u.HTTPBytes}, {"httpCalls", &u.HTTPCalls}, {"invocationMicros", &u.InvocationMicros},
+		{"kmsAsymRequests", &u.KMSAsymRequests}, {"kmsRequests", &u.KMSRequests}, {"memoryMB", &u.MemoryMB}}
+}
+
+// laterCounts are the optional integer members sorted after "requests".
+func (u *Usage) laterCounts() []usageCount {
+	return []usageCount{{"s3Gets", &u.S3Gets}, {"s3Puts", &u.S3Puts}, {"secretsRequests", &u.SecretsRequests},
+		{"snsPublishes", &u.SNSPublishes}, {"sqsRequests", &u.SQSRequests}}
 }
 
 // Genesis is what receipt 0 binds: the workflow version pinned for the case.
