@@ -1,0 +1,236 @@
+package chargeback_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/knhk/knhk/localstack/provision"
+	"github.com/knhk/knhk/shared/chargeback"
+	"github.com/knhk/knhk/shared/cost"
+	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/stack"
+	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/workflow/dsl"
+)
+
+var t0 = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+
+// fiveTaskCase is docs/cost.md's worked example as a chain: genesis, five
+// tasks, the end, all in 250 ms; the genesis carries the step's tenth of an
+// invocation, 120 ms of a 1,024 MB arm64 function, one read unit and two
+// SQS requests.
+func fiveTaskCase(t *testing.T, tenant, ns, name, id string) []*receipt.Receipt {
+	t.Helper()
+	g := history.Event{Type: history.CaseStarted, Input: json.RawMessage(`{}`), Started: t0,
+		Genesis: &history.Genesis{Tenant: tenant, Namespace: ns, Workflow: name, Version: "1.0.0", DescriptorHash: fmt.Sprintf("%064x", len(name))}}
+	u := receipt.Usage{BilledMs: 120, ReadUnits: 1, Requests: 3, Arch: "arm64", MemoryMB: 1024, InvocationMicros: 100_000, SQSRequests: 2}
+	r, err := receipt.New(nil, tenant, id, g, receipt.WithUsage(u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := []*receipt.Receipt{r}
+	for i := range 5 {
+		ev := history.Event{Type: history.TaskCompleted, Task: fmt.Sprintf("/do/%d/t", i), Output: json.RawMessage(`{}`),
+			Started: t0.Add(time.Duration(i) * 40 * time.Millisecond), Ended: t0.Add(time.Duration(i+1) * 40 * time.Millisecond)}
+		if r, err = receipt.New(r, tenant, id, ev, receipt.WithUsage(receipt.Usage{})); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if r, err = receipt.New(r, tenant, id, history.Event{Type: history.CaseCompleted, Output: json.RawMessage(`{}`), Ended: t0.Add(250 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	return append(rs, r)
+}
+
+func small(*receipt.Receipt) int { return 500 }
+
+func rat(t *testing.T, s string) *big.Rat {
+	t.Helper()
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		t.Fatal(s)
+	}
+	return r
+}
+
+// TestWorkedExample: the chain of docs/cost.md's five-task case costs
+// $0.000006920008 (its seven receipts' writes priced from the chain), 6
+// Step Functions transitions, and Express's 0.3 s at 64 MB.
+func TestWorkedExample(t *testing.T) {
+	tab, err := cost.Load(cost.DefaultVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Usage.WriteUnits != 7 || c.Usage.DynamoRequests != 8 || c.Transitions != 6 || c.Ended.Sub(c.Started) != 250*time.Millisecond {
+		t.Fatalf("case %+v", c)
+	}
+	r, err := chargeback.Build(tab, "2026-12", chargeback.ByWorkflow, []chargeback.Case{c}, cost.Usage{}, cost.Usage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := r.Lines[0]
+	if got := cost.Dollars(l.Express, 13); got != "$0.0000013125006" {
+		t.Errorf("Express %s", got)
+	}
+	for name, got := range map[string][2]*big.Rat{
+		"KNHK":     {l.Total(), rat(t, "0.000006920008")},
+		"Standard": {l.Standard, rat(t, "0.00015")},
+		"Express":  {l.Express, tab.StepFunctionsExpress(cost.StepFunctionsCase{Transitions: 6, Duration: 250 * time.Millisecond})},
+	} {
+		if got[0].Cmp(got[1]) != 0 {
+			t.Errorf("%s = %s, want %s", name, got[0].FloatString(13), got[1].FloatString(13))
+		}
+	}
+}
+
+// TestSharedSplitAndGroupings: shared cost goes to owners in proportion to
+// their direct cost, idle to nobody; every grouping charges the same total.
+func TestSharedSplitAndGroupings(t *testing.T) {
+	tab, _ := cost.Load(cost.DefaultVersion)
+	var cases []chargeback.Case
+	for i, w := range []struct{ tenant, ns, name, dept string }{
+		{"acme", "payments", "pay", "finance"}, {"acme", "payments", "pay", "finance"}, {"globex", "energy", "grid", "ops"},
+	} {
+		c, err := chargeback.FromChain(fiveTaskCase(t, w.tenant, w.ns, w.name, fmt.Sprint("c", i)), small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Department = w.dept
+		cases = append(cases, c)
+	}
+	shared, idle := cost.Usage{SQSRequests: 3_000}, cost.Usage{SQSRequests: 1_000}
+	var totals []*big.Rat
+	for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
+		r, err := chargeback.Build(tab, "2026-12", by, cases, shared, idle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Lines) != 2 || r.Lines[0].Cases != 2 {
+			t.Fatalf("%s: lines %+v", by, r.Lines)
+		}
+		// two thirds of the direct cost, two thirds of $0.0012 shared
+		if r.Lines[0].Shared.Cmp(rat(t, "0.0008")) != 0 || r.Idle.Cmp(rat(t, "0.0004")) != 0 {
+			t.Errorf("%s: shared %s idle %s", by, r.Lines[0].Shared.FloatString(6), r.Idle.FloatString(6))
+		}
+		totals = append(totals, r.Total())
+		var buf bytes.Buffer
+		if err := r.WriteCSV(&buf); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(&buf).ReadAll()
+		if err != nil || len(rows) != 4 || rows[1][3] != "2" {
+			t.Errorf("%s: CSV %v %v", by, rows, err)
+		}
+		j, _ := json.Marshal(r)
+		var back struct {
+			Total string `json:"total"`
+		}
+		if err := json.Unmarshal(j, &back); err != nil || rat(t, back.Total).Cmp(r.Total()) != 0 {
+			t.Errorf("%s: JSON total %s %v", by, back.Total, err)
+		}
+	}
+	if totals[0].Cmp(totals[1]) != 0 || totals[1].Cmp(totals[2]) != 0 {
+		t.Errorf("totals differ by grouping: %v", totals)
+	}
+	if _, err := chargeback.Build(tab, "2026-12", "colour", cases, shared, idle); err == nil {
+		t.Error("unknown grouping accepted")
+	}
+}
+
+func TestDepartment(t *testing.T) {
+	for _, tc := range []struct {
+		meta map[string]any
+		want string
+	}{
+		{map[string]any{"department": "payments-ops", "costCentre": "CC-1"}, "payments-ops"},
+		{map[string]any{"costCentre": "CC-1"}, "CC-1"},
+		{map[string]any{"department": 7}, chargeback.Unassigned},
+		{nil, chargeback.Unassigned},
+	} {
+		w := &dsl.Workflow{Document: dsl.Document{Metadata: tc.meta}}
+		if got := chargeback.Department(w); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.meta, got, tc.want)
+		}
+	}
+}
+
+type sent struct {
+	mu       sync.Mutex
+	subjects []string
+	fail     bool
+}
+
+func (s *sent) Alert(_ context.Context, subject, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("topic unavailable")
+	}
+	s.subjects = append(s.subjects, subject)
+	return nil
+}
+
+// TestBudgetThresholdsOncePerPeriod runs the budget check on the local
+// endpoint's state table: a tenant past 80 % gets the 50 and 80 % alerts
+// once, however many runs (concurrent ones too) see it; a failed send is
+// retried by the next run; a new period alerts again.
+func TestBudgetThresholdsOncePerPeriod(t *testing.T) {
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	cfg, err := ep.Config(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := store.NewBudgetAlerts(dynamodb.NewFromConfig(cfg), outs[stack.OutStateTable])
+	tab, _ := cost.Load(cost.DefaultVersion)
+	c, _ := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), small)
+	report := func(period string) chargeback.Report {
+		r, err := chargeback.Build(tab, period, chargeback.ByTenant, []chargeback.Case{c}, cost.Usage{}, cost.Usage{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// $0.000006920008 spent of $0.0000085: 81 %
+	budgets := map[string]*big.Rat{"acme": rat(t, "0.0000085"), "globex": rat(t, "1")}
+	ctx := context.Background()
+	out := &sent{fail: true}
+	if _, err := chargeback.Alerts(ctx, report("2026-12"), budgets, claims, out); err == nil {
+		t.Fatal("a failed send was not reported")
+	}
+	out.fail = false
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := chargeback.Alerts(ctx, report("2026-12"), budgets, claims, out); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(out.subjects) != 2 {
+		t.Fatalf("alerts %q, want the 50 and 80 %% thresholds once each", out.subjects)
+	}
+	if a, err := chargeback.Alerts(ctx, report("2027-01"), budgets, claims, out); err != nil || len(a) != 2 {
+		t.Errorf("next period: %v %v", a, err)
+	}
+}
