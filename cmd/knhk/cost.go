@@ -192,4 +192,3 @@ func printPlan(w io.Writer, p cost.Plan) {
 		fmt.Fprintf(w, "binding first: %s\n", p.Needs[0].Quota.Name)
 	}
 }
-
