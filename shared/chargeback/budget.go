@@ -59,8 +59,8 @@ func Alerts(ctx context.Context, r Report, budgets map[string]*big.Rat, claims C
 			if !first {
 				continue
 			}
-			subject := fmt.Sprintf("KNHK budget: tenant %s at %d%% of its %s budget for %s", t, p, cost.Dollars(budgets[t], 2), r.Period)
-			body := fmt.Sprintf("Tenant %s has spent %s of its %s budget for %s (%d%% threshold).", t, cost.Dollars(s, 6), cost.Dollars(budgets[t], 2), r.Period, p)
+			subject := fmt.Sprintf("KNHK budget: tenant %s at %d%% of its %s budget for %s", t, p, cost.Dollars(budgets[t], 6), r.Period)
+			body := fmt.Sprintf("Tenant %s has spent %s of its %s budget for %s (%d%% threshold).", t, cost.Dollars(s, 6), cost.Dollars(budgets[t], 6), r.Period, p)
 			if err := out.Alert(ctx, subject, body); err != nil {
 				return sent, fmt.Errorf("budget alert %s %d%%: %w", t, p, errorsJoin(err, claims.Unclaim(ctx, t, r.Period, p)))
 			}

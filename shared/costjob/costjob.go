@@ -1,0 +1,200 @@
+// Package costjob is the scheduled cost job: under its lease it prices the
+// month's cases (chargeback), exports the chargeback by workflow, tenant and
+// department as CSV and JSON, alerts budget thresholds once per period and
+// logs each workflow's Step Functions comparison and, where a legacy cost is
+// configured, its migration payback and ROI. Running it again for the same
+// month rewrites the same exports and sends no alert twice.
+package costjob
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/knhk/knhk/shared/chargeback"
+	"github.com/knhk/knhk/shared/cost"
+	"github.com/knhk/knhk/shared/receipt"
+)
+
+// LeaseName is the job's lease in the state table.
+const LeaseName = "cost"
+
+// Leases is the scheduled jobs' mutual exclusion (store.Leases).
+type Leases interface {
+	Acquire(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, job, owner string) error
+}
+
+// Exporter stores an export under a key (the chargeback bucket).
+type Exporter interface {
+	Put(ctx context.Context, key, contentType string, body []byte) error
+}
+
+// Config is the job's configuration (KNHK_COST_CONFIG, JSON). Amounts are
+// decimal dollar strings.
+type Config struct {
+	Budgets       map[string]string `json:"budgets"`       // tenant -> monthly budget
+	LegacyPerCase map[string]string `json:"legacyPerCase"` // namespace/name -> cost of a case on the legacy system
+	MigrationCost map[string]string `json:"migrationCost"` // namespace/name -> one-off cost of its migration
+	ROIMonths     int64             `json:"roiMonths"`     // months the ROI is computed over (default 12)
+}
+
+// ParseConfig reads the job's configuration; an empty string is the empty
+// configuration.
+func ParseConfig(s string) (Config, error) {
+	var c Config
+	if s == "" {
+		return c, nil
+	}
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return c, fmt.Errorf("cost config: %w", err)
+	}
+	for _, m := range []map[string]string{c.Budgets, c.LegacyPerCase, c.MigrationCost} {
+		for k, v := range m {
+			if r, ok := new(big.Rat).SetString(v); !ok || r.Sign() < 0 {
+				return c, fmt.Errorf("cost config: %s: %q is not a non-negative decimal amount", k, v)
+			}
+		}
+	}
+	if c.ROIMonths <= 0 {
+		c.ROIMonths = 12
+	}
+	return c, nil
+}
+
+func amount(s string) *big.Rat {
+	r, _ := new(big.Rat).SetString(s)
+	return r
+}
+
+// Deps are the job's collaborators.
+type Deps struct {
+	Leases      Leases
+	Chains      chargeback.Chains
+	Descriptors chargeback.Descriptors
+	Claims      chargeback.Claims
+	Alerts      chargeback.Alerter
+	Export      Exporter
+	Prices      *cost.Table
+	Config      Config
+	ItemSize    func(*receipt.Receipt) int
+	Owner       string // this run's lease owner (the invocation's request id)
+	LeaseTTL    time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// Result is what one run did.
+type Result struct {
+	Skipped bool // another run held the lease
+	Period  string
+	Cases   int
+	Exports []string
+	Alerts  []chargeback.Alert
+}
+
+// Run runs the job once for the current month.
+func Run(ctx context.Context, d Deps) (Result, error) {
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ttl := d.LeaseTTL
+	if ttl <= 0 {
+		ttl = 10 * time.Minute
+	}
+	res := Result{Period: chargeback.Period(now())}
+	ok, err := d.Leases.Acquire(ctx, LeaseName, d.Owner, ttl)
+	if err != nil || !ok {
+		res.Skipped = err == nil
+		return res, err
+	}
+	defer func() {
+		if err := d.Leases.Release(context.WithoutCancel(ctx), LeaseName, d.Owner); err != nil {
+			log.Warn("cost job: lease not released", "error", err.Error())
+		}
+	}()
+	cases, skipped, err := chargeback.Collect(ctx, d.Chains, d.Descriptors, res.Period, d.ItemSize)
+	if err != nil {
+		return res, err
+	}
+	res.Cases = len(cases)
+	for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
+		r, err := chargeback.Build(d.Prices, res.Period, by, cases, cost.Usage{}, cost.Usage{})
+		if err != nil {
+			return res, err
+		}
+		keys, err := export(ctx, d.Export, r)
+		res.Exports = append(res.Exports, keys...)
+		if err != nil {
+			return res, err
+		}
+		switch by {
+		case chargeback.ByTenant:
+			budgets := map[string]*big.Rat{}
+			for t, v := range d.Config.Budgets {
+				budgets[t] = amount(v)
+			}
+			if res.Alerts, err = chargeback.Alerts(ctx, r, budgets, d.Claims, d.Alerts); err != nil {
+				return res, err
+			}
+		case chargeback.ByWorkflow:
+			logWorkflows(log, r, d.Config)
+		}
+	}
+	log.Info("cost job done", "period", res.Period, "cases", res.Cases, "unpriced", skipped, "alerts", len(res.Alerts))
+	return res, nil
+}
+
+// export writes r as CSV and JSON under chargeback/<period>/by-<key>.
+func export(ctx context.Context, e Exporter, r chargeback.Report) ([]string, error) {
+	base := fmt.Sprintf("chargeback/%s/by-%s", r.Period, r.By)
+	var csvBody bytes.Buffer
+	if err := r.WriteCSV(&csvBody); err != nil {
+		return nil, err
+	}
+	jsonBody, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode chargeback: %w", err)
+	}
+	var keys []string
+	for _, x := range []struct {
+		key, ctype string
+		body       []byte
+	}{{base + ".csv", "text/csv", csvBody.Bytes()}, {base + ".json", "application/json", jsonBody}} {
+		if err := e.Put(ctx, x.key, x.ctype, x.body); err != nil {
+			return keys, fmt.Errorf("export %s: %w", x.key, err)
+		}
+		keys = append(keys, x.key)
+	}
+	return keys, nil
+}
+
+// logWorkflows logs each workflow's cost per million cases next to Step
+// Functions and, where configured, its migration figures.
+func logWorkflows(log *slog.Logger, r chargeback.Report, c Config) {
+	for _, l := range r.Lines {
+		per := l.PerCase(l.Total())
+		cmp := cost.Comparison{KNHK: per, Standard: l.PerCase(l.Standard), Express: l.PerCase(l.Express)}
+		attrs := []any{"workflow", l.Key, "cases", l.Cases, "comparison", cmp.String()}
+		if legacy, ok := c.LegacyPerCase[l.Key]; ok {
+			m := cost.Migration{LegacyPerCase: amount(legacy), KNHKPerCase: per, CasesPerMonth: l.Cases, OneOffCost: amount(c.MigrationCost[l.Key])}
+			attrs = append(attrs, "monthlySavings", cost.Dollars(m.Savings(), 2))
+			if p, ok := m.PaybackMonths(); ok {
+				attrs = append(attrs, "paybackMonths", p.FloatString(2))
+			}
+			if roi, err := m.ROI(c.ROIMonths); err == nil {
+				attrs = append(attrs, "roi", roi.FloatString(2))
+			}
+		}
+		log.Info("workflow cost", attrs...)
+	}
+}
