@@ -135,6 +135,9 @@ func runCmd() *cobra.Command {
 			}
 			printSummary(w, sum, wall, logDir)
 			printPlatformSLA(ctx, w, store.NewSLIs(db, o[stack.OutStateTable]))
+			if err := printRunCost(ctx, w, chains, outs); err != nil {
+				fmt.Fprintln(w, "warning: cost:", err)
+			}
 			if once {
 				fmt.Fprintf(w, "\nthe local endpoint is still up at %s with this run's state (stop it: make local-down)\n", ls.endpoint)
 				if !sum.OK() {
