@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/cost"
@@ -168,19 +169,9 @@ func Build(t *cost.Table, period string, by Key, cases []Case, shared, idle cost
 		if c := b.Total().Cmp(a.Total()); c != 0 {
 			return c
 		}
-		return compare(a.Key, b.Key)
+		return strings.Compare(a.Key, b.Key)
 	})
 	return r, nil
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Total is everything the period cost: every line plus idle.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strings"
 )
 
 // Share is one workflow of a load mix with its measured usage per case.
@@ -119,17 +120,7 @@ func (t *Table) Capacity(rate float64, mix []Share, quotas map[string]Quota) (Pl
 			}
 			return 1
 		}
-		return compareStrings(a.Quota.Name, b.Quota.Name)
+		return strings.Compare(a.Quota.Name, b.Quota.Name)
 	})
 	return p, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

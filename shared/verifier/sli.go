@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/sla"
@@ -47,19 +48,9 @@ func Buckets(es []Ended) []*sla.Bucket {
 		if c := a.Minute.Compare(b.Minute); c != 0 {
 			return c
 		}
-		return compareStrings(a.Workflow, b.Workflow)
+		return strings.Compare(a.Workflow, b.Workflow)
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // BatchName names a batch by the cases it folds, so that a retried batch
