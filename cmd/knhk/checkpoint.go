@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/checkpointer"
+	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/checkpoint"
 	"github.com/knhk/knhk/shared/signer"
 	"github.com/knhk/knhk/shared/stack"
@@ -33,6 +35,8 @@ type logFile struct {
 
 func init() {
 	cp := &cobra.Command{Use: "checkpoint", Short: "Run, export and verify the signed checkpoint log"}
+	var waitCase string
+	var waitFor time.Duration
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Run the checkpointer once now (the same guarded run as the scheduled function): sign the verified heads that extend the signed ones",
@@ -48,6 +52,11 @@ func init() {
 				return withExit(2, err)
 			}
 			db := dynamodb.NewFromConfig(cfg)
+			if waitCase != "" {
+				if err := awaitVerified(ctx, store.NewCases(db, res.StateTable), store.NewReceipts(db, res.ReceiptsTable), waitCase, waitFor); err != nil {
+					return err
+				}
+			}
 			c, err := checkpointer.New(checkpointer.Deps{
 				Log:      store.NewCheckpoints(db, res.CheckpointsTable),
 				Leases:   store.NewLeases(db, res.CheckpointsTable),
@@ -77,6 +86,8 @@ func init() {
 			return nil
 		},
 	}
+	create.Flags().StringVar(&waitCase, "case", "", "first wait until the verifier has verified this case's head (so that this run signs it)")
+	create.Flags().DurationVar(&waitFor, "timeout", time.Minute, "how long --case waits")
 	var out string
 	export := &cobra.Command{
 		Use:   "export --out FILE",
@@ -223,4 +234,31 @@ func checkWitness(l *checkpoint.Log, path string) error {
 		return fmt.Errorf("%w: checkpoint %d differs from the witnessed one", checkpoint.ErrLog, h.Seq)
 	}
 	return nil
+}
+
+// awaitVerified polls until the verifier's watermark of a case reaches the
+// case's head, or gives up after d.
+func awaitVerified(ctx context.Context, cases *store.Cases, chains *store.Receipts, id string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		tail, err := chains.Tail(ctx, id)
+		if err == nil && tail == nil {
+			return withExit(2, fmt.Errorf("case %s: no receipts", id))
+		}
+		if err == nil {
+			var ws map[string]receipt.Watermark
+			if ws, err = cases.Watermarks(ctx, []string{id}); err == nil && ws[id].Seq >= tail.Seq {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("case %s: not verified within %s: %w", id, d, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/hostmap"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/workflow/dsl"
@@ -72,10 +73,20 @@ func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, input
 	if err != nil {
 		return withExit(2, err)
 	}
+	client := execHTTPClient
+	// Like the executor, route hosts to local services when told to (the
+	// stand-ins of a local stack).
+	hosts, err := hostmap.Parse(os.Getenv("KNHK_HTTP_HOST_MAP"))
+	if err != nil {
+		return withExit(2, fmt.Errorf("KNHK_HTTP_HOST_MAP: %w", err))
+	}
+	if len(hosts) > 0 {
+		client = &http.Client{Timeout: client.Timeout, Transport: hosts.Transport(http.DefaultTransport.(*http.Transport))}
+	}
 	caseID := message.CaseID(message.DefaultTenant, wf.Document.Namespace, wf.Document.Name, execIdempotencyKey)
 	res, err := engine.Run(ctx, wf, input, engine.RunOptions{
 		CaseID:     caseID,
-		HTTPClient: execHTTPClient,
+		HTTPClient: client,
 		RealTimers: true,
 		Genesis: history.Genesis{
 			Tenant:         message.DefaultTenant,

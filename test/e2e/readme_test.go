@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/localaws"
+)
+
+// readmePort is the endpoint address the README's commands are written for;
+// the test runs them against the suite's private endpoint instead.
+const readmePort = "127.0.0.1:4566"
+
+// shellBlocks returns the bodies of the ```sh fences of md, in order. Other
+// fences (```console for what a test cannot run) are left out.
+func shellBlocks(md string) []string {
+	var blocks []string
+	var cur []string
+	in := false
+	for _, line := range strings.Split(md, "\n") {
+		switch t := strings.TrimSpace(line); {
+		case !in && t == "```sh":
+			in, cur = true, nil
+		case in && t == "```":
+			in = false
+			blocks = append(blocks, strings.Join(cur, "\n"))
+		case in:
+			cur = append(cur, line)
+		}
+	}
+	return blocks
+}
+
+// TestReadmeRunsAsWritten runs every ```sh block of README.md, in order, with
+// bash from a folder laid out like the repository root after `make run`
+// (events/ and .local/outputs.json), with build/host/knhk as `knhk` and the
+// virtualenv's AWS CLI v1 as `aws` on PATH. The only rewrite is the endpoint
+// address: the README's 127.0.0.1:4566 becomes the suite's private endpoint;
+// KNHK_HTTP_HOST_MAP routes the samples' hosts to the suite's stand-ins.
+func TestReadmeRunsAsWritten(t *testing.T) {
+	noteFailure(t)
+	if suite.external {
+		t.Skip("runs against the self-contained stack only")
+	}
+	root, err := localaws.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := shellBlocks(string(readme))
+	if len(blocks) == 0 {
+		t.Fatal("README.md has no ```sh block")
+	}
+	awsCLI := filepath.Join(root, ".venv", "bin", "aws")
+	knhk := filepath.Join(root, "build", "host", "knhk")
+	for _, p := range []string{awsCLI, knhk} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is missing: run `make deps build`", p)
+		}
+	}
+	u, err := url.Parse(suite.endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, ".bin")
+	for _, p := range []string{bin, filepath.Join(dir, ".local")} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := map[string]string{
+		filepath.Join(root, "events"): filepath.Join(dir, "events"),
+		awsCLI:                        filepath.Join(bin, "aws"),
+		knhk:                          filepath.Join(bin, "knhk"),
+	}
+	for from, to := range links {
+		if err := os.Symlink(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outputs, err := os.ReadFile(filepath.Join(suite.tmp, "outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".local", "outputs.json"), outputs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"AWS_ENDPOINT_URL="+suite.endpoint, "AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"KNHK_HTTP_HOST_MAP="+strings.TrimPrefix(standin.Domain, ".")+"="+suite.env.Services)
+	for i, b := range blocks {
+		script := strings.ReplaceAll(b, readmePort, u.Host)
+		cmd := exec.CommandContext(ctxFor(t, 120e9), "bash", "-euo", "pipefail", "-c", script)
+		cmd.Dir, cmd.Env = dir, env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("README block %d failed: %v\n--- block\n%s\n--- output\n%s", i+1, err, b, out)
+		}
+		t.Logf("README block %d:\n%s", i+1, out)
+	}
+}
