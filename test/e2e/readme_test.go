@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knhk/knhk/localstack/standin"
 	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/receipt"
 )
 
 // readmePort is the endpoint address the README's commands are written for;
@@ -107,5 +111,34 @@ func TestReadmeRunsAsWritten(t *testing.T) {
 			t.Fatalf("README block %d failed: %v\n--- block\n%s\n--- output\n%s", i+1, err, b, out)
 		}
 		t.Logf("README block %d:\n%s", i+1, out)
+	}
+	// The start message the README sends completes: its order is routed.
+	sample, err := os.ReadFile(filepath.Join(root, "events", "sqs", "start-latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "events/sqs/start-latest.json") {
+		t.Fatal("the README no longer sends events/sqs/start-latest.json; name the sample it sends here")
+	}
+	var start struct {
+		Workflow struct{ Namespace, Name string } `json:"workflow"`
+		Key      string                          `json:"idempotencyKey"`
+		Input    struct {
+			OrderID string `json:"orderId"`
+		} `json:"input"`
+	}
+	if err := json.Unmarshal(sample, &start); err != nil {
+		t.Fatal(err)
+	}
+	id := message.CaseID(message.DefaultTenant, start.Workflow.Namespace, start.Workflow.Name, start.Key)
+	rs := awaitChain(t, ctxFor(t, 90*time.Second), id, func(rs []*receipt.Receipt) bool {
+		return len(rs) > 0 && rs[len(rs)-1].Type.Terminal()
+	})
+	var got struct {
+		OrderID    string `json:"orderId"`
+		Assignment string `json:"assignmentId"`
+	}
+	if err := json.Unmarshal([]byte(output(t, rs)), &got); err != nil || got.OrderID != start.Input.OrderID || got.Assignment == "" {
+		t.Errorf("README's start message: output %+v (%v), want order %s assigned", got, err, start.Input.OrderID)
 	}
 }
