@@ -28,7 +28,7 @@ import (
 func init() {
 	root.AddCommand(submitCmd())
 	cs := &cobra.Command{Use: "case", Short: "Inspect cases of a deployed stack"}
-	cs.AddCommand(caseShowCmd(), caseReleaseCmd())
+	cs.AddCommand(caseShowCmd(), caseReleaseCmd(), caseListCmd())
 	root.AddCommand(cs)
 	root.AddCommand(findingsCmd())
 }

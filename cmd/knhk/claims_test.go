@@ -49,27 +49,7 @@ func TestSubmitWaitConflictAndRelease(t *testing.T) {
 		Chains: store.NewReceipts(db, outs[stack.OutReceiptsTable]), Descriptors: registry.New(db, outs[stack.OutStateTable]),
 		Cases: cases, Sender: queue.NewSender(sq, outs[stack.OutWorkQueueURL]), HTTP: standinClient(t, srv),
 	})
-	drain := func() int {
-		n := 0
-		for {
-			got, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 1, MaxNumberOfMessages: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got.Messages) == 0 {
-				return n
-			}
-			var ev events.SQSEvent
-			for _, m := range got.Messages {
-				ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
-				_, _ = sq.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), ReceiptHandle: m.ReceiptHandle})
-			}
-			hctx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, _ = x.Handle(hctx, ev)
-			cancel()
-			n += len(got.Messages)
-		}
-	}
+	drain := func() int { return drainWork(t, sq, outs[stack.OutWorkQueueURL], x) }
 	drain()
 
 	// The same key with the same input: waits and reports the output.
@@ -123,4 +103,30 @@ func standinClient(t *testing.T, h http.Handler) *http.Client {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return standin.Client(srv.Listener.Addr().String())
+}
+
+// drainWork hands the work queue's messages to the executor x until the
+// queue is empty, and returns how many it handed.
+func drainWork(t *testing.T, sq *sqs.Client, queueURL string, x *executor.Executor) int {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	for {
+		got, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queueURL), WaitTimeSeconds: 1, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Messages) == 0 {
+			return n
+		}
+		var ev events.SQSEvent
+		for _, m := range got.Messages {
+			ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
+			_, _ = sq.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: m.ReceiptHandle})
+		}
+		hctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, _ = x.Handle(hctx, ev)
+		cancel()
+		n += len(got.Messages)
+	}
 }

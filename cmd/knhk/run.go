@@ -138,6 +138,12 @@ func runCmd() *cobra.Command {
 			if err := printRunCost(ctx, w, chains, outs); err != nil {
 				fmt.Fprintln(w, "warning: cost:", err)
 			}
+			if open, err := openCases(ctx, db, o[stack.OutReceiptsTable], o[stack.OutStateTable], 20); err != nil {
+				fmt.Fprintln(w, "warning: open cases:", err)
+			} else if len(open) > 0 {
+				fmt.Fprintln(w, "\ncases still open, from this run and earlier ones (all: knhk case list --open):")
+				printOpenCases(w, open)
+			}
 			if once {
 				fmt.Fprintf(w, "\nthe local endpoint is still up at %s with this run's state (stop it: make local-down)\n", ls.endpoint)
 				if !sum.OK() {
