@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -107,5 +108,55 @@ func TestShutdownFinishesInFlightInvocation(t *testing.T) {
 	}
 	if a := out.Attributes; a["ApproximateNumberOfMessages"] != "0" || a["ApproximateNumberOfMessagesNotVisible"] != "0" {
 		t.Errorf("queue after shutdown: %v", fmt.Sprint(a))
+	}
+}
+
+// runningPIDs lists the processes executing the binary at path.
+func runningPIDs(path string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && sameFile(exe, path) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestRuntimeDeadWhileIdleIsReplacedBeforeTheNextBatch kills the runtime of
+// an idle instance (its emulator stays up): the health check replaces the
+// instance before it is handed the next batch, which is then served on its
+// first delivery instead of failing or timing out first.
+func TestRuntimeDeadWhileIdleIsReplacedBeforeTheNextBatch(t *testing.T) {
+	h := startHarness(t, func(st *Stack, c *Config) {
+		onlyQueues(st, c)
+		st.Queues[0].MaxConcurrency = 1
+	})
+	work := h.physicalID("WorkQueue")
+	bin := h.stack.Functions["SvcTest-Fn"].Binary
+	h.send(work, "ok-1")
+	h.eventually(20*time.Second, "first batch handled", func() bool { return len(sqsBatches(h.observations())) == 1 })
+	h.eventually(20*time.Second, "instance idle", func() bool { _, busy := busyInstance(h); return !busy })
+	pids := runningPIDs(bin)
+	if len(pids) != 1 {
+		t.Fatalf("%d runtimes run the function, want 1", len(pids))
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "runtime gone", func() bool { return len(runningPIDs(bin)) == 0 })
+	before := h.svc.Status()[0].Restarts
+	h.send(work, "ok-2")
+	h.eventually(30*time.Second, "second batch handled", func() bool { return len(sqsBatches(h.observations())) == 2 })
+	ev := sqsBatches(h.observations())[1]
+	if got := ev.Records[0].Attributes["ApproximateReceiveCount"]; got != "1" {
+		t.Errorf("the batch after the runtime died was received %s times, want 1 (served by a healthy instance)", got)
+	}
+	if st := h.svc.Status()[0]; st.Restarts != before+1 {
+		t.Errorf("restarts %d -> %d, want one replacement", before, st.Restarts)
 	}
 }

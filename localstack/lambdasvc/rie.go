@@ -85,6 +85,11 @@ type instance struct {
 	exited chan struct{}
 	token  string
 	busy   atomic.Bool
+	// served is set once an invocation succeeded: the emulator has started
+	// the runtime, which then stays up between invocations.
+	served bool
+	// runtime is the runtime process's pid, once found.
+	runtime int
 }
 
 // pool runs up to size emulator instances of one function and restarts the
@@ -246,21 +251,65 @@ const instanceEnv = "_KNHK_LOCAL_INSTANCE"
 // killChildren ends the runtime processes the instance started: the runtime
 // runs in its own process group, so killing the emulator's group misses it.
 func (in *instance) killChildren() {
-	marker := []byte(instanceEnv + "=" + in.token + "\x00")
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, marker) {
+		if err == nil && pid != os.Getpid() && in.marks(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// alive is the health check of an idle instance: its emulator runs and,
+// once it has served an invocation, so does the runtime it started.
+func (in *instance) alive() bool {
+	select {
+	case <-in.exited:
+		return false
+	default:
+	}
+	if !in.served {
+		return true
+	}
+	if in.runtime != 0 && in.marks(in.runtime) {
+		return true
+	}
+	in.runtime = in.findRuntime()
+	return in.runtime != 0
+}
+
+// findRuntime returns the pid of a live process of the instance other than
+// the emulator, 0 when there is none.
+func (in *instance) findRuntime() int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && pid != in.cmd.Process.Pid && pid != os.Getpid() && in.marks(pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// marks reports whether pid is a running (not zombie) process of this
+// instance.
+func (in *instance) marks(pid int) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid))
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X' {
+		return false
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "environ"))
+	return err == nil && bytes.Contains(env, []byte(instanceEnv+"="+in.token+"\x00"))
 }
 
 func sameFile(a, b string) bool {
@@ -295,9 +344,9 @@ func (p *pool) invoke(ctx context.Context, payload []byte) (Result, error) {
 			return Result{}, err
 		}
 	}
-	select {
-	case <-in.exited:
-		// Died while idle: replace it before use.
+	if !in.alive() {
+		// Died while idle (the emulator or its runtime): replace it
+		// before use rather than hand it a batch it cannot serve.
 		p.restarts.Add(1)
 		p.kill(in)
 		var err error
@@ -305,12 +354,12 @@ func (p *pool) invoke(ctx context.Context, payload []byte) (Result, error) {
 			p.idle <- nil
 			return Result{}, err
 		}
-	default:
 	}
 	p.invokes.Add(1)
 	in.busy.Store(true)
 	res, healthy := p.post(in, payload)
 	in.busy.Store(false)
+	in.served = in.served || healthy
 	if !healthy {
 		p.restarts.Add(1)
 		p.kill(in)
