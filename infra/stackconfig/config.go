@@ -204,6 +204,10 @@ func DefaultConfig() Config {
 // lookup returns (value, true) when the key is set; values may be strings
 // (from the command line) or numbers (from cdk.json).
 func FromContext(lookup func(key string) (any, bool)) (Config, error) {
+	lookup, err := WithEnvFile(lookup)
+	if err != nil {
+		return Config{}, err
+	}
 	c := DefaultConfig()
 	if v, ok := lookup(CtxEnv); ok {
 		switch e := Env(strings.TrimSpace(fmt.Sprint(v))); e {

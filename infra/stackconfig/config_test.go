@@ -1,6 +1,8 @@
 package stackconfig
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -148,4 +150,30 @@ func FuzzFromContext(f *testing.F) {
 			t.Fatalf("out-of-bounds config accepted: %+v", c)
 		}
 	})
+}
+
+func TestEnvFileValuesAndOverrides(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "env.json")
+	if err := os.WriteFile(file, []byte(`{"env": "dev", "executorMemory": 1024, "openTenants": ["acme", "globex"], "logLevel": "debug"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := FromContext(lookupOf(map[string]any{CtxEnvFile: file, CtxLogLevel: "warn"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Env != EnvDev || c.Executor.MemoryMB != 1024 || len(c.OpenTenants) != 2 || c.LogLevel != "warn" {
+		t.Errorf("from the file with -c logLevel=warn: env %s, memory %d, open tenants %v, log level %s", c.Env, c.Executor.MemoryMB, c.OpenTenants, c.LogLevel)
+	}
+	for name, body := range map[string]string{"not an object": `[1]`, "nested": `{"envFile": "x.json"}`, "bad value": `{"executorMemory": 1}`} {
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := FromContext(lookupOf(map[string]any{CtxEnvFile: file})); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := FromContext(lookupOf(map[string]any{CtxEnvFile: filepath.Join(dir, "missing.json")})); err == nil {
+		t.Error("a missing environment file was accepted")
+	}
 }
