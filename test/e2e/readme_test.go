@@ -122,7 +122,7 @@ func TestReadmeRunsAsWritten(t *testing.T) {
 	}
 	var start struct {
 		Workflow struct{ Namespace, Name string } `json:"workflow"`
-		Key      string                          `json:"idempotencyKey"`
+		Key      string                           `json:"idempotencyKey"`
 		Input    struct {
 			OrderID string `json:"orderId"`
 		} `json:"input"`
