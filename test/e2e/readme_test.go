@@ -51,17 +51,58 @@ func TestReadmeRunsAsWritten(t *testing.T) {
 	if suite.external {
 		t.Skip("runs against the self-contained stack only")
 	}
+	readme := runDocBlocks(t, "README.md")
 	root, err := localaws.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	// The start message the README sends completes: its order is routed.
+	sample, err := os.ReadFile(filepath.Join(root, "events", "sqs", "start-latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "events/sqs/start-latest.json") {
+		t.Fatal("the README no longer sends events/sqs/start-latest.json; name the sample it sends here")
+	}
+	var start struct {
+		Workflow struct{ Namespace, Name string } `json:"workflow"`
+		Key      string                           `json:"idempotencyKey"`
+		Input    struct {
+			OrderID string `json:"orderId"`
+		} `json:"input"`
+	}
+	if err := json.Unmarshal(sample, &start); err != nil {
+		t.Fatal(err)
+	}
+	id := message.CaseID(message.DefaultTenant, start.Workflow.Namespace, start.Workflow.Name, start.Key)
+	rs := awaitChain(t, ctxFor(t, 90*time.Second), id, func(rs []*receipt.Receipt) bool {
+		return len(rs) > 0 && rs[len(rs)-1].Type.Terminal()
+	})
+	var got struct {
+		OrderID    string `json:"orderId"`
+		Assignment string `json:"assignmentId"`
+	}
+	if err := json.Unmarshal([]byte(output(t, rs)), &got); err != nil || got.OrderID != start.Input.OrderID || got.Assignment == "" {
+		t.Errorf("README's start message: output %+v (%v), want order %s assigned", got, err, start.Input.OrderID)
+	}
+}
+
+// runDocBlocks runs every ```sh block of doc (a path from the repository
+// root) as TestReadmeRunsAsWritten describes, with extraEnv added to the
+// environment, and returns the document.
+func runDocBlocks(t *testing.T, doc string, extraEnv ...string) []byte {
+	t.Helper()
+	root, err := localaws.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks := shellBlocks(string(readme))
 	if len(blocks) == 0 {
-		t.Fatal("README.md has no ```sh block")
+		t.Fatalf("%s has no ```sh block", doc)
 	}
 	awsCLI := filepath.Join(root, ".venv", "bin", "aws")
 	knhk := filepath.Join(root, "build", "host", "knhk")
@@ -102,43 +143,16 @@ func TestReadmeRunsAsWritten(t *testing.T) {
 		"AWS_ENDPOINT_URL="+suite.endpoint, "AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
 		"KNHK_HTTP_HOST_MAP="+strings.TrimPrefix(standin.Domain, ".")+"="+suite.env.Services)
+	env = append(env, extraEnv...)
 	for i, b := range blocks {
 		script := strings.ReplaceAll(b, readmePort, u.Host)
 		cmd := exec.CommandContext(ctxFor(t, 120e9), "bash", "-euo", "pipefail", "-c", script)
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("README block %d failed: %v\n--- block\n%s\n--- output\n%s", i+1, err, b, out)
+			t.Fatalf("%s block %d failed: %v\n--- block\n%s\n--- output\n%s", doc, i+1, err, b, out)
 		}
-		t.Logf("README block %d:\n%s", i+1, out)
+		t.Logf("%s block %d:\n%s", doc, i+1, out)
 	}
-	// The start message the README sends completes: its order is routed.
-	sample, err := os.ReadFile(filepath.Join(root, "events", "sqs", "start-latest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(readme), "events/sqs/start-latest.json") {
-		t.Fatal("the README no longer sends events/sqs/start-latest.json; name the sample it sends here")
-	}
-	var start struct {
-		Workflow struct{ Namespace, Name string } `json:"workflow"`
-		Key      string                           `json:"idempotencyKey"`
-		Input    struct {
-			OrderID string `json:"orderId"`
-		} `json:"input"`
-	}
-	if err := json.Unmarshal(sample, &start); err != nil {
-		t.Fatal(err)
-	}
-	id := message.CaseID(message.DefaultTenant, start.Workflow.Namespace, start.Workflow.Name, start.Key)
-	rs := awaitChain(t, ctxFor(t, 90*time.Second), id, func(rs []*receipt.Receipt) bool {
-		return len(rs) > 0 && rs[len(rs)-1].Type.Terminal()
-	})
-	var got struct {
-		OrderID    string `json:"orderId"`
-		Assignment string `json:"assignmentId"`
-	}
-	if err := json.Unmarshal([]byte(output(t, rs)), &got); err != nil || got.OrderID != start.Input.OrderID || got.Assignment == "" {
-		t.Errorf("README's start message: output %+v (%v), want order %s assigned", got, err, start.Input.OrderID)
-	}
+	return readme
 }
