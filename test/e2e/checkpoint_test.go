@@ -288,11 +288,20 @@ func TestCheckpointAttacks(t *testing.T) {
 	// (infra's TestOnlyTheCheckpointerWritesCheckpoints pins the policy).
 	// What the local stack shows: a deleted checkpoint breaks the log, and
 	// the cases it covered are not reported "not yet checkpointed".
-	if _, err := suite.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(suite.res.CheckpointsTable),
+	deleted, err := suite.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(suite.res.CheckpointsTable),
 		Key: map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: store.CheckpointPK},
-			"sk": &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("%020d", r.Checkpoint.Seq-1)}}}); err != nil {
+			"sk": &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("%020d", r.Checkpoint.Seq-1)}},
+		ReturnValues: ddbtypes.ReturnValueAllOld})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Put it back afterwards: later scenarios (the README's) sign and
+	// verify on the same log.
+	t.Cleanup(func() {
+		if _, err := suite.db.PutItem(context.WithoutCancel(ctx), &dynamodb.PutItemInput{TableName: aws.String(suite.res.CheckpointsTable), Item: deleted.Attributes}); err != nil {
+			t.Errorf("restore the deleted checkpoint: %v", err)
+		}
+	})
 	if _, err := loadLog(t, ctx); !errors.Is(err, checkpoint.ErrLog) {
 		t.Fatalf("log with a deleted checkpoint: %v", err)
 	}
