@@ -23,6 +23,12 @@ import (
 // LeaseName is the job's lease in the state table.
 const LeaseName = "cost"
 
+// FunctionName is the job's function short name.
+const FunctionName = "cost"
+
+// EnvConfig carries the job's Config as JSON.
+const EnvConfig = "KNHK_COST_CONFIG"
+
 // Leases is the scheduled jobs' mutual exclusion (store.Leases).
 type Leases interface {
 	Acquire(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
