@@ -556,8 +556,12 @@ func TestNagSuppressions(t *testing.T) {
 			}
 			sort.Strings(got)
 			want := []string{
+				`AccessLogsBucket AwsSolutions-S1 null`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`CostRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`CostRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cChargebackBucket[0-9A-F]+\\.Arn\u003e\\/chargeback\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/inputs\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`SlaRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,

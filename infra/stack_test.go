@@ -262,6 +262,7 @@ func TestStack(t *testing.T) {
 					stack.OutWorkQueueArn, stack.OutDeadLetterURL, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutDataKeyArn,
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
 					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, OutSLAFunction, stack.OutCheckpointsTable,
+					OutCostFunction, stack.OutChargebackBucket, stack.OutPayloadBucket,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
 					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
 					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}
