@@ -147,6 +147,9 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if _, err := store.NewState(db, outs[stack.OutStateTable]).Blob(ctx, hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the input is also a state-table blob: %v", err)
 	}
+	// A large genesis input is detached to a state-table blob by the
+	// receipt store, as in the deployed executor.
+	chains.Blobs = store.NewState(db, outs[stack.OutStateTable])
 	x = executor.New(executor.DefaultConfig(), executor.Deps{
 		Chains: chains, Descriptors: registry.New(db, outs[stack.OutStateTable]), Cases: store.NewCases(db, outs[stack.OutStateTable]),
 		Payloads: payloads, Sender: queue.NewSender(sq, outs[stack.OutWorkQueueURL]), HTTP: standin.Client(srv.Listener.Addr().String()),
