@@ -78,7 +78,7 @@ func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NameP
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName} {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -93,7 +93,7 @@ func CheckFunctionAssets(cfg stackconfig.Config) error {
 
 // NewFunctions creates the executor on the work queue and the verifier on
 // the receipts stream, each with its own role, log group and tracing.
-func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys, tables Tables, msg Messaging) Functions {
+func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys, tables Tables, msg Messaging, buckets Buckets) Functions {
 	var f Functions
 	f.VerifierFailures = awssqs.NewQueue(scope, jsii.String("VerifierFailures"), &awssqs.QueueProps{
 		Encryption:          awssqs.QueueEncryption_KMS,
@@ -120,6 +120,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		EnvLogLevel:                            jsii.String(cfg.LogLevel),
 		EnvSecretsPrefix:                       jsii.String(SecretsPrefix),
 		EnvOpenTenants:                         jsii.String(strings.Join(cfg.OpenTenants, ",")),
+		stack.EnvName(stack.OutPayloadBucket):  buckets.Payloads.BucketName(),
 	})
 	f.Executor.Node().AddDependency(f.ExecutorLogs)
 	// Workflows name their secrets at run time (use.secrets), so the grant
@@ -132,6 +133,8 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	// Query is the only one of these that an index serves.
 	allow(execRole, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(execRole, []string{"sqs:SendMessage"}, msg.Work.QueueArn())
+	// Read-only on the inputs sent by reference.
+	allow(execRole, []string{"s3:GetObject"}, buckets.Payloads.ArnForObjects(jsii.String("inputs/*")))
 	allow(execRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(execRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
 	// The mapping grants the function what polling needs: receive, delete,
@@ -143,6 +146,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		MaxConcurrency:          jsii.Number(float64(cfg.ExecutorMaxConcurrency)),
 	}))
 	suppressXRay(execRole, "")
+	suppressObjectPrefix(execRole, "PayloadBucket", "inputs", "s3:GetObject on the objects under inputs/ of the payloads bucket only: inputs sent by reference are named by their content hash, inputs/<sha256>, unknown at deploy time.")
 	policy := execRole.Node().FindChild(jsii.String("DefaultPolicy"))
 	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),

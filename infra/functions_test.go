@@ -27,6 +27,7 @@ const (
 	idFailures  = "VerifierFailures094A5307"
 	idTopic     = "AlertsTopic3414BE91"
 	idDataKey   = "DataKey17AFBB84"
+	idPayloads  = "PayloadBucket357F5869"
 	idExecutor  = "ExecutorB07C39A8"
 	idVerifier  = "VerifierF60271A7"
 	idExecLogs  = "ExecutorLogGroup"
@@ -266,7 +267,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "four functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(4)) })
+				must(t, "five functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(5)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -345,7 +346,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "four log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(4)) })
+				must(t, "five log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(5)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -371,6 +372,7 @@ func TestFunctions(t *testing.T) {
 					"kms:Decrypt":                   {key},
 					"kms:GenerateDataKey":           {key},
 					"secretsmanager:GetSecretValue": {map[string]any{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:knhk/*"}},
+					"s3:GetObject":                  {map[string]any{"Fn::Join": []any{"", []any{getAtt(idPayloads, "Arn"), "/inputs/*"}}}},
 				}))
 				for _, r := range got["dynamodb:PutItem"] {
 					if r != canon(receipts) && r != canon(state) {
@@ -556,8 +558,12 @@ func TestNagSuppressions(t *testing.T) {
 			}
 			sort.Strings(got)
 			want := []string{
+				`AccessLogsBucket AwsSolutions-S1 null`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`CostRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`CostRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cChargebackBucket[0-9A-F]+\\.Arn\u003e\\/chargeback\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/inputs\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`SlaRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,

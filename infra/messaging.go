@@ -30,7 +30,7 @@ func NewMessaging(scope constructs.Construct, cfg stackconfig.Config, key awskms
 		Encryption:          awssqs.QueueEncryption_KMS,
 		EncryptionMasterKey: key,
 		EnforceSSL:          jsii.Bool(true),
-		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(14)),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(DeadLetterRetentionDays)),
 		// The dead-letter queue holds what the work queue held.
 		MaxMessageSizeBytes: jsii.Number(limits.MaxMessageBytes),
 		RemovalPolicy:       removalPolicy(cfg),

@@ -26,6 +26,7 @@ const (
 	OutVerifierFunctionName    = "VerifierFunctionName"
 	OutCheckpointerFunction    = "CheckpointerFunctionName"
 	OutSLAFunction             = "SlaFunctionName"
+	OutCostFunction            = "CostFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -38,6 +39,8 @@ type KnhkStack struct {
 	Functions Functions
 	SLA       SLAJob
 	SLAAlarms SLAAlarms
+	Buckets   Buckets
+	Cost      CostJob
 	// Alarms are by alarm id; AlarmSpecs says what each watches.
 	Alarms     map[string]awscloudwatch.Alarm
 	AlarmSpecs []AlarmSpec
@@ -59,9 +62,11 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Keys = NewKeys(st, cfg)
 	s.Tables = NewTables(st, cfg, s.Keys.Data)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
-	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging)
+	s.Buckets = NewBuckets(st, cfg, s.Keys)
+	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging, s.Buckets)
 	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role())
 	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
+	s.Cost = newCostJob(st, cfg, s.Keys, s.Tables, s.Messaging, s.Buckets)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
 	s.SLAAlarms = newSLAAlarms(st, cfg, s.Messaging)
@@ -88,6 +93,9 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutCheckpointerFunction, s.Functions.Checkpointer.FunctionName(), "checkpointer function name")
 	out(stack.OutCheckpointsTable, s.Tables.Checkpoints.TableName(), "checkpoints table name (written only by the checkpointer)")
 	out(OutSLAFunction, s.SLA.Function.FunctionName(), "SLA job function name")
+	out(OutCostFunction, s.Cost.Function.FunctionName(), "cost job function name")
+	out(stack.OutChargebackBucket, s.Buckets.Chargeback.BucketName(), "chargeback exports bucket name")
+	out(stack.OutPayloadBucket, s.Buckets.Payloads.BucketName(), "bucket of inputs sent by reference (inputs/<sha256>)")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
 	for _, spec := range s.AlarmSpecs {
 		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")

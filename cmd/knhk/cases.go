@@ -17,6 +17,7 @@ import (
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -80,8 +81,14 @@ func submitCmd() *cobra.Command {
 				return err
 			}
 			if byRef {
-				// Too large to send inline: the input travels as a blob.
-				if err := store.ByReference(ctx, store.NewState(dynamodb.NewFromConfig(cfg), res.StateTable), &start); err != nil {
+				// Too large to send inline: the input travels by reference,
+				// uploaded to the payloads bucket (a stack without one keeps
+				// it as a blob of the state table).
+				var blobs store.BlobStore = store.NewState(dynamodb.NewFromConfig(cfg), res.StateTable)
+				if res.PayloadBucket != "" {
+					blobs = objects.NewPayloads(objects.New(objects.NewClient(cfg), res.PayloadBucket))
+				}
+				if err := store.ByReference(ctx, blobs, &start); err != nil {
 					return withExit(2, err)
 				}
 				if body, err = json.Marshal(start); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/knhk/knhk/shared/executor"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
@@ -135,8 +137,28 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	if err != nil || m.Start == nil || m.Start.InputRef == "" || len(m.Start.Input) != 0 {
 		t.Fatalf("large input sent as %.200s (%v), want an inputRef", aws.ToString(got.Messages[0].Body), err)
 	}
-	if b, err := store.NewState(db, outs[stack.OutStateTable]).Blob(ctx, strings.TrimPrefix(m.Start.InputRef, "sha256:")); err != nil || len(b) <= message.MaxBodyBytes {
-		t.Fatalf("the referenced blob: %d bytes, %v", len(b), err)
+	// It is uploaded to the payloads bucket under its hash, not to the
+	// state table, and the executor starts the case from there.
+	hash := strings.TrimPrefix(m.Start.InputRef, "sha256:")
+	payloads := objects.NewPayloads(objects.New(objects.NewClient(cfg), outs[stack.OutPayloadBucket]))
+	if b, err := payloads.Blob(ctx, hash); err != nil || len(b) <= message.MaxBodyBytes {
+		t.Fatalf("s3://%s/%s: %d bytes, %v", outs[stack.OutPayloadBucket], objects.InputKey(hash), len(b), err)
+	}
+	if _, err := store.NewState(db, outs[stack.OutStateTable]).Blob(ctx, hash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the input is also a state-table blob: %v", err)
+	}
+	// A large genesis input is detached to a state-table blob by the
+	// receipt store, as in the deployed executor.
+	chains.Blobs = store.NewState(db, outs[stack.OutStateTable])
+	x = executor.New(executor.DefaultConfig(), executor.Deps{
+		Chains: chains, Descriptors: registry.New(db, outs[stack.OutStateTable]), Cases: store.NewCases(db, outs[stack.OutStateTable]),
+		Payloads: payloads, Sender: queue.NewSender(sq, outs[stack.OutWorkQueueURL]), HTTP: standin.Client(srv.Listener.Addr().String()),
+	})
+	if resp, err := x.Handle(hctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m2", Body: aws.ToString(got.Messages[0].Body)}}}); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("executor on the referenced input: %v %v", resp, err)
+	}
+	if rs, _, err := chains.Chain(ctx, m.Start.CaseID()); err != nil || len(rs) == 0 || rs[0].InputHash != hash {
+		t.Fatalf("case of the referenced input: %d receipts, %v", len(rs), err)
 	}
 
 	// A dead-lettered message is listed, shown and redriven to the work queue.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/cost"
+	"github.com/knhk/knhk/shared/costjob"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
@@ -25,14 +28,20 @@ func init() {
 
 func costCmd() *cobra.Command {
 	var by, month, prices string
-	var asCSV, asJSON bool
+	var asCSV, asJSON, local bool
 	cmd := &cobra.Command{
-		Use:   "cost [--by workflow|tenant|department] [--month YYYY-MM] [--csv|--json]",
-		Short: "Price the month's cases from their receipts: cost per workflow, tenant or department, next to Step Functions",
+		Use:   "cost [--by workflow|tenant|department] [--month YYYY-MM] [--csv|--json] [--local]",
+		Short: "The month's chargeback per workflow, tenant or department, next to Step Functions: the cost job's export, else priced from the receipts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if month == "" {
 				month = chargeback.Period(time.Now())
+			}
+			if !local {
+				done, err := printExport(cmd, month, chargeback.Key(by), asCSV, asJSON)
+				if done || err != nil {
+					return err
+				}
 			}
 			t, err := cost.Load(prices)
 			if err != nil {
@@ -64,7 +73,51 @@ func costCmd() *cobra.Command {
 	cmd.Flags().StringVar(&prices, "prices", cost.DefaultVersion, "price table version")
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print the chargeback as CSV")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the chargeback as JSON")
+	cmd.Flags().BoolVar(&local, "local", false, "price the receipts here even when the cost job has exported the month (with --prices)")
 	return cmd
+}
+
+// printExport prints the cost job's export of the month from the chargeback
+// bucket: CSV and JSON as exported, the table from the JSON. It reports
+// false when the stack has no chargeback bucket or the month has no export
+// yet, so the caller prices the receipts itself.
+func printExport(cmd *cobra.Command, month string, by chargeback.Key, asCSV, asJSON bool) (bool, error) {
+	ctx := cmd.Context()
+	res, err := stack.Resolve(outputsFile)
+	if err != nil || res.ChargebackBucket == "" {
+		return false, err
+	}
+	cfg, err := awsConfig(ctx, "")
+	if err != nil {
+		return false, err
+	}
+	ext := "json"
+	if asCSV {
+		ext = "csv"
+	}
+	if by == "" {
+		by = chargeback.ByWorkflow
+	}
+	key := costjob.ExportKey(month, by, ext)
+	body, err := objects.New(objects.NewClient(cfg), res.ChargebackBucket).Get(ctx, key, 0)
+	if errors.Is(err, objects.ErrNotFound) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "no export of %s by %s yet: pricing the receipts\n", month, by)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "the cost job's export s3://%s/%s\n", res.ChargebackBucket, key)
+	if asCSV || asJSON {
+		_, err := cmd.OutOrStdout().Write(body)
+		return true, err
+	}
+	var r chargeback.Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return true, fmt.Errorf("s3://%s/%s: %w", res.ChargebackBucket, key, err)
+	}
+	printReport(cmd.OutOrStdout(), r)
+	return true, nil
 }
 
 // deployedCases reads the month's verified cases of the deployed stack.

@@ -62,6 +62,8 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 		stack.OutAlertsTopicArn:   res.AlertsTopicArn,
 		stack.OutCheckpointKeyID:  res.CheckpointKeyID,
 		stack.OutCheckpointsTable: res.CheckpointsTable,
+		stack.OutChargebackBucket: res.ChargebackBucket,
+		stack.OutPayloadBucket:    res.PayloadBucket,
 	}
 	for _, k := range need {
 		if have[k] == "" {

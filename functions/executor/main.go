@@ -28,9 +28,11 @@ import (
 	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/hostmap"
 	"github.com/knhk/knhk/shared/meter"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/secrets"
+	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/tenancy"
@@ -49,6 +51,7 @@ func main() {
 // settings are the executor's environment.
 type settings struct {
 	receipts, state, queueURL, topic string
+	payloadBucket                    string
 	secretsPrefix                    string
 	cfg                              executor.Config
 	breaker                          breaker.Config
@@ -65,6 +68,8 @@ func readSettings(getenv func(string) string) (settings, error) {
 		queueURL: getenv("KNHK_WORK_QUEUE_URL"),
 		topic:    getenv("KNHK_ALERTS_TOPIC_ARN"),
 		cfg:      executor.DefaultConfig(),
+		// Optional: inputs sent by reference (docs/messages.md).
+		payloadBucket: getenv(stack.EnvName(stack.OutPayloadBucket)),
 		// A push or rollback reaches new cases within this time.
 		latestTTL: 2 * time.Second,
 		// A grant or revocation reaches every executor within this time.
@@ -181,7 +186,12 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 	receipts := store.NewReceipts(ddb, s.receipts)
 	cases := store.NewCases(ddb, s.state)
 	receipts.Blobs = cases.State
+	var payloads executor.Payloads
+	if s.payloadBucket != "" {
+		payloads = objects.NewPayloads(objects.New(objects.NewClient(awsCfg), s.payloadBucket))
+	}
 	x := executor.New(s.cfg, executor.Deps{
+		Payloads:    payloads,
 		Chains:      receipts,
 		Descriptors: reg,
 		Grants:      grants,

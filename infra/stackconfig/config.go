@@ -40,9 +40,11 @@ const (
 	CtxVerifierParallelism    = "verifierParallelizationFactor"
 	CtxCheckpointMinutes      = "checkpointEveryMinutes"
 	CtxCheckpointerTimeout    = "checkpointerTimeout"
-	CtxSLAObjectives          = "slaObjectives"    // JSON of workflow to objective (see shared/slajob)
-	CtxSLAWindowDivisor       = "slaWindowDivisor" // shortens the burn-rate windows (1: the Workbook's)
-	CtxSLAMinEvents           = "slaMinEvents"     // the burn-rate alerts' minimum-events guard
+	CtxSLAObjectives          = "slaObjectives"        // JSON of workflow to objective (see shared/slajob)
+	CtxSLAWindowDivisor       = "slaWindowDivisor"     // shortens the burn-rate windows (1: the Workbook's)
+	CtxSLAMinEvents           = "slaMinEvents"         // the burn-rate alerts' minimum-events guard
+	CtxCostEvery              = "costEvery"            // hours between cost job runs (default 24: daily)
+	CtxChargebackExpireDays   = "chargebackExpireDays" // days a chargeback export (and each older version) is kept
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -127,6 +129,13 @@ type Config struct {
 	SLAWindowDivisor int
 	SLAMinEvents     int
 
+	// Cost sizes the scheduled cost job; CostEveryHours is its schedule,
+	// rate(N hours), and ChargebackExpireDays the lifetime of its exports
+	// in the chargeback bucket.
+	Cost                 FunctionConfig
+	CostEveryHours       int
+	ChargebackExpireDays int
+
 	// LogRetentionDays is the functions' log retention (a CloudWatch Logs value).
 	LogRetentionDays int
 	// LogLevel is the functions' application log level: debug, info, warn or error.
@@ -190,6 +199,9 @@ func DefaultConfig() Config {
 		SLA:                        FunctionConfig{MemoryMB: 512, TimeoutSecs: 120},
 		SLAWindowDivisor:           1,
 		SLAMinEvents:               10,
+		Cost:                       FunctionConfig{MemoryMB: 512, TimeoutSecs: 300},
+		CostEveryHours:             24,
+		ChargebackExpireDays:       731,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -245,6 +257,8 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		{CtxLogRetentionDays, &c.LogRetentionDays, 1, 3653},
 		{CtxSLAWindowDivisor, &c.SLAWindowDivisor, 1, 10080},
 		{CtxSLAMinEvents, &c.SLAMinEvents, 0, 1000000},
+		{CtxCostEvery, &c.CostEveryHours, 1, 744},
+		{CtxChargebackExpireDays, &c.ChargebackExpireDays, 1, 3653},
 	}
 	for _, in := range ints {
 		n, err := intContext(lookup, in.key, *in.dst, in.lo, in.hi)

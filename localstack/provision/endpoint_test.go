@@ -19,11 +19,14 @@ import (
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/knhk/knhk/shared/localaws"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/stack"
 )
 
@@ -213,6 +216,42 @@ func TestEndpoint(t *testing.T) {
 		other := sha256.Sum256([]byte("tampered"))
 		if ecdsa.VerifyASN1(ec, other[:], sig.Signature) {
 			t.Fatal("signature verifies for another message")
+		}
+	})
+
+	t.Run("buckets encrypted with the data key, versioned, with lifecycle", func(t *testing.T) {
+		c := objects.NewClient(cfg)
+		for _, b := range []struct {
+			out       string
+			versioned bool
+		}{{stack.OutChargebackBucket, true}, {stack.OutPayloadBucket, false}} {
+			name := outs[b.out]
+			if name == "" {
+				t.Fatalf("output %s missing", b.out)
+			}
+			enc, err := c.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: aws.String(name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			def := enc.ServerSideEncryptionConfiguration.Rules[0].ApplyServerSideEncryptionByDefault
+			if def.SSEAlgorithm != s3types.ServerSideEncryptionAwsKms || aws.ToString(def.KMSMasterKeyID) != outs[stack.OutDataKeyArn] {
+				t.Errorf("%s encryption %s %s, want aws:kms with the data key", name, def.SSEAlgorithm, aws.ToString(def.KMSMasterKeyID))
+			}
+			v, err := c.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(name)})
+			if err != nil || (v.Status == s3types.BucketVersioningStatusEnabled) != b.versioned {
+				t.Errorf("%s versioning %q %v, want versioned %v", name, v.Status, err, b.versioned)
+			}
+			lc, err := c.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(name)})
+			if err != nil || len(lc.Rules) != 1 || lc.Rules[0].Expiration == nil || aws.ToInt32(lc.Rules[0].Expiration.Days) < 1 {
+				t.Errorf("%s lifecycle %+v %v", name, lc, err)
+			}
+			pab, err := c.GetPublicAccessBlock(ctx, &s3.GetPublicAccessBlockInput{Bucket: aws.String(name)})
+			if err != nil || !aws.ToBool(pab.PublicAccessBlockConfiguration.BlockPublicPolicy) || !aws.ToBool(pab.PublicAccessBlockConfiguration.RestrictPublicBuckets) {
+				t.Errorf("%s public access block %+v %v", name, pab, err)
+			}
+			if err := objects.New(c, name).Put(ctx, "probe", "text/plain", []byte("x")); err != nil {
+				t.Errorf("%s refuses a put: %v", name, err)
+			}
 		}
 	})
 

@@ -270,3 +270,49 @@ func PerCase(cases []Case) map[string]cost.Usage {
 	}
 	return out
 }
+
+// UnmarshalJSON reads a report as MarshalJSON wrote it (amounts as exported,
+// to 12 decimals).
+func (r *Report) UnmarshalJSON(b []byte) error {
+	var in struct {
+		Period string     `json:"period"`
+		By     Key        `json:"by"`
+		Prices string     `json:"prices"`
+		Shared string     `json:"shared"`
+		Idle   string     `json:"idle"`
+		Lines  []jsonLine `json:"lines"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("chargeback report: %w", err)
+	}
+	rat := func(what, s string) (*big.Rat, error) {
+		v, ok := new(big.Rat).SetString(s)
+		if !ok {
+			return nil, fmt.Errorf("chargeback report: %s %q is not a decimal amount", what, s)
+		}
+		return v, nil
+	}
+	out := Report{Period: in.Period, By: in.By, Prices: in.Prices}
+	var err error
+	if out.Shared, err = rat("shared", in.Shared); err != nil {
+		return err
+	}
+	if out.Idle, err = rat("idle", in.Idle); err != nil {
+		return err
+	}
+	for _, jl := range in.Lines {
+		l := Line{Key: jl.Key, Cases: jl.Cases, Usage: jl.Usage}
+		for _, f := range []struct {
+			dst  **big.Rat
+			name string
+			v    string
+		}{{&l.Direct, "direct", jl.Direct}, {&l.Shared, "shared", jl.Shared}, {&l.Standard, "stepFunctionsStandard", jl.StepFunctionsStandard}, {&l.Express, "stepFunctionsExpress", jl.StepFunctionsExpress}} {
+			if *f.dst, err = rat(jl.Key+" "+f.name, f.v); err != nil {
+				return err
+			}
+		}
+		out.Lines = append(out.Lines, l)
+	}
+	*r = out
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,5 +233,51 @@ func TestBudgetThresholdsOncePerPeriod(t *testing.T) {
 	}
 	if a, err := chargeback.Alerts(ctx, report("2027-01"), budgets, claims, out); err != nil || len(a) != 2 {
 		t.Errorf("next period: %v %v", a, err)
+	}
+}
+
+// TestReportJSONRoundTrip: a report read back from its JSON export has the
+// same lines and amounts to the export's 12 decimals (what knhk cost prints
+// from the cost job's export); a malformed amount is refused.
+func TestReportJSONRoundTrip(t *testing.T) {
+	tab, _ := cost.Load(cost.DefaultVersion)
+	var cases []chargeback.Case
+	for i, tenant := range []string{"acme", "globex", "acme"} {
+		c, err := chargeback.FromChain(fiveTaskCase(t, tenant, "payments", "pay", fmt.Sprint("c", i)), small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, c)
+	}
+	r, err := chargeback.Build(tab, "2026-12", chargeback.ByTenant, cases, cost.Usage{SQSRequests: 7}, cost.Usage{SQSRequests: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back chargeback.Report
+	if err := json.Unmarshal(j, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Period != r.Period || back.By != r.By || back.Prices != r.Prices || len(back.Lines) != len(r.Lines) ||
+		back.Idle.FloatString(12) != r.Idle.FloatString(12) || back.Shared.FloatString(12) != r.Shared.FloatString(12) {
+		t.Fatalf("report after round trip: %+v", back)
+	}
+	for i, l := range r.Lines {
+		b := back.Lines[i]
+		if b.Key != l.Key || b.Cases != l.Cases || b.Usage != l.Usage {
+			t.Errorf("line %d: %+v, want %+v", i, b, l)
+		}
+		for _, p := range [][2]*big.Rat{{b.Direct, l.Direct}, {b.Shared, l.Shared}, {b.Standard, l.Standard}, {b.Express, l.Express}} {
+			if p[0].FloatString(12) != p[1].FloatString(12) {
+				t.Errorf("line %s: amount %s, want %s", l.Key, p[0].FloatString(12), p[1].FloatString(12))
+			}
+		}
+	}
+	bad := strings.Replace(string(j), `"idle":"`, `"idle":"x`, 1)
+	if err := json.Unmarshal([]byte(bad), &back); err == nil {
+		t.Error("a malformed amount was accepted")
 	}
 }

@@ -23,6 +23,12 @@ import (
 // LeaseName is the job's lease in the state table.
 const LeaseName = "cost"
 
+// FunctionName is the job's function short name.
+const FunctionName = "cost"
+
+// EnvConfig carries the job's Config as JSON.
+const EnvConfig = "KNHK_COST_CONFIG"
+
 // Leases is the scheduled jobs' mutual exclusion (store.Leases).
 type Leases interface {
 	Acquire(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
@@ -154,9 +160,14 @@ func Run(ctx context.Context, d Deps) (Result, error) {
 	return res, nil
 }
 
+// ExportKey is the key of a period's export grouped by, as CSV (ext "csv")
+// or JSON ("json"): chargeback/<period>/by-<key>.<ext>.
+func ExportKey(period string, by chargeback.Key, ext string) string {
+	return fmt.Sprintf("chargeback/%s/by-%s.%s", period, by, ext)
+}
+
 // export writes r as CSV and JSON under chargeback/<period>/by-<key>.
 func export(ctx context.Context, e Exporter, r chargeback.Report) ([]string, error) {
-	base := fmt.Sprintf("chargeback/%s/by-%s", r.Period, r.By)
 	var csvBody bytes.Buffer
 	if err := r.WriteCSV(&csvBody); err != nil {
 		return nil, err
@@ -169,7 +180,7 @@ func export(ctx context.Context, e Exporter, r chargeback.Report) ([]string, err
 	for _, x := range []struct {
 		key, ctype string
 		body       []byte
-	}{{base + ".csv", "text/csv", csvBody.Bytes()}, {base + ".json", "application/json", jsonBody}} {
+	}{{ExportKey(r.Period, r.By, "csv"), "text/csv", csvBody.Bytes()}, {ExportKey(r.Period, r.By, "json"), "application/json", jsonBody}} {
 		if err := e.Put(ctx, x.key, x.ctype, x.body); err != nil {
 			return keys, fmt.Errorf("export %s: %w", x.key, err)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -56,6 +57,13 @@ type Descriptors interface {
 // Sender puts messages on the work queue.
 type Sender interface {
 	Send(ctx context.Context, msgs ...queue.Message) error
+}
+
+// Payloads reads the inputs sent by reference from the payloads bucket
+// (objects.Payloads), checking each against its hash; a missing one is
+// objects.ErrNotFound.
+type Payloads interface {
+	Blob(ctx context.Context, hash string) ([]byte, error)
 }
 
 // Cases keeps per-case records outside the chain: quarantine, listen
@@ -144,6 +152,7 @@ type Executor struct {
 	descs   Descriptors
 	send    Sender
 	cases   Cases
+	inputs  Payloads
 	alerts  Alerter
 	secrets Secrets
 	grants  Grants
@@ -163,6 +172,7 @@ type Deps struct {
 	Sender      Sender
 	Cases       Cases
 	Alerts      Alerter
+	Payloads    Payloads     // nil: inputs by reference are read from Cases only
 	Secrets     Secrets      // nil: only Config.Engine.Secrets
 	HTTP        *http.Client // performs the workflows' calls (wrap its transport in a circuit breaker)
 	Log         *slog.Logger
@@ -192,7 +202,7 @@ func New(cfg Config, d Deps) *Executor {
 	if cfg.SeqRereads <= 0 {
 		cfg.SeqRereads = 3
 	}
-	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases,
+	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases, inputs: d.Payloads,
 		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
@@ -413,7 +423,19 @@ func (x *Executor) startRaw(ctx context.Context, s *message.Start) ([]byte, erro
 	if s.InputRef == "" {
 		return s.Input, nil
 	}
-	b, err := x.cases.Blob(ctx, s.InputRef[len("sha256:"):])
+	hash := s.InputRef[len("sha256:"):]
+	if x.inputs != nil {
+		b, err := x.inputs.Blob(ctx, hash)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, objects.ErrNotFound) {
+			return nil, fmt.Errorf("start: input %s: %w", s.InputRef, err)
+		}
+		// Not in the bucket: a message from before the bucket, whose input
+		// is a blob of the state table.
+	}
+	b, err := x.cases.Blob(ctx, hash)
 	if err != nil {
 		return nil, fmt.Errorf("start: input %s: %w", s.InputRef, err)
 	}

@@ -21,6 +21,8 @@ const (
 	OutCheckpointKeyID   = "CheckpointKeyId"
 	OutCheckpointsTable  = "CheckpointsTableName"
 	OutDataKeyArn        = "DataKeyArn"
+	OutChargebackBucket  = "ChargebackBucketName"
+	OutPayloadBucket     = "PayloadBucketName"
 )
 
 // Resources are the names and addresses of a deployed stack.
@@ -34,6 +36,10 @@ type Resources struct {
 	// CheckpointsTable holds the signed checkpoint log; only the
 	// checkpointer can write it.
 	CheckpointsTable string
+	// ChargebackBucket holds the cost job's monthly exports.
+	ChargebackBucket string
+	// PayloadBucket holds inputs too large for a message (inputs/<sha256>).
+	PayloadBucket string
 }
 
 // envNames maps each resource to the environment variable that overrides it.
@@ -45,6 +51,8 @@ var envNames = map[string]string{
 	OutAlertsTopicArn:   "KNHK_ALERTS_TOPIC_ARN",
 	OutCheckpointKeyID:  "KNHK_CHECKPOINT_KEY_ID",
 	OutCheckpointsTable: "KNHK_CHECKPOINTS_TABLE",
+	OutChargebackBucket: "KNHK_CHARGEBACK_BUCKET",
+	OutPayloadBucket:    "KNHK_PAYLOAD_BUCKET",
 }
 
 // EnvName returns the environment variable that carries an output key.
@@ -82,6 +90,8 @@ func Resolve(outputsFile string) (Resources, error) {
 		AlertsTopicArn:   get(OutAlertsTopicArn),
 		CheckpointKeyID:  get(OutCheckpointKeyID),
 		CheckpointsTable: get(OutCheckpointsTable),
+		ChargebackBucket: get(OutChargebackBucket),
+		PayloadBucket:    get(OutPayloadBucket),
 	}, nil
 }
 

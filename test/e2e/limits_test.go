@@ -19,6 +19,7 @@ import (
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/limits"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/secrets"
@@ -192,8 +193,11 @@ func flattenItem(b *strings.Builder, v ddbtypes.AttributeValue) {
 
 // TestOversizedInputByReference starts a case whose input makes the start
 // message larger than the queue accepts: the queue refuses it inline, the
-// input travels as a state-table blob named by inputRef (what `knhk submit`
-// does), and the case completes with the input recorded by hash.
+// input is uploaded to the payloads bucket as inputs/<sha256> and named by
+// inputRef (what `knhk submit` does), the executor reads it from there (the
+// state table holds no blob of it when the case starts), and the case completes with the input
+// recorded by hash. A message from before the bucket, whose input is a
+// state-table blob, still starts its case.
 func TestOversizedInputByReference(t *testing.T) {
 	noteFailure(t)
 	ctx := ctxFor(t, 120*time.Second)
@@ -204,18 +208,43 @@ func TestOversizedInputByReference(t *testing.T) {
 	if err := suite.work.Send(ctx, queue.Message{Body: s, CaseID: c.ID}); err == nil {
 		t.Fatalf("the queue accepted a %d-byte start message inline", len(c.Input))
 	}
-	if err := store.ByReference(ctx, suite.chains.Blobs, &s); err != nil {
+	if suite.res.PayloadBucket == "" {
+		t.Fatal("the deployed stack has no payloads bucket output")
+	}
+	payloads := objects.NewPayloads(objects.New(objects.NewClient(suite.cfg), suite.res.PayloadBucket))
+	if err := store.ByReference(ctx, payloads, &s); err != nil {
 		t.Fatal(err)
 	}
-	if err := suite.work.Send(ctx, queue.Message{Body: s, CaseID: c.ID}); err != nil {
+	hash := strings.TrimPrefix(s.InputRef, "sha256:")
+	if _, err := payloads.Blob(ctx, hash); err != nil {
+		t.Fatalf("input not in s3://%s/%s: %v", suite.res.PayloadBucket, objects.InputKey(hash), err)
+	}
+	// Only the bucket holds it when the case starts (the receipts later
+	// keep their own copy of a large genesis input).
+	if _, err := suite.chains.Blobs.Blob(ctx, hash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the bucket's input is also a state-table blob (%v)", err)
+	}
+	// An older message: the input as a state-table blob.
+	old := newCase("e2e", "five-tasks", "oversized-blob", map[string]any{"qty": 3, "unitPrice": 7,
+		"attachment": strings.Repeat("scanned-receipt ", 300<<10/16)})
+	olds := message.Start{Kind: message.KindStart, Tenant: old.Tenant, IdempotencyKey: old.Key,
+		Workflow: message.WorkflowRef{Namespace: old.Namespace, Name: old.Workflow}, Input: old.Input}
+	if err := store.ByReference(ctx, suite.chains.Blobs, &olds); err != nil {
 		t.Fatal(err)
 	}
-	outs := awaitAll(t, ctx, []localrun.Case{c})
-	rs := readChain(t, ctx, outs[0].Case.ID)
-	if out := output(t, rs); !strings.Contains(out, `"total":25`) {
-		t.Fatalf("output %s", out)
+	for _, m := range []queue.Message{{Body: s, CaseID: c.ID}, {Body: olds, CaseID: old.ID}} {
+		if err := suite.work.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if rs[0].InputHash != strings.TrimPrefix(s.InputRef, "sha256:") {
-		t.Fatalf("genesis input hash %s, want the blob's %s", rs[0].InputHash, s.InputRef)
+	outs := awaitAll(t, ctx, []localrun.Case{c, old})
+	for i, ref := range []string{s.InputRef, olds.InputRef} {
+		rs := readChain(t, ctx, outs[i].Case.ID)
+		if out := output(t, rs); !strings.Contains(out, `"total":25`) {
+			t.Fatalf("case %s output %s", outs[i].Case.ID, out)
+		}
+		if rs[0].InputHash != strings.TrimPrefix(ref, "sha256:") {
+			t.Fatalf("genesis input hash %s, want the reference's %s", rs[0].InputHash, ref)
+		}
 	}
 }

@@ -15,14 +15,21 @@ import (
 // while a scheduled run holds the lease.
 func runSLA(t *testing.T, ctx context.Context) slajob.Result {
 	t.Helper()
+	return runJob(t, ctx, slajob.FunctionName, func(r slajob.Result) bool { return r.Skipped })
+}
+
+// runJob invokes the deployed scheduled function named short once, as its
+// schedule does, retrying while a scheduled run holds the lease (skipped).
+func runJob[R any](t *testing.T, ctx context.Context, short string, skipped func(R) bool) R {
+	t.Helper()
 	name := ""
 	for n := range suite.env.Lambda.Stack().Functions {
-		if strings.HasSuffix(n, "-"+slajob.FunctionName) {
+		if strings.HasSuffix(n, "-"+short) {
 			name = n
 		}
 	}
 	if name == "" {
-		t.Fatalf("the deployed stack has no SLA function: %v", suite.env.Lambda.Stack().Notes)
+		t.Fatalf("the deployed stack has no %s function: %v", short, suite.env.Lambda.Stack().Notes)
 	}
 	for {
 		out, err := suite.env.Lambda.Invoke(ctx, name, []byte(`{"source":"aws.events","detail-type":"Scheduled Event"}`))
@@ -30,18 +37,18 @@ func runSLA(t *testing.T, ctx context.Context) slajob.Result {
 			t.Fatalf("invoke %s: %v", name, err)
 		}
 		if out.FunctionError != "" {
-			t.Fatalf("SLA job failed: %s %s", out.Reason, out.Payload)
+			t.Fatalf("%s failed: %s %s", name, out.Reason, out.Payload)
 		}
-		var r slajob.Result
+		var r R
 		if err := json.Unmarshal(out.Payload, &r); err != nil {
-			t.Fatalf("SLA result %s: %v", out.Payload, err)
+			t.Fatalf("%s result %s: %v", name, out.Payload, err)
 		}
-		if !r.Skipped {
+		if !skipped(r) {
 			return r
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("SLA lease never free")
+			t.Fatalf("%s lease never free", name)
 		case <-time.After(time.Second):
 		}
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/stack"
+)
+
+// resourcesOf returns the template's resources whose logical id starts with
+// prefix and whose type is typ, by logical id.
+func resourcesOf(res map[string]any, typ, prefix string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range res {
+		r := r.(map[string]any)
+		if r["Type"] == typ && strings.HasPrefix(id, prefix) {
+			p, _ := r["Properties"].(map[string]any)
+			out[id] = p
+		}
+	}
+	return out
+}
+
+func only(t *testing.T, m map[string]map[string]any, what string) (string, map[string]any) {
+	t.Helper()
+	if len(m) != 1 {
+		t.Fatalf("%d %s, want 1", len(m), what)
+	}
+	for id, p := range m {
+		return id, p
+	}
+	return "", nil
+}
+
+func compact(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestBuckets: the chargeback and payloads buckets are encrypted with the
+// data key, closed to the public, log their access to the access-logs
+// bucket and deny every request not made over TLS; chargeback exports are
+// versioned and expire after chargebackExpireDays, payloads expire after
+// the dead-letter queue's retention plus a margin.
+func TestBuckets(t *testing.T) {
+	s := synth(t, "buckets", map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6"})
+	res := templateJSON(t, s)["Resources"].(map[string]any)
+	_, dlq := only(t, resourcesOf(res, "AWS::SQS::Queue", "DeadLetterQueue"), "dead-letter queues")
+	if dlq["MessageRetentionPeriod"] != float64(DeadLetterRetentionDays*86400) || PayloadExpireDays <= DeadLetterRetentionDays {
+		t.Fatalf("dead-letter retention %v s, payloads expire after %d days", dlq["MessageRetentionPeriod"], PayloadExpireDays)
+	}
+	logsID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "AccessLogsBucket"), "access-log buckets")
+	for prefix, want := range map[string]struct {
+		days      float64
+		versioned bool
+	}{"ChargebackBucket": {400, true}, "PayloadBucket": {PayloadExpireDays, false}} {
+		id, p := only(t, resourcesOf(res, "AWS::S3::Bucket", prefix), prefix)
+		enc := compact(p["BucketEncryption"])
+		if !strings.Contains(enc, `"SSEAlgorithm":"aws:kms"`) || !strings.Contains(enc, `"KMSMasterKeyID":{"Fn::GetAtt":["DataKey`) {
+			t.Errorf("%s encryption %s, want the data key", id, enc)
+		}
+		if compact(p["PublicAccessBlockConfiguration"]) != `{"BlockPublicAcls":true,"BlockPublicPolicy":true,"IgnorePublicAcls":true,"RestrictPublicBuckets":true}` {
+			t.Errorf("%s public access %v", id, p["PublicAccessBlockConfiguration"])
+		}
+		if compact(p["LoggingConfiguration"].(map[string]any)["DestinationBucketName"]) != `{"Ref":"`+logsID+`"}` {
+			t.Errorf("%s logs to %v", id, p["LoggingConfiguration"])
+		}
+		rules := p["LifecycleConfiguration"].(map[string]any)["Rules"].([]any)
+		if len(rules) != 1 || rules[0].(map[string]any)["ExpirationInDays"] != want.days || rules[0].(map[string]any)["Status"] != "Enabled" {
+			t.Errorf("%s lifecycle %v, want expiry after %v days", id, rules, want.days)
+		}
+		if versioned := compact(p["VersioningConfiguration"]) == `{"Status":"Enabled"}`; versioned != want.versioned {
+			t.Errorf("%s versioning %v, want versioned %v", id, p["VersioningConfiguration"], want.versioned)
+		}
+		found := false
+		for pid, pol := range resourcesOf(res, "AWS::S3::BucketPolicy", prefix) {
+			if compact(pol["Bucket"]) != `{"Ref":"`+id+`"}` {
+				continue
+			}
+			for _, st := range pol["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := compact(st)
+				found = found || (strings.Contains(st, `"Effect":"Deny"`) && strings.Contains(st, `"Action":"s3:*"`) &&
+					strings.Contains(st, `"aws:SecureTransport":"false"`) && strings.Contains(st, `"/*"`))
+			}
+			if !found {
+				t.Errorf("%s: %s has no TLS-only deny on the bucket and its objects", id, pid)
+			}
+		}
+		if !found {
+			t.Errorf("%s has no bucket policy", id)
+		}
+	}
+}
+
+// TestBucketGrants: the executor may only read inputs/ of the payloads
+// bucket (and is told its name); the cost job may only write chargeback/ of
+// the chargeback bucket, reads the receipts by Scan only, and reaches
+// neither the checkpoints nor the signing key nor the work queue; no other
+// role has any S3 action; the cost job runs every costEvery hours.
+func TestBucketGrants(t *testing.T) {
+	s := synth(t, "buckets", map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6"})
+	res := templateJSON(t, s)["Resources"].(map[string]any)
+	payloadID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "PayloadBucket"), "payload buckets")
+	chargebackID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "ChargebackBucket"), "chargeback buckets")
+	for id, p := range resourcesOf(res, "AWS::IAM::Policy", "") {
+		for _, st := range p["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			acts := compact(st["Action"])
+			if !strings.Contains(acts, "s3:") {
+				continue
+			}
+			r := compact(st["Resource"])
+			switch {
+			case strings.HasPrefix(id, "ExecutorRole"):
+				if acts != `"s3:GetObject"` || !strings.Contains(r, payloadID) || !strings.Contains(r, `/inputs/*`) {
+					t.Errorf("executor S3 grant %s on %s, want s3:GetObject on %s/inputs/*", acts, r, payloadID)
+				}
+			case strings.HasPrefix(id, "CostRole"):
+				if acts != `"s3:PutObject"` || !strings.Contains(r, chargebackID) || !strings.Contains(r, `/chargeback/*`) {
+					t.Errorf("cost S3 grant %s on %s, want s3:PutObject on %s/chargeback/*", acts, r, chargebackID)
+				}
+			default:
+				t.Errorf("%s has S3 actions %s on %s", id, acts, r)
+			}
+		}
+		if strings.HasPrefix(id, "CostRole") {
+			b := compact(p)
+			for _, other := range []string{"CheckpointsTable", "kms:Sign", "sqs:", payloadID} {
+				if strings.Contains(b, other) {
+					t.Errorf("cost role policy reaches %s: %s", other, b)
+				}
+			}
+			for _, st := range p["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				if strings.Contains(compact(st["Resource"]), "ReceiptsTable") && compact(st["Action"]) != `"dynamodb:Scan"` {
+					t.Errorf("cost role on the receipts table: %v", st["Action"])
+				}
+			}
+		}
+	}
+	_, exec := only(t, resourcesOf(res, "AWS::Lambda::Function", "Executor"), "executors")
+	if compact(exec["Environment"].(map[string]any)["Variables"].(map[string]any)[stack.EnvName(stack.OutPayloadBucket)]) != `{"Ref":"`+payloadID+`"}` {
+		t.Errorf("executor environment lacks %s", stack.EnvName(stack.OutPayloadBucket))
+	}
+	_, cost := only(t, resourcesOf(res, "AWS::Lambda::Function", "Cost"), "cost functions")
+	if compact(cost["Environment"].(map[string]any)["Variables"].(map[string]any)[stack.EnvName(stack.OutChargebackBucket)]) != `{"Ref":"`+chargebackID+`"}` {
+		t.Errorf("cost environment lacks %s", stack.EnvName(stack.OutChargebackBucket))
+	}
+	_, rule := only(t, resourcesOf(res, "AWS::Events::Rule", "CostSchedule"), "cost schedules")
+	if rule["ScheduleExpression"] != "rate(6 hours)" {
+		t.Errorf("cost schedule %v, want rate(6 hours)", rule["ScheduleExpression"])
+	}
+	outs := templateJSON(t, s)["Outputs"].(map[string]any)
+	for _, o := range []string{stack.OutChargebackBucket, stack.OutPayloadBucket, OutCostFunction} {
+		if outs[o] == nil {
+			t.Errorf("no output %s", o)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/knhk/knhk/shared/chargeback"
+	"github.com/knhk/knhk/shared/costjob"
+	"github.com/knhk/knhk/shared/objects"
+)
+
+// TestCostJobExportsToS3: the deployed cost function, run under the local
+// Lambda service as its schedule runs it, writes the month's chargeback by
+// workflow, tenant and department, CSV and JSON, to the stack's chargeback
+// bucket, with the suite's completed case priced under its tenant; a second
+// run writes the same objects again and alerts nothing.
+func TestCostJobExportsToS3(t *testing.T) {
+	if suite.external {
+		t.Skip("invokes the cost job through the local Lambda service")
+	}
+	noteFailure(t)
+	ctx := ctxFor(t, 180*time.Second)
+	if suite.res.ChargebackBucket == "" {
+		t.Fatal("the deployed stack has no chargeback bucket output")
+	}
+	c := newCase("e2e", "five-tasks", "cost-export", map[string]any{"qty": 2, "unitPrice": 5})
+	awaitAll(t, ctx, submit(t, ctx, c))
+	skipped := func(r costjob.Result) bool { return r.Skipped }
+	first := runJob(t, ctx, costjob.FunctionName, skipped)
+	period := chargeback.Period(time.Now())
+	if first.Period != period || first.Cases < 1 || len(first.Exports) != 6 {
+		t.Fatalf("first run %+v", first)
+	}
+	bucket := objects.New(objects.NewClient(suite.cfg), suite.res.ChargebackBucket)
+	read := func() map[string][]byte {
+		objs := map[string][]byte{}
+		for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
+			for _, ext := range []string{"csv", "json"} {
+				key := costjob.ExportKey(period, by, ext)
+				b, err := bucket.Get(ctx, key, 0)
+				if err != nil {
+					t.Fatalf("export %s: %v", key, err)
+				}
+				objs[key] = b
+			}
+		}
+		return objs
+	}
+	before := read()
+	var byTenant chargeback.Report
+	if err := json.Unmarshal(before[costjob.ExportKey(period, chargeback.ByTenant, "json")], &byTenant); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range byTenant.Lines {
+		found = found || (l.Key == suite.tenant && l.Cases >= 1 && l.Direct.Sign() > 0)
+	}
+	if !found {
+		t.Fatalf("tenant %s not priced in the export: %+v", suite.tenant, byTenant.Lines)
+	}
+	if !bytes.Contains(before[costjob.ExportKey(period, chargeback.ByWorkflow, "csv")], []byte(",e2e/five-tasks,")) {
+		t.Errorf("by-workflow CSV lacks e2e/five-tasks:\n%s", before[costjob.ExportKey(period, chargeback.ByWorkflow, "csv")])
+	}
+	second := runJob(t, ctx, costjob.FunctionName, skipped)
+	if len(second.Alerts) != 0 || len(second.Exports) != 6 {
+		t.Fatalf("second run %+v", second)
+	}
+	// Nothing ran in between (this scenario's case is the newest), so the
+	// second run's exports are the first's, byte for byte.
+	if second.Cases == first.Cases {
+		for k, v := range read() {
+			if !bytes.Equal(v, before[k]) {
+				t.Errorf("%s changed on a second run:\n%s\n%s", k, before[k], v)
+			}
+		}
+	}
+}
