@@ -335,7 +335,7 @@ func (c *Checkpointer) refuse(ctx context.Context, r *refusal) error {
 		return err
 	}
 	d.Metrics.Add(telemetry.CheckpointHeadsRefused, telemetry.Count, 1)
-	fctx := telemetry.WithSeq(telemetry.WithCase(ctx, f.Tenant, f.CaseID), f.Seq)
+	fctx := telemetry.WithSeq(telemetry.LogCase(ctx, f.Tenant, f.CaseID), f.Seq)
 	d.Logger.ErrorContext(fctx, "checkpoint refused", "kind", string(f.Kind), "expected", f.Expected, "actual", f.Actual, "detail", f.Detail)
 	if !created || r.known {
 		return nil

@@ -112,11 +112,20 @@ func fieldsFrom(ctx context.Context) fields {
 }
 
 // WithCase returns a context whose log records carry tenant and caseId; the
-// span ctx carries records them too.
+// span ctx carries records them too. Use it where the span is the case's
+// own (a message's); LogCase where the span covers several cases.
 func WithCase(ctx context.Context, tenant, caseID string) context.Context {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(attribute.String(SpanTenant, tenant), attribute.String(SpanCaseID, caseID))
 	}
+	return LogCase(ctx, tenant, caseID)
+}
+
+// LogCase returns a context whose log records carry tenant and caseId,
+// leaving the span alone: a batch's span (the verifier's) belongs to no
+// single case, and naming the last one logged would put it in that case's
+// trace.
+func LogCase(ctx context.Context, tenant, caseID string) context.Context {
 	f := fieldsFrom(ctx)
 	f.tenant, f.caseID = tenant, caseID
 	return context.WithValue(ctx, fieldsKey{}, f)

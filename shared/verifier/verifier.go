@@ -274,7 +274,7 @@ func earliest(recs []events.DynamoDBEventRecord, resp events.DynamoDBEventRespon
 func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecord) error {
 	caseID, seq := keyOf(rec)
 	cs := inv.cases[caseID]
-	ctx = telemetry.WithSeq(telemetry.WithCase(ctx, tenantOf(rec), caseID), seq)
+	ctx = telemetry.WithSeq(telemetry.LogCase(ctx, tenantOf(rec), caseID), seq)
 	var err error
 	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
 		err = inv.insert(ctx, caseID, cs, rec)
@@ -361,7 +361,7 @@ next:
 func (inv *invocation) report(ctx context.Context, cs *caseState, fs []receipt.Finding) error {
 	d := inv.v.d
 	for _, f := range fs {
-		fctx := telemetry.WithSeq(telemetry.WithCase(ctx, f.Tenant, f.CaseID), f.Seq)
+		fctx := telemetry.WithSeq(telemetry.LogCase(ctx, f.Tenant, f.CaseID), f.Seq)
 		if !f.Kind.Tamper() {
 			d.Log.InfoContext(fctx, "receipt expired by time to live", "kind", string(f.Kind), "expected", f.Expected)
 			d.Metrics.Add(ReceiptsExpired, telemetry.Count, 1)
