@@ -26,6 +26,7 @@ const (
 	OutVerifierFunctionName    = "VerifierFunctionName"
 	OutCheckpointerFunction    = "CheckpointerFunctionName"
 	OutSLAFunction             = "SlaFunctionName"
+	OutCanaryFunction          = "CanaryFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -38,6 +39,12 @@ type KnhkStack struct {
 	Functions Functions
 	SLA       SLAJob
 	SLAAlarms SLAAlarms
+	Canary    Canary
+	// Notifications are the page and ticket topics; Health the canary
+	// alarm and "KNHK unhealthy"; Dashboard the operations dashboard.
+	Notifications Notifications
+	Health        HealthAlarms
+	Dashboard     awscloudwatch.Dashboard
 	// Alarms are by alarm id; AlarmSpecs says what each watches.
 	Alarms     map[string]awscloudwatch.Alarm
 	AlarmSpecs []AlarmSpec
@@ -60,11 +67,16 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Tables = NewTables(st, cfg, s.Keys.Data)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
 	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging)
-	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role())
 	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
+	s.Canary = newCanary(st, cfg, s.Keys, s.Tables, s.Messaging)
+	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role(), s.Canary.Role)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
-	s.SLAAlarms = newSLAAlarms(st, cfg, s.Messaging)
+	s.Notifications = newNotifications(st, cfg, s.Keys.Data)
+	s.SLAAlarms = newSLAAlarms(st, cfg, s.Notifications)
+	s.Health = newHealthAlarms(st, cfg, s.Notifications, s.SLAAlarms)
+	s.Dashboard = newDashboard(st, cfg, s)
+	suppressChatbot(s.Notifications)
 
 	out := func(id string, v *string, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
@@ -88,6 +100,9 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutCheckpointerFunction, s.Functions.Checkpointer.FunctionName(), "checkpointer function name")
 	out(stack.OutCheckpointsTable, s.Tables.Checkpoints.TableName(), "checkpoints table name (written only by the checkpointer)")
 	out(OutSLAFunction, s.SLA.Function.FunctionName(), "SLA job function name")
+	out(OutCanaryFunction, s.Canary.Function.FunctionName(), "health canary function name")
+	out(OutPageTopicArn, s.Notifications.Page.TopicArn(), "page topic ARN (alarms that wake someone)")
+	out(OutTicketTopicArn, s.Notifications.Ticket.TopicArn(), "ticket topic ARN (alarms for office hours)")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
 	for _, spec := range s.AlarmSpecs {
 		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")
