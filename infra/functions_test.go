@@ -15,6 +15,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/canary"
 	"github.com/knhk/knhk/shared/sla"
 )
 
@@ -235,7 +236,7 @@ func TestFunctions(t *testing.T) {
 								"KNHK_MAX_RECEIVE_COUNT": fx.maxReceive,
 								"KNHK_DEADLINE_MARGIN":   "5s",
 								"KNHK_SECRETS_PREFIX":    "knhk/",
-								"KNHK_OPEN_TENANTS":      "default",
+								"KNHK_OPEN_TENANTS":      "default," + canary.Tenant,
 								"LOG_LEVEL":              "info",
 							})},
 						}),
@@ -266,7 +267,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "four functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(4)) })
+				must(t, "five functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(5)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -345,7 +346,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "four log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(4)) })
+				must(t, "five log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(5)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -444,8 +445,8 @@ func expectedAlarms() []alarmExpect {
 func testAlarms(t *testing.T, tm assertions.Template, fx fnExpect) {
 	want := expectedAlarms()
 	// The service-level alarms (TestSLAAlarms): two window alarms per
-	// burn-rate rule and the latency breach.
-	slaAlarms := 2*len(sla.WorkbookRules()) + 1
+	// burn-rate rule and the latency breach; the canary failure.
+	slaAlarms := 2*len(sla.WorkbookRules()) + 1 + 1
 	must(t, "alarm count", func() {
 		tm.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(want)+slaAlarms)))
 	})
@@ -503,7 +504,7 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
-	for _, id := range SLAAlarmIDs() {
+	for _, id := range append(SLAAlarmIDs(), HealthAlarmIDs()...) {
 		ids[id] = true
 		b, err := os.ReadFile(filepath.Join("..", RunbookPath(id)))
 		if err != nil {
@@ -517,7 +518,7 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != len(expectedAlarms())+len(SLAAlarmIDs()) {
+	if len(ids) != len(expectedAlarms())+len(SLAAlarmIDs())+len(HealthAlarmIDs()) {
 		t.Errorf("%d alarm specs, want %d", len(ids), len(expectedAlarms()))
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.md"))
@@ -556,6 +557,7 @@ func TestNagSuppressions(t *testing.T) {
 			}
 			sort.Strings(got)
 			want := []string{
+				`CanaryRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
@@ -615,10 +617,13 @@ func TestWorkQueueSenders(t *testing.T) {
 	}
 	const producer = "arn:aws:iam::123456789012:role/claims-ingest"
 	s := synth(t, "producers", map[string]any{"producerRoles": producer + ",arn:aws:iam::123456789012:role/ops", "openTenants": ""})
-	execRole := ""
+	execRole, canaryRole := "", ""
 	for id, r := range resources(templateJSON(t, s)) {
 		if r["Type"] == "AWS::IAM::Role" && strings.HasPrefix(id, "ExecutorRole") {
 			execRole = id
+		}
+		if r["Type"] == "AWS::IAM::Role" && strings.HasPrefix(id, "CanaryRole") {
+			canaryRole = id
 		}
 	}
 	must(t, "deny statement", func() {
@@ -631,13 +636,13 @@ func TestWorkQueueSenders(t *testing.T) {
 				"Action":    "sqs:SendMessage",
 				"Resource":  getAtt(idWork, "Arn"),
 				"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": []any{
-					getAtt(execRole, "Arn"), producer, "arn:aws:iam::123456789012:role/ops"}}},
+					getAtt(execRole, "Arn"), getAtt(canaryRole, "Arn"), producer, "arn:aws:iam::123456789012:role/ops"}}},
 			})}),
 		}))
 	})
-	must(t, "no open tenant", func() {
+	must(t, "no open tenant but the canary's", func() {
 		s.tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), like(map[string]any{
-			"Environment": like(map[string]any{"Variables": like(map[string]any{"KNHK_OPEN_TENANTS": ""})}),
+			"Environment": like(map[string]any{"Variables": like(map[string]any{"KNHK_OPEN_TENANTS": canary.Tenant})}),
 		}))
 	})
 	if errs := s.ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))); len(*errs) > 0 {

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
-	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/knhk/knhk/infra/stackconfig"
 	"github.com/knhk/knhk/shared/sla"
@@ -23,6 +22,9 @@ const (
 	AlarmCanaryFailure = "canary-failure"
 	AlarmUnhealthy     = "unhealthy"
 )
+
+// HealthAlarmIDs lists the health alarms' ids.
+func HealthAlarmIDs() []string { return []string{AlarmCanaryFailure, AlarmUnhealthy} }
 
 // Output ids of the severity topics.
 const (
@@ -143,15 +145,4 @@ func newHealthAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notif
 		ActionsEnabled: jsii.Bool(false),
 	})
 	return h
-}
-
-// suppressChatbot records why the Chatbot channel's role is as it is.
-func suppressChatbot(n Notifications) {
-	if n.Slack == nil {
-		return
-	}
-	cdknag.NagSuppressions_AddResourceSuppressions(n.Slack, &[]*cdknag.NagPackSuppression{{
-		Id:     jsii.String("AwsSolutions-IAM4"),
-		Reason: jsii.String("AWSDenyAll is the channel's guardrail: the Slack channel receives notifications and may run nothing."),
-	}}, jsii.Bool(true))
 }

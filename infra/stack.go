@@ -76,7 +76,6 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.SLAAlarms = newSLAAlarms(st, cfg, s.Notifications)
 	s.Health = newHealthAlarms(st, cfg, s.Notifications, s.SLAAlarms)
 	s.Dashboard = newDashboard(st, cfg, s)
-	suppressChatbot(s.Notifications)
 
 	out := func(id string, v *string, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
