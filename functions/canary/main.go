@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -23,33 +22,42 @@ import (
 )
 
 func main() {
-	log, c, err := build(context.Background())
+	fn, c, err := build(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "canary init:", err)
 		os.Exit(1)
 	}
-	handler.Start(handler.Function{Name: canary.FunctionName, Log: log}, c.Handler)
+	handler.Start(fn, c.Handler)
 }
 
-func build(ctx context.Context) (*slog.Logger, *canary.Canary, error) {
+// build returns the wrapper's view of the function (its log and tracing:
+// each probe's start message carries the canary invocation's trace) and
+// the canary.
+func build(ctx context.Context) (handler.Function, *canary.Canary, error) {
+	var fn handler.Function
 	env := map[string]string{}
 	for _, k := range []string{stack.OutStateTable, stack.OutReceiptsTable, stack.OutWorkQueueURL} {
 		if env[k] = os.Getenv(stack.EnvName(k)); env[k] == "" {
-			return nil, nil, fmt.Errorf("%s is not set", stack.EnvName(k))
+			return fn, nil, fmt.Errorf("%s is not set", stack.EnvName(k))
 		}
 	}
 	level, err := telemetry.ParseLevel(os.Getenv("LOG_LEVEL"))
 	if err != nil {
-		return nil, nil, err
+		return fn, nil, err
 	}
 	freshness, err := canary.ParseFreshness(os.Getenv(canary.EnvFreshness))
 	if err != nil {
-		return nil, nil, err
+		return fn, nil, err
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("aws config: %w", err)
+		return fn, nil, fmt.Errorf("aws config: %w", err)
 	}
+	tracing, err := telemetry.SetupTracing(ctx, canary.FunctionName, os.Getenv)
+	if err != nil {
+		return fn, nil, err
+	}
+	tracing.InstrumentAWS(&awsCfg)
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	state := env[stack.OutStateTable]
 	log := telemetry.NewLogger(os.Stdout, level)
@@ -64,5 +72,5 @@ func build(ctx context.Context) (*slog.Logger, *canary.Canary, error) {
 		Probes: canary.StateProbes{DB: ddb, Table: state},
 		Log:    log,
 	})
-	return log, c, err
+	return handler.Function{Name: canary.FunctionName, Log: log, Tracing: tracing}, c, err
 }
