@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,8 +23,10 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/canary"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/telemetry"
+	"github.com/knhk/knhk/shared/tenancy"
 )
 
 // Function folder names under the functions directory; each holds the
@@ -78,7 +81,7 @@ func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NameP
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName} {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -119,7 +122,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		EnvDeadlineMargin:                      jsii.String(fmt.Sprintf("%ds", cfg.ExecutorDeadlineMarginSecs)),
 		EnvLogLevel:                            jsii.String(cfg.LogLevel),
 		EnvSecretsPrefix:                       jsii.String(SecretsPrefix),
-		EnvOpenTenants:                         jsii.String(strings.Join(cfg.OpenTenants, ",")),
+		EnvOpenTenants:                         jsii.String(strings.Join(executorOpenTenants(cfg), ",")),
 		stack.EnvName(stack.OutPayloadBucket):  buckets.Payloads.BucketName(),
 	})
 	f.Executor.Node().AddDependency(f.ExecutorLogs)
@@ -360,4 +363,16 @@ func suppressXRay(role awsiam.Role, more string) {
 			" (X-Ray has no resource-level permissions; active tracing needs them)" + more + ". Every other statement names its table, index, stream, queue, topic, key or log group."),
 		AppliesTo: &[]interface{}{jsii.String("Resource::*")},
 	}}, jsii.Bool(true))
+}
+
+// executorOpenTenants are the configured open tenants and the canary's
+// reserved tenant: the canary's cases run only the built-in workflow of a
+// namespace that tenant owns, so opening it lets no sender reach another
+// tenant's cases or workflows, and it needs no principal known only after
+// deployment (docs/security.md).
+func executorOpenTenants(cfg stackconfig.Config) []string {
+	if slices.Contains(cfg.OpenTenants, tenancy.AnyTenant) || slices.Contains(cfg.OpenTenants, canary.Tenant) {
+		return cfg.OpenTenants
+	}
+	return append(slices.Clone(cfg.OpenTenants), canary.Tenant)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/canary"
 	"github.com/knhk/knhk/shared/sla"
 )
 
@@ -236,7 +237,7 @@ func TestFunctions(t *testing.T) {
 								"KNHK_MAX_RECEIVE_COUNT": fx.maxReceive,
 								"KNHK_DEADLINE_MARGIN":   "5s",
 								"KNHK_SECRETS_PREFIX":    "knhk/",
-								"KNHK_OPEN_TENANTS":      "default",
+								"KNHK_OPEN_TENANTS":      "default," + canary.Tenant,
 								"LOG_LEVEL":              "info",
 							})},
 						}),
@@ -446,8 +447,8 @@ func expectedAlarms() []alarmExpect {
 func testAlarms(t *testing.T, tm assertions.Template, fx fnExpect) {
 	want := expectedAlarms()
 	// The service-level alarms (TestSLAAlarms): two window alarms per
-	// burn-rate rule and the latency breach.
-	slaAlarms := 2*len(sla.WorkbookRules()) + 1
+	// burn-rate rule and the latency breach; the canary failure.
+	slaAlarms := 2*len(sla.WorkbookRules()) + 1 + 1
 	must(t, "alarm count", func() {
 		tm.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(want)+slaAlarms)))
 	})
@@ -505,7 +506,7 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
-	for _, id := range SLAAlarmIDs() {
+	for _, id := range append(SLAAlarmIDs(), HealthAlarmIDs()...) {
 		ids[id] = true
 		b, err := os.ReadFile(filepath.Join("..", RunbookPath(id)))
 		if err != nil {
@@ -519,7 +520,7 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != len(expectedAlarms())+len(SLAAlarmIDs()) {
+	if len(ids) != len(expectedAlarms())+len(SLAAlarmIDs())+len(HealthAlarmIDs()) {
 		t.Errorf("%d alarm specs, want %d", len(ids), len(expectedAlarms()))
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.md"))
@@ -559,6 +560,7 @@ func TestNagSuppressions(t *testing.T) {
 			sort.Strings(got)
 			want := []string{
 				`AccessLogsBucket AwsSolutions-S1 null`,
+				`CanaryRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CostRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CostRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cChargebackBucket[0-9A-F]+\\.Arn\u003e\\/chargeback\\/\\*$/"}]`,
@@ -621,10 +623,13 @@ func TestWorkQueueSenders(t *testing.T) {
 	}
 	const producer = "arn:aws:iam::123456789012:role/claims-ingest"
 	s := synth(t, "producers", map[string]any{"producerRoles": producer + ",arn:aws:iam::123456789012:role/ops", "openTenants": ""})
-	execRole := ""
+	execRole, canaryRole := "", ""
 	for id, r := range resources(templateJSON(t, s)) {
 		if r["Type"] == "AWS::IAM::Role" && strings.HasPrefix(id, "ExecutorRole") {
 			execRole = id
+		}
+		if r["Type"] == "AWS::IAM::Role" && strings.HasPrefix(id, "CanaryRole") {
+			canaryRole = id
 		}
 	}
 	must(t, "deny statement", func() {
@@ -637,13 +642,13 @@ func TestWorkQueueSenders(t *testing.T) {
 				"Action":    "sqs:SendMessage",
 				"Resource":  getAtt(idWork, "Arn"),
 				"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": []any{
-					getAtt(execRole, "Arn"), producer, "arn:aws:iam::123456789012:role/ops"}}},
+					getAtt(execRole, "Arn"), getAtt(canaryRole, "Arn"), producer, "arn:aws:iam::123456789012:role/ops"}}},
 			})}),
 		}))
 	})
-	must(t, "no open tenant", func() {
+	must(t, "no open tenant but the canary's", func() {
 		s.tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), like(map[string]any{
-			"Environment": like(map[string]any{"Variables": like(map[string]any{"KNHK_OPEN_TENANTS": ""})}),
+			"Environment": like(map[string]any{"Variables": like(map[string]any{"KNHK_OPEN_TENANTS": canary.Tenant})}),
 		}))
 	})
 	if errs := s.ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))); len(*errs) > 0 {

@@ -58,17 +58,20 @@ func NewMessaging(scope constructs.Construct, cfg stackconfig.Config, key awskms
 	return Messaging{Work: work, DeadLetter: dlq, Alerts: alerts}
 }
 
-// RestrictSenders lets only the executor's role and the configured producer
-// roles send to the work queue: a deny for every other principal, which no
+// RestrictSenders lets only the executor's role, the stack's own senders
+// (the canary) and the configured producer roles send to the work queue: a deny for every other principal, which no
 // identity policy can override. Without producer roles the queue keeps
 // SQS's default (principals of the account that IAM allows), so a fresh
 // stack accepts its operators' messages; tenants are still only those the
 // sender is granted (docs/security.md).
-func RestrictSenders(work awssqs.Queue, cfg stackconfig.Config, executor awsiam.IRole) {
+func RestrictSenders(work awssqs.Queue, cfg stackconfig.Config, executor awsiam.IRole, own ...awsiam.IRole) {
 	if len(cfg.ProducerRoles) == 0 {
 		return
 	}
 	allowed := []*string{executor.RoleArn()}
+	for _, r := range own {
+		allowed = append(allowed, r.RoleArn())
+	}
 	for _, r := range cfg.ProducerRoles {
 		allowed = append(allowed, jsii.String(r))
 	}

@@ -51,8 +51,8 @@ func TestSLAJob(t *testing.T) {
 // TestSLAAlarms reads the synthesized template: every service-level metric
 // alarm watches a metric the SLA job emits (namespace, name, dimension
 // names and values as slajob publishes them), each burn-rate rule has a
-// composite of its long AND short window alarms that notifies the alerts
-// topic, the window alarms notify nobody, and every description links the
+// composite of its long AND short window alarms that notifies (the topic
+// of its severity: TestSeverityRouting), the window alarms notify nobody, and every description links the
 // runbook.
 func TestSLAAlarms(t *testing.T) {
 	s := synth(t, "prod", nil)
@@ -89,7 +89,7 @@ func TestSLAAlarms(t *testing.T) {
 			if !strings.Contains(p["AlarmDescription"].(string), "Runbook: docs/runbooks/sla-") {
 				t.Errorf("%s: no runbook link", id)
 			}
-		case r["Type"] == "AWS::CloudWatch::CompositeAlarm":
+		case r["Type"] == "AWS::CloudWatch::CompositeAlarm" && strings.HasPrefix(id, "SlaBurn"):
 			b, _ := json.Marshal(p["AlarmRule"])
 			composites[p["AlarmName"].(string)] = string(b)
 			if p["AlarmActions"] == nil || p["OKActions"] == nil || !strings.Contains(p["AlarmDescription"].(string), "Runbook: docs/runbooks/sla-burn-") {

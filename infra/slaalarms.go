@@ -60,9 +60,9 @@ func slaMetric(name string, dims map[string]*string) awscloudwatch.Metric {
 }
 
 // newSLAAlarms creates the service-level alarms on the platform's (Overall)
-// metrics of the SLA job, notifying the alerts topic.
-func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, msg Messaging) SLAAlarms {
-	action := awscloudwatchactions.NewSnsAction(msg.Alerts)
+// metrics of the SLA job: each burn-rate composite notifies the topic of
+// its rule's severity, the latency breach the ticket topic.
+func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notifications) SLAAlarms {
 	out := SLAAlarms{Windows: map[string]awscloudwatch.Alarm{}, Composites: map[string]awscloudwatch.CompositeAlarm{}}
 	runbook := func(id string) string { return " Runbook: " + cfg.RunbookBaseURL + id + ".md" }
 	for _, r := range sla.WorkbookRules() {
@@ -93,6 +93,7 @@ func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, msg Messag
 				AlarmRule: awscloudwatch.AlarmRule_AllOf(awscloudwatch.AlarmRule_FromAlarm(parts[0], awscloudwatch.AlarmState_ALARM),
 					awscloudwatch.AlarmRule_FromAlarm(parts[1], awscloudwatch.AlarmState_ALARM)),
 			})
+		action := awscloudwatchactions.NewSnsAction(n.Topic(r.Severity))
 		c.AddAlarmAction(action)
 		c.AddOkAction(action)
 		out.Composites[id] = c
@@ -107,7 +108,8 @@ func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, msg Messag
 		DatapointsToAlarm:  jsii.Number(5),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-	out.Latency.AddAlarmAction(action)
-	out.Latency.AddOkAction(action)
+	ticket := awscloudwatchactions.NewSnsAction(n.Ticket)
+	out.Latency.AddAlarmAction(ticket)
+	out.Latency.AddOkAction(ticket)
 	return out
 }

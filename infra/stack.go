@@ -27,6 +27,7 @@ const (
 	OutCheckpointerFunction    = "CheckpointerFunctionName"
 	OutSLAFunction             = "SlaFunctionName"
 	OutCostFunction            = "CostFunctionName"
+	OutCanaryFunction          = "CanaryFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -41,6 +42,12 @@ type KnhkStack struct {
 	SLAAlarms SLAAlarms
 	Buckets   Buckets
 	Cost      CostJob
+	Canary    Canary
+	// Notifications are the page and ticket topics; Health the canary
+	// alarm and "KNHK unhealthy"; Dashboard the operations dashboard.
+	Notifications Notifications
+	Health        HealthAlarms
+	Dashboard     awscloudwatch.Dashboard
 	// Alarms are by alarm id; AlarmSpecs says what each watches.
 	Alarms     map[string]awscloudwatch.Alarm
 	AlarmSpecs []AlarmSpec
@@ -64,12 +71,16 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.Messaging = NewMessaging(st, cfg, s.Keys.Data)
 	s.Buckets = NewBuckets(st, cfg, s.Keys)
 	s.Functions = NewFunctions(st, cfg, s.Keys, s.Tables, s.Messaging, s.Buckets)
-	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role())
 	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
 	s.Cost = newCostJob(st, cfg, s.Keys, s.Tables, s.Messaging, s.Buckets)
+	s.Canary = newCanary(st, cfg, s.Keys, s.Tables, s.Messaging)
+	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role(), s.Canary.Role)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
-	s.SLAAlarms = newSLAAlarms(st, cfg, s.Messaging)
+	s.Notifications = newNotifications(st, cfg, s.Keys.Data)
+	s.SLAAlarms = newSLAAlarms(st, cfg, s.Notifications)
+	s.Health = newHealthAlarms(st, cfg, s.Notifications, s.SLAAlarms)
+	s.Dashboard = newDashboard(st, cfg, s)
 
 	out := func(id string, v *string, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
@@ -96,6 +107,9 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutCostFunction, s.Cost.Function.FunctionName(), "cost job function name")
 	out(stack.OutChargebackBucket, s.Buckets.Chargeback.BucketName(), "chargeback exports bucket name")
 	out(stack.OutPayloadBucket, s.Buckets.Payloads.BucketName(), "bucket of inputs sent by reference (inputs/<sha256>)")
+	out(OutCanaryFunction, s.Canary.Function.FunctionName(), "health canary function name")
+	out(OutPageTopicArn, s.Notifications.Page.TopicArn(), "page topic ARN (alarms that wake someone)")
+	out(OutTicketTopicArn, s.Notifications.Ticket.TopicArn(), "ticket topic ARN (alarms for office hours)")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")
 	for _, spec := range s.AlarmSpecs {
 		out(spec.OutputID, s.Alarms[spec.ID].AlarmName(), "alarm "+spec.ID+" (runbook "+RunbookPath(spec.ID)+")")

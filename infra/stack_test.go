@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName} {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}
@@ -109,7 +109,9 @@ var envCases = []envCase{
 	{name: "prod", ctx: map[string]any{}, deletion: "Retain", protection: true, receiveMax: 5, visibility: 360, keyAlias: "alias/knhk/checkpoint", pendingDays: 30},
 	{name: "local", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "checkpointKeyAlias": "alias/knhk/local-ckpt",
 		"executorMaxConcurrency": "5", "verifierBatchSize": "10", "runbookBaseUrl": "https://runbooks.example/knhk",
-		"otelCollectorLayerArn": collectorLayer, "otelSampler": "parentbased_traceidratio", "otelSamplerArg": "0.25", "checkpointEveryMinutes": "1"},
+		"otelCollectorLayerArn": collectorLayer, "otelSampler": "parentbased_traceidratio", "otelSamplerArg": "0.25", "checkpointEveryMinutes": "1",
+		"canaryFreshness": "3m", "alarmEmail": "oncall@example.com", "pagerDutyUrl": "https://events.pagerduty.com/integration/abc/enqueue",
+		"slackChannelId": "C0123456789", "slackWorkspaceId": "T0123456789"},
 		deletion: "Delete", protection: false, receiveMax: 3, visibility: 120, keyAlias: "alias/knhk/local-ckpt", pendingDays: 7},
 }
 
@@ -263,6 +265,7 @@ func TestStack(t *testing.T) {
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
 					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, OutSLAFunction, stack.OutCheckpointsTable,
 					OutCostFunction, stack.OutChargebackBucket, stack.OutPayloadBucket,
+					OutCanaryFunction, OutPageTopicArn, OutTicketTopicArn,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
 					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
 					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}

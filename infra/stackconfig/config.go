@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/knhk/knhk/shared/message"
 )
@@ -48,6 +49,12 @@ const (
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
+	CtxCanaryFreshness        = "canaryFreshness" // how long a canary case may take to a verified completion (a Go duration)
+	// Alarm notifications: subscriptions of the page and ticket topics.
+	CtxAlarmEmail       = "alarmEmail"       // an address subscribed to both topics
+	CtxPagerDutyURL     = "pagerDutyUrl"     // a PagerDuty Events v2 HTTPS endpoint subscribed to the page topic
+	CtxSlackChannelID   = "slackChannelId"   // with slackWorkspaceId: an AWS Chatbot Slack channel on both topics
+	CtxSlackWorkspaceID = "slackWorkspaceId" // the Slack workspace (team) id configured in AWS Chatbot
 
 	// OpenTelemetry: the functions export spans over OTLP/HTTP (see
 	// docs/operations.md, Tracing).
@@ -135,6 +142,17 @@ type Config struct {
 	Cost                 FunctionConfig
 	CostEveryHours       int
 	ChargebackExpireDays int
+	// Canary sizes the health canary (runs every minute); CanaryFreshness
+	// bounds a canary case's submission to its verified completion.
+	Canary          FunctionConfig
+	CanaryFreshness time.Duration
+
+	// AlarmEmail, PagerDutyURL and SlackChannelID with SlackWorkspaceID
+	// subscribe to the page and ticket topics ("" for none).
+	AlarmEmail       string
+	PagerDutyURL     string
+	SlackChannelID   string
+	SlackWorkspaceID string
 
 	// LogRetentionDays is the functions' log retention (a CloudWatch Logs value).
 	LogRetentionDays int
@@ -202,6 +220,8 @@ func DefaultConfig() Config {
 		Cost:                       FunctionConfig{MemoryMB: 512, TimeoutSecs: 300},
 		CostEveryHours:             24,
 		ChargebackExpireDays:       731,
+		Canary:                     FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
+		CanaryFreshness:            2 * time.Minute,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -291,6 +311,12 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		if !json.Valid([]byte(c.SLAObjectives)) {
 			return Config{}, fmt.Errorf("context %s: want a JSON object of workflow name to objective", CtxSLAObjectives)
 		}
+	}
+	if err := c.canaryFrom(lookup); err != nil {
+		return Config{}, err
+	}
+	if err := c.notificationsFrom(lookup); err != nil {
+		return Config{}, err
 	}
 	if v, ok := lookup(CtxCheckpointKeyAlias); ok {
 		a := strings.TrimSpace(fmt.Sprint(v))
@@ -498,4 +524,40 @@ func validAlias(a string) bool {
 		}
 	}
 	return true
+}
+
+// canaryFrom reads the canary's freshness bound.
+func (c *Config) canaryFrom(lookup func(string) (any, bool)) error {
+	v, ok := lookup(CtxCanaryFreshness)
+	if !ok {
+		return nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(fmt.Sprint(v)))
+	if err != nil || d < 30*time.Second || d > time.Hour {
+		return fmt.Errorf("context %s=%v: want a duration from 30s to 1h, such as 2m", CtxCanaryFreshness, v)
+	}
+	c.CanaryFreshness = d
+	return nil
+}
+
+// notificationsFrom reads the alarm topics' subscriptions.
+func (c *Config) notificationsFrom(lookup func(string) (any, bool)) error {
+	get := func(key string) string {
+		if v, ok := lookup(key); ok {
+			return strings.TrimSpace(fmt.Sprint(v))
+		}
+		return ""
+	}
+	c.AlarmEmail, c.PagerDutyURL = get(CtxAlarmEmail), get(CtxPagerDutyURL)
+	c.SlackChannelID, c.SlackWorkspaceID = get(CtxSlackChannelID), get(CtxSlackWorkspaceID)
+	if e := c.AlarmEmail; e != "" && (!strings.Contains(e, "@") || strings.ContainsAny(e, " ,;")) {
+		return fmt.Errorf("context %s=%q: want one e-mail address", CtxAlarmEmail, e)
+	}
+	if u := c.PagerDutyURL; u != "" && (!strings.HasPrefix(u, "https://") || strings.ContainsAny(u, " ")) {
+		return fmt.Errorf("context %s=%q: want an https:// URL (SNS delivers to PagerDuty over TLS only)", CtxPagerDutyURL, u)
+	}
+	if (c.SlackChannelID == "") != (c.SlackWorkspaceID == "") {
+		return fmt.Errorf("context %s and %s go together: set both or neither", CtxSlackChannelID, CtxSlackWorkspaceID)
+	}
+	return nil
 }

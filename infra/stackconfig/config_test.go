@@ -177,3 +177,23 @@ func TestEnvFileValuesAndOverrides(t *testing.T) {
 		t.Error("a missing environment file was accepted")
 	}
 }
+
+func TestCanaryAndNotificationsContext(t *testing.T) {
+	good := map[string]any{CtxCanaryFreshness: "90s", CtxAlarmEmail: "oncall@example.com",
+		CtxPagerDutyURL: "https://events.pagerduty.com/integration/k/enqueue", CtxSlackChannelID: "C1", CtxSlackWorkspaceID: "T1"}
+	c, err := FromContext(lookupOf(good))
+	if err != nil || c.CanaryFreshness.String() != "1m30s" || c.AlarmEmail != "oncall@example.com" ||
+		c.PagerDutyURL == "" || c.SlackChannelID != "C1" || c.SlackWorkspaceID != "T1" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for _, bad := range []map[string]any{
+		{CtxCanaryFreshness: "10s"}, {CtxCanaryFreshness: "2h"}, {CtxCanaryFreshness: "soon"},
+		{CtxAlarmEmail: "nobody"}, {CtxAlarmEmail: "a@example.com,b@example.com"},
+		{CtxPagerDutyURL: "http://events.pagerduty.com/x"},
+		{CtxSlackChannelID: "C1"}, {CtxSlackWorkspaceID: "T1"},
+	} {
+		if _, err := FromContext(lookupOf(bad)); err == nil {
+			t.Errorf("context %v accepted", bad)
+		}
+	}
+}

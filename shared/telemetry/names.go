@@ -34,6 +34,8 @@ const (
 	SLABudgetRemaining = "SLABudgetRemaining" // None: fraction of the error budget left (negative when overspent)
 	SLABurnRate        = "SLABurnRate"        // None: budget burn rate over one window (dimensions Workflow, Window)
 	SLARuns            = "SLARuns"            // Count: SLA job runs that computed reports (a run that lost the lease counts nothing)
+	CanarySuccess      = "CanarySuccess"      // None: 1 per canary case that completed with a verified chain within the freshness bound, 0 per one that did not
+	CanaryLatency      = "CanaryLatency"      // Milliseconds: a healthy canary case's submission to its terminal receipt
 
 	CheckpointHeadsSigned  = "CheckpointHeadsSigned"  // Count: chain heads appended to the checkpoint log
 	CheckpointHeadsRefused = "CheckpointHeadsRefused" // Count: heads not signed: the chain no longer extends the signed or verified one (alarm at > 0)

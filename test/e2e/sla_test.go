@@ -11,6 +11,19 @@ import (
 	"github.com/knhk/knhk/shared/slajob"
 )
 
+// deployedFunction returns the deployed name of a function of the local
+// stack by its short name.
+func deployedFunction(t *testing.T, short string) string {
+	t.Helper()
+	for n := range suite.env.Lambda.Stack().Functions {
+		if strings.HasSuffix(n, "-"+short) {
+			return n
+		}
+	}
+	t.Fatalf("the deployed stack has no %s function: %v", short, suite.env.Lambda.Stack().Notes)
+	return ""
+}
+
 // runSLA invokes the deployed SLA job once, as its schedule does, retrying
 // while a scheduled run holds the lease.
 func runSLA(t *testing.T, ctx context.Context) slajob.Result {
@@ -22,15 +35,7 @@ func runSLA(t *testing.T, ctx context.Context) slajob.Result {
 // schedule does, retrying while a scheduled run holds the lease (skipped).
 func runJob[R any](t *testing.T, ctx context.Context, short string, skipped func(R) bool) R {
 	t.Helper()
-	name := ""
-	for n := range suite.env.Lambda.Stack().Functions {
-		if strings.HasSuffix(n, "-"+short) {
-			name = n
-		}
-	}
-	if name == "" {
-		t.Fatalf("the deployed stack has no %s function: %v", short, suite.env.Lambda.Stack().Notes)
-	}
+	name := deployedFunction(t, short)
 	for {
 		out, err := suite.env.Lambda.Invoke(ctx, name, []byte(`{"source":"aws.events","detail-type":"Scheduled Event"}`))
 		if err != nil {
