@@ -268,7 +268,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "five functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(5)) })
+				must(t, "six functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(6)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -347,7 +347,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "five log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(5)) })
+				must(t, "six log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(6)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
