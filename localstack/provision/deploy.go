@@ -13,11 +13,14 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/knhk/knhk/shared/localaws"
 )
 
 // Action says what a deploy did to a resource.
@@ -161,6 +164,7 @@ type env struct {
 	ddb                               *dynamodb.Client
 	sqs                               *sqs.Client
 	sns                               *sns.Client
+	cw                                *cloudwatch.Client
 }
 
 // physicalName derives a deterministic name as CloudFormation would
@@ -214,6 +218,7 @@ func Apply(ctx context.Context, cfg aws.Config, t *Template, opts Options) (*Dep
 	e := &env{
 		stack: opts.StackName, region: cfg.Region, account: aws.ToString(id.Account), partition: partitionOf(cfg.Region),
 		kms: kms.NewFromConfig(cfg), ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
+		cw: localaws.NewCloudWatch(cfg),
 	}
 	order, err := t.Order()
 	if err != nil {
