@@ -1,7 +1,9 @@
 // Package alarmeval evaluates CloudWatch alarms as CloudWatch does, for an
 // endpoint that stores alarms but does not evaluate them: M of N datapoints,
 // the comparison operators, missing-data treatment, and composite rules.
-// It is a pure core: the caller reads the datapoints and sets the state.
+// Evaluate and ParseRule are the pure core; Evaluator is the thin loop that
+// reads datapoints and alarms through the CloudWatch API, sets states with
+// SetAlarmState and publishes the actions' SNS notifications.
 package alarmeval
 
 import (
