@@ -139,7 +139,7 @@ func (e *Evaluator) metricAlarm(ctx context.Context, a cwtypes.MetricAlarm, now 
 		if i < 0 || i >= len(points) {
 			continue
 		}
-		v, ok := statistic(d, a)
+		v, ok := Value(d, a)
 		points[i] = Datapoint{Value: v, Missing: !ok}
 	}
 	rule := Rule{EvaluationPeriods: n, DatapointsToAlarm: int(aws.ToInt32(a.DatapointsToAlarm)), Threshold: aws.ToFloat64(a.Threshold),
@@ -156,7 +156,8 @@ func (e *Evaluator) metricAlarm(ctx context.Context, a cwtypes.MetricAlarm, now 
 		actionsFor(o.State, a.AlarmActions, a.OKActions, a.InsufficientDataActions, aws.ToBool(a.ActionsEnabled)), trigger(a))
 }
 
-func statistic(d cwtypes.Datapoint, a cwtypes.MetricAlarm) (float64, bool) {
+// Value is the alarm's statistic in a GetMetricStatistics datapoint.
+func Value(d cwtypes.Datapoint, a cwtypes.MetricAlarm) (float64, bool) {
 	if a.ExtendedStatistic != nil {
 		v, ok := d.ExtendedStatistics[aws.ToString(a.ExtendedStatistic)]
 		return v, ok
