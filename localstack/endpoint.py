@@ -51,6 +51,14 @@ environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
 writes there, every 5 s and at exit, each operation's count and seconds,
 and under "SQS queue scans" how many times a queue's messages were walked
 (count) and the messages visited ("messages").
+
+CloudWatch alarms: moto stores composite alarms (an alarm with a rule) but
+has no PutCompositeAlarm, and keeps no history it can answer. The launcher
+adds PutCompositeAlarm (rule, description and actions stored) and
+DescribeAlarmHistory, answering a StateUpdate item in CloudWatch's shape for
+every change of an alarm's state; every new alarm starts in
+INSUFFICIENT_DATA, as on AWS, and a replaced one keeps its history. Alarms are not evaluated here: the local stack's evaluator does that
+and sets their state through SetAlarmState.
 """
 
 import argparse
@@ -79,6 +87,8 @@ import moto.core.utils
 import moto.dynamodb.models
 import moto.sqs.models
 import moto.sts.models
+from moto.cloudwatch.models import Alarm, CloudWatchBackend
+from moto.cloudwatch.responses import CloudWatchResponse
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
 from moto.iam.models import get_account_id_from
@@ -349,6 +359,81 @@ class SerializedDynamoDB:
         return self.app(environ, start_response)
 
 
+def put_composite_alarm(self):
+    """CloudWatch PutCompositeAlarm on moto's alarm store."""
+    p = self._get_param
+    alarm = self.cloudwatch_backend.put_metric_alarm(
+        name=p("AlarmName"), namespace=None, metric_name=None, comparison_operator=None,
+        evaluation_periods=None, period=None, threshold=None, statistic=None,
+        description=p("AlarmDescription"), dimensions=[], alarm_actions=p("AlarmActions", []),
+        ok_actions=p("OKActions", []), insufficient_data_actions=p("InsufficientDataActions", []),
+        actions_enabled=p("ActionsEnabled"), rule=p("AlarmRule"), tags=p("Tags", []),
+    )
+    alarm.alarm_rule = alarm.rule
+    return moto.core.responses.EmptyResult()
+
+
+def history_kept(put_metric_alarm):
+    """Wrap CloudWatchBackend.put_metric_alarm: a new alarm starts in
+    INSUFFICIENT_DATA, as on AWS; a replaced one keeps its history."""
+
+    def wrapped(self, name, *args, **kwargs):
+        old = self.alarms.get(name)
+        alarm = put_metric_alarm(self, name, *args, **kwargs)
+        alarm.state_value = "INSUFFICIENT_DATA"
+        if old is not None:
+            alarm.state_history = old.__dict__.get("state_history", [])
+        return alarm
+
+    return wrapped
+
+
+def state_recorded(update_state):
+    """Wrap Alarm.update_state to keep a StateUpdate history item per change."""
+
+    def wrapped(self, reason, reason_data, state_value):
+        old = self.state_value
+        update_state(self, reason, reason_data, state_value)
+        if old == state_value:
+            return
+        data = {
+            "version": "1.0",
+            "oldState": {"stateValue": old},
+            "newState": {"stateValue": state_value, "stateReason": reason},
+        }
+        if reason_data:
+            data["newState"]["stateReasonData"] = json.loads(reason_data)
+        self.__dict__.setdefault("state_history", []).append({
+            "AlarmName": self.name,
+            "AlarmType": "CompositeAlarm" if self.rule else "MetricAlarm",
+            "Timestamp": self.state_updated_timestamp,
+            "HistoryItemType": "StateUpdate",
+            "HistorySummary": f"Alarm updated from {old} to {state_value}",
+            "HistoryData": json.dumps(data),
+        })
+
+    return wrapped
+
+
+def describe_alarm_history(self):
+    """CloudWatch DescribeAlarmHistory over the recorded StateUpdate items,
+    newest first unless ScanBy is TimestampAscending."""
+    p = self._get_param
+    name, kind = p("AlarmName"), p("HistoryItemType")
+    start, end = p("StartDate"), p("EndDate")
+    items = [
+        item
+        for alarm in self.cloudwatch_backend.alarms.values()
+        if name in (None, alarm.name)
+        for item in alarm.__dict__.get("state_history", [])
+        if kind in (None, item["HistoryItemType"])
+        and (start is None or item["Timestamp"] >= start)
+        and (end is None or item["Timestamp"] <= end)
+    ]
+    items.sort(key=lambda i: i["Timestamp"], reverse=p("ScanBy") != "TimestampAscending")
+    return moto.core.responses.ActionResult({"AlarmHistoryItems": items[: p("MaxRecords") or 100]})
+
+
 def patch_moto(stats=None):
     """Apply the changes the module docstring lists; with stats, count the
     walks of a queue's messages."""
@@ -365,6 +450,10 @@ def patch_moto(stats=None):
     Message.__init__ = sender_recorded(Message.__init__)
     STSBackend.get_caller_identity = own_identity(STSBackend.get_caller_identity)
     DynamoDBStreamsHandler.get_records = get_records
+    CloudWatchResponse.put_composite_alarm = put_composite_alarm
+    CloudWatchResponse.describe_alarm_history = describe_alarm_history
+    Alarm.update_state = state_recorded(Alarm.update_state)
+    CloudWatchBackend.put_metric_alarm = history_kept(CloudWatchBackend.put_metric_alarm)
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules
     moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/localrun"
+	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -135,6 +136,11 @@ func runCmd() *cobra.Command {
 			}
 			printSummary(w, sum, wall, logDir)
 			printPlatformSLA(ctx, w, store.NewSLIs(db, o[stack.OutStateTable]))
+			if views, err := listAlarms(ctx, localaws.NewCloudWatch(cfg), "", time.Now()); err != nil {
+				fmt.Fprintln(w, "warning: alarms:", err)
+			} else {
+				fmt.Fprintln(w, alarmStates(views)+" (knhk alarms)")
+			}
 			if err := printRunCost(ctx, w, chains, outs); err != nil {
 				fmt.Fprintln(w, "warning: cost:", err)
 			}

@@ -22,8 +22,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/knhk/knhk/localstack/alarmeval"
 	"github.com/knhk/knhk/shared/localaws"
 )
 
@@ -64,6 +66,10 @@ type Config struct {
 	// IteratorAgeInterval how often stream IteratorAge is published
 	// (default 60s).
 	MetricsInterval, IteratorAgeInterval time.Duration
+	// AlarmInterval is how often the stack's alarms are evaluated, as
+	// CloudWatch would, on the endpoint that does not (default 5s; negative:
+	// never).
+	AlarmInterval time.Duration
 	// ScheduleSpeedup divides schedule intervals (default 1); FireAtStart
 	// fires every schedule once when the service starts.
 	ScheduleSpeedup float64
@@ -152,6 +158,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = time.Second
+	}
+	if cfg.AlarmInterval == 0 {
+		cfg.AlarmInterval = 5 * time.Second
 	}
 	if cfg.MetricsInterval <= 0 {
 		cfg.MetricsInterval = 5 * time.Second
@@ -281,6 +290,13 @@ func (s *Service) Run(ctx context.Context) error {
 	fwdCtx, stopFwd := context.WithCancel(context.WithoutCancel(ctx))
 	fwdDone := make(chan struct{})
 	go func() { s.fwd.run(fwdCtx); close(fwdDone) }()
+	alarmsDone := make(chan struct{})
+	if s.cfg.AlarmInterval > 0 {
+		ev := &alarmeval.Evaluator{CW: NewCloudWatch(s.cfg.AWS), SNS: sns.NewFromConfig(s.cfg.AWS), Region: s.cfg.AWS.Region, Log: s.log}
+		go func() { ev.Run(fwdCtx, s.cfg.AlarmInterval); close(alarmsDone) }()
+	} else {
+		close(alarmsDone)
+	}
 	s.ages = &iteratorAges{ages: map[string]time.Duration{}}
 
 	// Instances per function: enough for its triggers, and one for direct
@@ -318,6 +334,7 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Wait()
 		stopFwd()
 		<-fwdDone
+		<-alarmsDone
 		for _, f := range files {
 			f.Close()
 		}

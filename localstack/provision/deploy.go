@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/objects"
 )
 
@@ -165,6 +167,7 @@ type env struct {
 	sqs                               *sqs.Client
 	sns                               *sns.Client
 	s3                                *s3.Client
+	cw                                *cloudwatch.Client
 }
 
 // physicalName derives a deterministic name as CloudFormation would
@@ -219,6 +222,7 @@ func Apply(ctx context.Context, cfg aws.Config, t *Template, opts Options) (*Dep
 		stack: opts.StackName, region: cfg.Region, account: aws.ToString(id.Account), partition: partitionOf(cfg.Region),
 		kms: kms.NewFromConfig(cfg), ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg),
 		s3: objects.NewClient(cfg),
+		cw: localaws.NewCloudWatch(cfg),
 	}
 	order, err := t.Order()
 	if err != nil {
