@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +16,21 @@ import (
 
 	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/slajob"
+	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // TestAlarmLifecycle pushes a page-level burn rate over both windows of the
 // first Workbook rule: the two window alarms and their composite go to
 // ALARM as CloudWatch would take them, CloudWatch's notification of the
-// composite reaches a queue subscribed to the alerts topic, the alarms
+// composite reaches a queue subscribed to the page topic, the alarms
 // return to OK once the burn stops, and the alarm history shows both
 // transitions.
 func TestAlarmLifecycle(t *testing.T) {
 	noteFailure(t)
 	ctx := ctxFor(t, 4*time.Minute)
-	alerts := subscribeAlerts(t, ctx)
+	page := stackOutput(t, "PageTopicArn")
+	alerts := subscribeTopic(t, ctx, "page", page)
 	rule := sla.WorkbookRules()[0]
 	composite := findAlarm(t, ctx, "-sla-burn-"+rule.Name)
 	await := func(want cwtypes.StateValue) {
@@ -122,4 +126,26 @@ func awaitNotification(t *testing.T, ctx context.Context, queue, alarm, state st
 	}
 	t.Fatalf("no %s notification of %s: %v", state, alarm, ctx.Err())
 	return nil
+}
+
+// stackOutput reads one output of the stack under test from its outputs
+// file.
+func stackOutput(t *testing.T, key string) string {
+	t.Helper()
+	path := os.Getenv(envOutputs)
+	switch {
+	case suite.tmp != "":
+		path = filepath.Join(suite.tmp, "outputs.json")
+	case path == "":
+		path = stack.DefaultOutputsFile
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs map[string]string
+	if err := json.Unmarshal(b, &outs); err != nil || outs[key] == "" {
+		t.Skipf("the stack's outputs (%s) name no %s (%v)", path, key, err)
+	}
+	return outs[key]
 }

@@ -220,7 +220,14 @@ func subscribeAlerts(t *testing.T, ctx context.Context) string {
 	if suite.res.AlertsTopicArn == "" {
 		t.Skip("the stack names no alerts topic")
 	}
-	name := "knhk-e2e-alerts-" + suite.run
+	return subscribeTopic(t, ctx, "alerts", suite.res.AlertsTopicArn)
+}
+
+// subscribeTopic subscribes a new queue to an SNS topic of the stack and
+// returns the queue's URL.
+func subscribeTopic(t *testing.T, ctx context.Context, label, topicArn string) string {
+	t.Helper()
+	name := "knhk-e2e-" + label + "-" + suite.run
 	q, err := suite.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		t.Fatal(err)
@@ -238,12 +245,12 @@ func subscribeAlerts(t *testing.T, ctx context.Context) string {
 	// On AWS the topic needs the queue's permission to deliver.
 	policy, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
 		"Effect": "Allow", "Principal": map[string]any{"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-		"Resource": arn, "Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": suite.res.AlertsTopicArn}}}}})
+		"Resource": arn, "Condition": map[string]any{"ArnEquals": map[string]any{"aws:SourceArn": topicArn}}}}})
 	if _, err := suite.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url),
 		Attributes: map[string]string{"Policy": string(policy)}}); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := suite.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(suite.res.AlertsTopicArn),
+	sub, err := suite.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(topicArn),
 		Protocol: aws.String("sqs"), Endpoint: aws.String(arn), ReturnSubscriptionArn: true})
 	if err != nil {
 		t.Fatal(err)
