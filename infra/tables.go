@@ -5,18 +5,20 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/store"
 
 	"github.com/knhk/knhk/infra/stackconfig"
 )
 
-// Attribute names of the tables' keys, shared with the store adapters.
+// Attribute names of the tables' keys: the store adapters' own.
 const (
-	ReceiptsPartitionKey = "caseId"
-	ReceiptsSortKey      = "seq"
-	StatePartitionKey    = "pk"
-	StateSortKey         = "sk"
-	StateTTLAttribute    = "expiresAt"
-	StateIndexName       = "gsi1"
+	ReceiptsPartitionKey = receipt.AttrCase
+	ReceiptsSortKey      = receipt.AttrSeq
+	StatePartitionKey    = store.AttrPK
+	StateSortKey         = store.AttrSK
+	StateTTLAttribute    = store.StateTTLAttr
+	StateIndexName       = store.FindingsIndex
 	StateIndexPartition  = "gsi1pk"
 	StateIndexSort       = "gsi1sk"
 )
