@@ -5,10 +5,10 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
-	"github.com/knhk/knhk/shared/receipt"
-	"github.com/knhk/knhk/shared/store"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/store"
 )
 
 // Attribute names of the tables' keys: the store adapters' own.
