@@ -92,7 +92,10 @@ func (ddbTable) apply(ctx context.Context, e *env, id string, props map[string]a
 	var nf *ddbtypes.ResourceNotFoundException
 	switch {
 	case errors.As(err, &nf):
-		if _, err := e.ddb.CreateTable(ctx, createTableInput(name, p)); err != nil {
+		// ResourceInUse after a ResourceNotFound means the SDK retried a
+		// create whose first response was lost: the table is ours.
+		var inUse *ddbtypes.ResourceInUseException
+		if _, err := e.ddb.CreateTable(ctx, createTableInput(name, p)); err != nil && !errors.As(err, &inUse) {
 			return physical{}, "", fmt.Errorf("create table %s: %w", name, err)
 		}
 		w := dynamodb.NewTableExistsWaiter(e.ddb)

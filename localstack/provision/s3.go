@@ -90,7 +90,8 @@ func (s3Bucket) apply(ctx context.Context, e *env, id string, props map[string]a
 		if e.region != "us-east-1" {
 			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(e.region)}
 		}
-		if _, err := e.s3.CreateBucket(ctx, in); err != nil {
+		var owned *s3types.BucketAlreadyOwnedByYou // a retried create whose first response was lost
+		if _, err := e.s3.CreateBucket(ctx, in); err != nil && !errors.As(err, &owned) {
 			return physical{}, "", fmt.Errorf("create bucket %s: %w", name, err)
 		}
 		action = Created
