@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/knhk/knhk/infra/stackconfig"
+	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/stack"
 )
 
@@ -44,8 +45,12 @@ func compact(v any) string {
 // bucket and deny every request not made over TLS; chargeback exports are
 // versioned and expire after chargebackExpireDays, payloads expire after
 // the dead-letter queue's retention plus a margin.
+// bucketsContext is the context of the stack the bucket tests synthesize.
+var bucketsContext = map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6",
+	stackconfig.CtxCostConfig: map[string]any{"budgets": map[string]any{"acme": "250"}}}
+
 func TestBuckets(t *testing.T) {
-	s := synth(t, "buckets", map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6"})
+	s := synth(t, "buckets", bucketsContext)
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	_, dlq := only(t, resourcesOf(res, "AWS::SQS::Queue", "DeadLetterQueue"), "dead-letter queues")
 	if dlq["MessageRetentionPeriod"] != float64(DeadLetterRetentionDays*86400) || PayloadExpireDays <= DeadLetterRetentionDays {
@@ -100,7 +105,7 @@ func TestBuckets(t *testing.T) {
 // neither the checkpoints nor the signing key nor the work queue; no other
 // role has any S3 action; the cost job runs every costEvery hours.
 func TestBucketGrants(t *testing.T) {
-	s := synth(t, "buckets", map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6"})
+	s := synth(t, "buckets", bucketsContext)
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	payloadID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "PayloadBucket"), "payload buckets")
 	chargebackID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "ChargebackBucket"), "chargeback buckets")
@@ -147,6 +152,9 @@ func TestBucketGrants(t *testing.T) {
 	_, cost := only(t, resourcesOf(res, "AWS::Lambda::Function", "Cost"), "cost functions")
 	if compact(cost["Environment"].(map[string]any)["Variables"].(map[string]any)[stack.EnvName(stack.OutChargebackBucket)]) != `{"Ref":"`+chargebackID+`"}` {
 		t.Errorf("cost environment lacks %s", stack.EnvName(stack.OutChargebackBucket))
+	}
+	if got := cost["Environment"].(map[string]any)["Variables"].(map[string]any)[costjob.EnvConfig]; got != `{"budgets":{"acme":"250"}}` {
+		t.Errorf("cost environment %s = %v, want the context's budgets", costjob.EnvConfig, got)
 	}
 	_, rule := only(t, resourcesOf(res, "AWS::Events::Rule", "CostSchedule"), "cost schedules")
 	if rule["ScheduleExpression"] != "rate(6 hours)" {

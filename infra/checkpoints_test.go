@@ -91,6 +91,7 @@ func TestOnlyTheCheckpointerWritesCheckpoints(t *testing.T) {
 				"dynamodb:Query":              {getAtt(idReceipts, "Arn"), state, map[string]any{"Fn::Join": []any{"", []any{state, "/index/gsi1"}}}, getAtt(table, "Arn")},
 				"dynamodb:GetItem":            {state},
 				"dynamodb:PutItem":            {state, getAtt(table, "Arn")},
+				"dynamodb:UpdateItem":         {state},
 				"dynamodb:DeleteItem":         {getAtt(table, "Arn")},
 				"dynamodb:ConditionCheckItem": {getAtt(table, "Arn")},
 				"kms:Sign":                    {getAtt(logicalID(t, res, "CheckpointKey", "AWS::KMS::Key"), "Arn")},

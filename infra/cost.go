@@ -26,7 +26,8 @@ type CostJob struct {
 	Schedule awsevents.Rule
 }
 
-// newCostJob creates the cost job, run every CostEveryHours: it reads the
+// newCostJob creates the cost job, run every CostEveryHours with the
+// budgets of context costConfig: it reads the
 // receipts (a Scan), the registry, its lease and budget claims in the state
 // table, writes its lease and claims, publishes budget alerts and writes the
 // month's exports to the chargeback bucket, and nowhere else.
@@ -34,17 +35,21 @@ func newCostJob(scope constructs.Construct, cfg stackconfig.Config, keys Keys, t
 	var j CostJob
 	j.Role = newFunctionRole(scope, "CostRole", "KNHK cost job: prices the month's cases and writes the chargeback exports")
 	j.Logs = newLogGroup(scope, "CostLogGroup", cfg, FunctionName(cfg, CostName))
-	j.Function = newFunction(scope, "Cost", cfg, CostName, cfg.Cost, j.Role, map[string]*string{
+	env := map[string]*string{
 		stack.EnvName(stack.OutReceiptsTable):    tables.Receipts.TableName(),
 		stack.EnvName(stack.OutStateTable):       tables.State.TableName(),
 		stack.EnvName(stack.OutAlertsTopicArn):   msg.Alerts.TopicArn(),
 		stack.EnvName(stack.OutChargebackBucket): buckets.Chargeback.BucketName(),
 		EnvLogLevel:                              jsii.String(cfg.LogLevel),
-	})
+	}
+	if cfg.CostConfig != "" {
+		env[costjob.EnvConfig] = jsii.String(cfg.CostConfig)
+	}
+	j.Function = newFunction(scope, "Cost", cfg, CostName, cfg.Cost, j.Role, env)
 	j.Function.Node().AddDependency(j.Logs)
 	allow(j.Role, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, j.Logs.AttrArn())
 	allow(j.Role, []string{"dynamodb:Scan"}, tables.Receipts.TableArn())
-	allow(j.Role, []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"}, tables.State.TableArn())
+	allow(j.Role, []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, tables.State.TableArn())
 	allow(j.Role, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(j.Role, []string{"s3:PutObject"}, buckets.Chargeback.ArnForObjects(jsii.String("chargeback/*")))
 	allow(j.Role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())

@@ -132,7 +132,8 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"+SecretsPrefix+"*"), nil))
 	allow(execRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.ExecutorLogs.AttrArn())
 	allow(execRole, []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"}, tables.Receipts.TableArn())
-	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}, tables.State.TableArn())
+	// UpdateItem adds the environment's overhead usage (store.Overheads).
+	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}, tables.State.TableArn())
 	// Query is the only one of these that an index serves.
 	allow(execRole, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(execRole, []string{"sqs:SendMessage"}, msg.Work.QueueArn())
@@ -170,7 +171,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	f.Verifier.Node().AddDependency(f.VerifierLogs)
 	allow(verRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.VerifierLogs.AttrArn())
 	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:Query"}, tables.Receipts.TableArn())
-	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
+	allow(verRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
 	allow(verRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(verRole, []string{"sqs:SendMessage"}, f.VerifierFailures.QueueArn())
 	allow(verRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
@@ -224,7 +225,7 @@ func newCheckpointer(scope constructs.Construct, cfg stackconfig.Config, keys Ke
 	f.Checkpointer.Node().AddDependency(f.CheckpointerLogs)
 	allow(role, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.CheckpointerLogs.AttrArn())
 	allow(role, []string{"dynamodb:Query"}, tables.Receipts.TableArn())
-	allow(role, []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"}, tables.State.TableArn())
+	allow(role, []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}, tables.State.TableArn())
 	allow(role, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(role, []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}, tables.Checkpoints.TableArn())
 	allow(role, []string{"kms:Sign", "kms:GetPublicKey"}, keys.Checkpoint.KeyArn())

@@ -47,7 +47,7 @@ func newSLAJob(scope constructs.Construct, cfg stackconfig.Config, keys Keys, ta
 	j.Function = newFunction(scope, "Sla", cfg, SLAName, cfg.SLA, j.Role, env)
 	j.Function.Node().AddDependency(j.Logs)
 	allow(j.Role, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, j.Logs.AttrArn())
-	allow(j.Role, []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
+	allow(j.Role, []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
 	allow(j.Role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
 	suppressXRay(j.Role, "")
 	j.Schedule = awsevents.NewRule(scope, jsii.String("SlaSchedule"), &awsevents.RuleProps{

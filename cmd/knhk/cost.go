@@ -47,11 +47,12 @@ func costCmd() *cobra.Command {
 			if err != nil {
 				return withExit(2, err)
 			}
-			cases, skipped, err := deployedCases(cmd, month)
+			cases, overheads, skipped, err := deployedCases(cmd, month)
 			if err != nil {
 				return err
 			}
-			r, err := chargeback.Build(t, month, chargeback.Key(by), cases, cost.Usage{}, cost.Usage{})
+			shared, idle := store.Split(overheads)
+			r, err := chargeback.Build(t, month, chargeback.Key(by), cases, shared, idle)
 			if err != nil {
 				return withExit(2, err)
 			}
@@ -120,20 +121,25 @@ func printExport(cmd *cobra.Command, month string, by chargeback.Key, asCSV, asJ
 	return true, nil
 }
 
-// deployedCases reads the month's verified cases of the deployed stack.
-func deployedCases(cmd *cobra.Command, month string) ([]chargeback.Case, int, error) {
+// deployedCases reads the month's verified cases of the deployed stack and its
+// recorded overhead usage.
+func deployedCases(cmd *cobra.Command, month string) ([]chargeback.Case, []store.Overhead, int, error) {
 	ctx := cmd.Context()
 	cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable, stack.OutStateTable)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	chains := store.NewReceipts(db, res.ReceiptsTable)
 	cases, skipped, err := chargeback.Collect(ctx, chains, registry.New(db, res.StateTable), month, store.StoredSize)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	return cases, skipped, nil
+	overheads, err := store.NewOverheads(db, res.StateTable).Period(ctx, month)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return cases, overheads, skipped, nil
 }
 
 func printReport(w io.Writer, r chargeback.Report) {
@@ -190,7 +196,7 @@ func capacityCmd() *cobra.Command {
 						if month == "" {
 							month = chargeback.Period(time.Now())
 						}
-						cases, _, err := deployedCases(cmd, month)
+						cases, _, _, err := deployedCases(cmd, month)
 						if err != nil {
 							return err
 						}

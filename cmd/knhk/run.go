@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/localrun"
+	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
@@ -102,6 +103,12 @@ func runCmd() *cobra.Command {
 			q := queue.NewSender(sq, o[stack.OutWorkQueueURL])
 			chains := store.NewReceipts(db, o[stack.OutReceiptsTable])
 			chains.Blobs = store.NewState(db, o[stack.OutStateTable])
+			overheads := store.NewOverheads(db, o[stack.OutStateTable])
+			period := chargeback.Period(time.Now())
+			overBefore, err := overheads.Period(ctx, period)
+			if err != nil {
+				return err
+			}
 			started := time.Now()
 			if err := localrun.Submit(ctx, q, load); err != nil {
 				return err
@@ -141,7 +148,11 @@ func runCmd() *cobra.Command {
 			} else {
 				fmt.Fprintln(w, alarmStates(views)+" (knhk alarms)")
 			}
-			if err := printRunCost(ctx, w, chains, outs); err != nil {
+			overAfter, err := overheads.Period(ctx, period)
+			if err != nil {
+				fmt.Fprintln(w, "warning: overhead:", err)
+			}
+			if err := printRunCost(ctx, w, chains, outs, store.Since(overBefore, overAfter)); err != nil {
 				fmt.Fprintln(w, "warning: cost:", err)
 			}
 			if open, err := openCases(ctx, db, o[stack.OutReceiptsTable], o[stack.OutStateTable], 20); err != nil {

@@ -9,14 +9,17 @@ import (
 	"github.com/knhk/knhk/localstack/localrun"
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/cost"
+	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/store"
 )
 
 // printRunCost prices the run's ended cases from their receipts: cost per
 // case and per million cases by workflow, next to Step Functions Standard
-// and Express for the same cases.
-func printRunCost(ctx context.Context, w io.Writer, chains *store.Receipts, outs []localrun.Outcome) error {
+// and Express for the same cases, and the shared and idle usage the
+// functions recorded during the run (overhead is the difference between
+// the month's records before and after it).
+func printRunCost(ctx context.Context, w io.Writer, chains *store.Receipts, outs []localrun.Outcome, overhead []store.Overhead) error {
 	t, err := cost.Load(cost.DefaultVersion)
 	if err != nil {
 		return err
@@ -39,7 +42,8 @@ func printRunCost(ctx context.Context, w io.Writer, chains *store.Receipts, outs
 		}
 		cases = append(cases, c)
 	}
-	r, err := chargeback.Build(t, "", chargeback.ByWorkflow, cases, cost.Usage{}, cost.Usage{})
+	shared, idle := store.Split(overhead)
+	r, err := chargeback.Build(t, "", chargeback.ByWorkflow, cases, shared, idle)
 	if err != nil {
 		return err
 	}
@@ -51,5 +55,10 @@ func printRunCost(ctx context.Context, w io.Writer, chains *store.Receipts, outs
 			cost.Dollars(cost.PerMillion(l.PerCase(l.Total())), 2), cost.Dollars(cost.PerMillion(l.PerCase(l.Standard)), 2),
 			cost.Dollars(cost.PerMillion(l.PerCase(l.Express)), 2))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "overhead recorded during the run: shared %s, idle %s (each function flushes at most every %s, on shutdown at the latest)\n",
+		cost.Dollars(r.Shared, 9), cost.Dollars(r.Idle, 9), handler.BusyOverheadEvery)
+	return nil
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/knhk/knhk/shared/canary"
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/handler"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
@@ -58,6 +60,7 @@ func build(ctx context.Context) (handler.Function, *canary.Canary, error) {
 		return fn, nil, err
 	}
 	tracing.InstrumentAWS(&awsCfg)
+	meter.Install(&awsCfg)
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	state := env[stack.OutStateTable]
 	log := telemetry.NewLogger(os.Stdout, level)
@@ -72,5 +75,7 @@ func build(ctx context.Context) (handler.Function, *canary.Canary, error) {
 		Probes: canary.StateProbes{DB: ddb, Table: state},
 		Log:    log,
 	})
-	return handler.Function{Name: canary.FunctionName, Log: log, Tracing: tracing}, c, err
+	return handler.Function{Name: canary.FunctionName, Log: log, Tracing: tracing,
+		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, state), Class: cost.Idle},
+	}, c, err
 }

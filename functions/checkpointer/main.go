@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -18,6 +17,9 @@ import (
 
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/checkpointer"
+	"github.com/knhk/knhk/shared/cost"
+	"github.com/knhk/knhk/shared/handler"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/signer"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
@@ -25,12 +27,12 @@ import (
 )
 
 func main() {
-	c, err := build(context.Background())
+	fn, c, err := build(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "checkpointer init:", err)
 		os.Exit(1)
 	}
-	lambda.Start(c.Handler)
+	handler.Start(fn, c.Handler)
 }
 
 // settings are the checkpointer's environment.
@@ -57,17 +59,27 @@ func readSettings(getenv func(string) string) (settings, error) {
 	return s, err
 }
 
-func build(ctx context.Context) (*checkpointer.Checkpointer, error) {
+// build returns the wrapper's view of the function (log, tracing, its own
+// usage recorded as idle overhead) and the checkpointer.
+func build(ctx context.Context) (handler.Function, *checkpointer.Checkpointer, error) {
+	var fn handler.Function
 	s, err := readSettings(os.Getenv)
 	if err != nil {
-		return nil, err
+		return fn, nil, err
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return fn, nil, fmt.Errorf("aws config: %w", err)
 	}
+	tracing, err := telemetry.SetupTracing(ctx, checkpointer.FunctionName, os.Getenv)
+	if err != nil {
+		return fn, nil, err
+	}
+	tracing.InstrumentAWS(&awsCfg)
+	meter.Install(&awsCfg)
 	ddb := dynamodb.NewFromConfig(awsCfg)
-	return checkpointer.New(checkpointer.Deps{
+	log := telemetry.NewLogger(os.Stdout, s.level)
+	c, err := checkpointer.New(checkpointer.Deps{
 		Log:      store.NewCheckpoints(ddb, s.checkpoints),
 		Leases:   store.NewLeases(ddb, s.checkpoints),
 		Cases:    store.NewCases(ddb, s.state),
@@ -75,7 +87,10 @@ func build(ctx context.Context) (*checkpointer.Checkpointer, error) {
 		Findings: store.NewFindings(ddb, s.state),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Signer:   signer.NewKMS(kms.NewFromConfig(awsCfg), s.key),
-		Logger:   telemetry.NewLogger(os.Stdout, s.level),
+		Logger:   log,
 		Out:      os.Stdout,
 	})
+	return handler.Function{Name: checkpointer.FunctionName, Log: log, Tracing: tracing,
+		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Idle},
+	}, c, err
 }

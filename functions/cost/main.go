@@ -20,6 +20,7 @@ import (
 	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/handler"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
@@ -84,12 +85,14 @@ func build(ctx context.Context) (handler.Function, handler.Func[json.RawMessage,
 		return fn, nil, err
 	}
 	tracing.InstrumentAWS(&awsCfg)
+	meter.Install(&awsCfg)
 	log := telemetry.NewLogger(os.Stdout, s.level)
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	deps := costjob.Deps{
 		Leases:      store.NewLeases(ddb, s.state),
 		Chains:      store.NewReceipts(ddb, s.receipts),
 		Descriptors: registry.New(ddb, s.state),
+		Overheads:   store.NewOverheads(ddb, s.state),
 		Claims:      store.NewBudgetAlerts(ddb, s.state),
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Export:      objects.New(objects.NewClient(awsCfg), s.bucket),
@@ -106,5 +109,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[json.RawMessage,
 		}
 		return costjob.Run(ctx, d)
 	}
-	return handler.Function{Name: costjob.FunctionName, Log: log, Tracing: tracing}, h, nil
+	return handler.Function{Name: costjob.FunctionName, Log: log, Tracing: tracing,
+		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Idle},
+	}, h, nil
 }

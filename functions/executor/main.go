@@ -24,6 +24,7 @@ import (
 
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/breaker"
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/executor"
 	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/hostmap"
@@ -204,5 +205,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		Log:         log,
 		Metrics:     metrics,
 	})
-	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing}, x.Handle, nil
+	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing,
+		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Shared, CaseMetered: true, Every: handler.BusyOverheadEvery},
+	}, x.Handle, nil
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/handler"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/verifier"
@@ -70,6 +72,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.DynamoDBE
 		return fn, nil, err
 	}
 	tracing.InstrumentAWS(&awsCfg)
+	meter.Install(&awsCfg)
 	log := telemetry.NewLogger(os.Stdout, s.level)
 	metrics := telemetry.NewMetrics(telemetry.Namespace)
 	if err := metrics.SetDimensions(telemetry.Dimension{Name: telemetry.DimFunction, Value: verifier.FunctionName}); err != nil {
@@ -90,5 +93,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.DynamoDBE
 		return fn, nil, err
 	}
 	// The verifier flushes its own metrics per batch.
-	return handler.Function{Name: verifier.FunctionName, Log: log, Tracing: tracing}, v.Handler, nil
+	return handler.Function{Name: verifier.FunctionName, Log: log, Tracing: tracing,
+		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Shared, Every: handler.BusyOverheadEvery},
+	}, v.Handler, nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/message"
 )
 
@@ -46,6 +47,7 @@ const (
 	CtxSLAMinEvents           = "slaMinEvents"         // the burn-rate alerts' minimum-events guard
 	CtxCostEvery              = "costEvery"            // hours between cost job runs (default 24: daily)
 	CtxChargebackExpireDays   = "chargebackExpireDays" // days a chargeback export (and each older version) is kept
+	CtxCostConfig             = "costConfig"           // JSON of tenant budgets, legacy per-case costs and migration costs (see shared/costjob)
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -142,6 +144,9 @@ type Config struct {
 	Cost                 FunctionConfig
 	CostEveryHours       int
 	ChargebackExpireDays int
+	// CostConfig is the cost job's budgets and ROI inputs as JSON
+	// (costjob.Config), validated; empty: none.
+	CostConfig string
 	// Canary sizes the health canary (runs every minute); CanaryFreshness
 	// bounds a canary case's submission to its verified completion.
 	Canary          FunctionConfig
@@ -313,6 +318,9 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		}
 	}
 	if err := c.canaryFrom(lookup); err != nil {
+		return Config{}, err
+	}
+	if err := c.costFrom(lookup); err != nil {
 		return Config{}, err
 	}
 	if err := c.notificationsFrom(lookup); err != nil {
@@ -537,6 +545,29 @@ func (c *Config) canaryFrom(lookup func(string) (any, bool)) error {
 		return fmt.Errorf("context %s=%v: want a duration from 30s to 1h, such as 2m", CtxCanaryFreshness, v)
 	}
 	c.CanaryFreshness = d
+	return nil
+}
+
+// costFrom reads the cost job's budgets and ROI inputs: a JSON string, or
+// an object in cdk.json.
+func (c *Config) costFrom(lookup func(string) (any, bool)) error {
+	v, ok := lookup(CtxCostConfig)
+	if !ok {
+		return nil
+	}
+	str, isStr := v.(string)
+	if !isStr {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("context %s: %w", CtxCostConfig, err)
+		}
+		str = string(b)
+	}
+	str = strings.TrimSpace(str)
+	if _, err := costjob.ParseConfig(str); err != nil {
+		return fmt.Errorf("context %s: %w", CtxCostConfig, err)
+	}
+	c.CostConfig = str
 	return nil
 }
 

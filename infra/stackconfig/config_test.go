@@ -197,3 +197,29 @@ func TestCanaryAndNotificationsContext(t *testing.T) {
 		}
 	}
 }
+
+func TestCostConfigContext(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"string", ` {"budgets":{"acme":"120.50"}} `, `{"budgets":{"acme":"120.50"}}`},
+		{"cdk.json object", map[string]any{"budgets": map[string]any{"acme": "10"}, "roiMonths": 24}, `{"budgets":{"acme":"10"},"roiMonths":24}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := FromContext(lookupOf(map[string]any{CtxCostConfig: tc.v}))
+			if err != nil || c.CostConfig != tc.want {
+				t.Fatalf("CostConfig %q, %v; want %q", c.CostConfig, err, tc.want)
+			}
+		})
+	}
+	if c, err := FromContext(lookupOf(nil)); err != nil || c.CostConfig != "" {
+		t.Errorf("default CostConfig %q, %v; want none", c.CostConfig, err)
+	}
+	for _, bad := range []any{`{"budgets":{"acme":"-1"}}`, `{"budgets":{"acme":"ten"}}`, `{"budgets":`, `{"budget":{}}`} {
+		if _, err := FromContext(lookupOf(map[string]any{CtxCostConfig: bad})); err == nil {
+			t.Errorf("context %s=%v accepted", CtxCostConfig, bad)
+		}
+	}
+}

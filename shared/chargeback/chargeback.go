@@ -133,8 +133,9 @@ type Report struct {
 }
 
 // Build prices the cases and groups them by key; shared and idle are the
-// period's usage that belongs to no case.
-func Build(t *cost.Table, period string, by Key, cases []Case, shared, idle cost.Usage) (Report, error) {
+// period's usage that belongs to no case (one entry per function and
+// architecture, see store.Overheads).
+func Build(t *cost.Table, period string, by Key, cases []Case, shared, idle []cost.Usage) (Report, error) {
 	lines := map[string]*Line{}
 	for _, c := range cases {
 		k, err := by.of(c)
@@ -157,7 +158,7 @@ func Build(t *cost.Table, period string, by Key, cases []Case, shared, idle cost
 	for k, l := range lines {
 		direct[k] = l.Direct
 	}
-	sharedCost, idleCost := t.Price(shared).Total, t.Price(idle).Total
+	sharedCost, idleCost := t.PriceAll(shared), t.PriceAll(idle)
 	allocs, idleLeft := cost.Split(direct, sharedCost, idleCost)
 	r := Report{Period: period, By: by, Prices: t.Version, Shared: sharedCost, Idle: idleLeft}
 	for _, a := range allocs {

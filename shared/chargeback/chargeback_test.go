@@ -82,7 +82,7 @@ func TestWorkedExample(t *testing.T) {
 	if c.Usage.WriteUnits != 7 || c.Usage.DynamoRequests != 8 || c.Transitions != 6 || c.Ended.Sub(c.Started) != 250*time.Millisecond {
 		t.Fatalf("case %+v", c)
 	}
-	r, err := chargeback.Build(tab, "2026-12", chargeback.ByWorkflow, []chargeback.Case{c}, cost.Usage{}, cost.Usage{})
+	r, err := chargeback.Build(tab, "2026-12", chargeback.ByWorkflow, []chargeback.Case{c}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,8 @@ func TestSharedSplitAndGroupings(t *testing.T) {
 		c.Department = w.dept
 		cases = append(cases, c)
 	}
-	shared, idle := cost.Usage{SQSRequests: 3_000}, cost.Usage{SQSRequests: 1_000}
+	shared := []cost.Usage{{SQSRequests: 2_000}, {Arch: cost.X86, SQSRequests: 1_000}}
+	idle := []cost.Usage{{SQSRequests: 1_000}}
 	var totals []*big.Rat
 	for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
 		r, err := chargeback.Build(tab, "2026-12", by, cases, shared, idle)
@@ -203,7 +204,7 @@ func TestBudgetThresholdsOncePerPeriod(t *testing.T) {
 	tab, _ := cost.Load(cost.DefaultVersion)
 	c, _ := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), small)
 	report := func(period string) chargeback.Report {
-		r, err := chargeback.Build(tab, period, chargeback.ByTenant, []chargeback.Case{c}, cost.Usage{}, cost.Usage{})
+		r, err := chargeback.Build(tab, period, chargeback.ByTenant, []chargeback.Case{c}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +250,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		}
 		cases = append(cases, c)
 	}
-	r, err := chargeback.Build(tab, "2026-12", chargeback.ByTenant, cases, cost.Usage{SQSRequests: 7}, cost.Usage{SQSRequests: 1})
+	r, err := chargeback.Build(tab, "2026-12", chargeback.ByTenant, cases, []cost.Usage{{SQSRequests: 7}}, []cost.Usage{{SQSRequests: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

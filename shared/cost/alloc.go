@@ -100,3 +100,24 @@ func (m Migration) ROI(months int64) (*big.Rat, error) {
 	gain.Sub(gain, m.OneOffCost)
 	return gain.Quo(gain, m.OneOffCost), nil
 }
+
+// Overhead classes usage that belongs to no single case.
+type Overhead string
+
+// The overhead classes: Shared is work done for cases but no single one (an
+// invocation's time after its last receipt, the verifier's batches), split
+// among owners; Idle is what keeps the platform ready whether or not cases
+// run (the scheduled jobs), shown apart.
+const (
+	Shared Overhead = "shared"
+	Idle   Overhead = "idle"
+)
+
+// PriceAll is the summed price of usages that may differ in architecture.
+func (t *Table) PriceAll(us []Usage) *big.Rat {
+	total := new(big.Rat)
+	for _, u := range us {
+		total.Add(total, t.Price(u).Total)
+	}
+	return total
+}

@@ -61,6 +61,25 @@ func (u *Usage) Add(o Usage) {
 	u.DynamoRequests += o.DynamoRequests
 }
 
+// Sub subtracts o from u (an earlier reading of the same counters).
+func (u *Usage) Sub(o Usage) {
+	u.InvocationMicros -= o.InvocationMicros
+	u.LambdaMBms -= o.LambdaMBms
+	u.WriteUnits -= o.WriteUnits
+	u.ReadUnits -= o.ReadUnits
+	u.StreamReads -= o.StreamReads
+	u.SQSRequests -= o.SQSRequests
+	u.SNSPublishes -= o.SNSPublishes
+	u.KMSRequests -= o.KMSRequests
+	u.KMSAsymRequests -= o.KMSAsymRequests
+	u.SecretsRequests -= o.SecretsRequests
+	u.S3Puts -= o.S3Puts
+	u.S3Gets -= o.S3Gets
+	u.HTTPCalls -= o.HTTPCalls
+	u.HTTPBytes -= o.HTTPBytes
+	u.DynamoRequests -= o.DynamoRequests
+}
+
 // SQSChunks is how many requests SQS bills for one message of n bytes: one
 // per started 64 KB.
 func SQSChunks(n int) int64 {

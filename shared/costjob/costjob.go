@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/store"
 )
 
 // LeaseName is the job's lease in the state table.
@@ -33,6 +35,12 @@ const EnvConfig = "KNHK_COST_CONFIG"
 type Leases interface {
 	Acquire(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
 	Release(ctx context.Context, job, owner string) error
+}
+
+// Overheads reads the period's usage that belongs to no case
+// (store.Overheads).
+type Overheads interface {
+	Period(ctx context.Context, period string) ([]store.Overhead, error)
 }
 
 // Exporter stores an export under a key (the chargeback bucket).
@@ -56,7 +64,9 @@ func ParseConfig(s string) (Config, error) {
 	if s == "" {
 		return c, nil
 	}
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields() // a misspelt budget must not pass unnoticed
+	if err := dec.Decode(&c); err != nil {
 		return c, fmt.Errorf("cost config: %w", err)
 	}
 	for _, m := range []map[string]string{c.Budgets, c.LegacyPerCase, c.MigrationCost} {
@@ -82,6 +92,7 @@ type Deps struct {
 	Leases      Leases
 	Chains      chargeback.Chains
 	Descriptors chargeback.Descriptors
+	Overheads   Overheads
 	Claims      chargeback.Claims
 	Alerts      chargeback.Alerter
 	Export      Exporter
@@ -133,8 +144,16 @@ func Run(ctx context.Context, d Deps) (Result, error) {
 		return res, err
 	}
 	res.Cases = len(cases)
+	var shared, idle []cost.Usage
+	if d.Overheads != nil {
+		over, err := d.Overheads.Period(ctx, res.Period)
+		if err != nil {
+			return res, err
+		}
+		shared, idle = store.Split(over)
+	}
 	for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
-		r, err := chargeback.Build(d.Prices, res.Period, by, cases, cost.Usage{}, cost.Usage{})
+		r, err := chargeback.Build(d.Prices, res.Period, by, cases, shared, idle)
 		if err != nil {
 			return res, err
 		}

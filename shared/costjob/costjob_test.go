@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math/big"
 	"os"
 	"strings"
 	"sync"
@@ -90,9 +91,18 @@ func TestRunIsLeasedAndIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	leases := store.NewLeases(db, outs[stack.OutStateTable])
+	// The month's overhead, as the functions record it: a verifier batch's
+	// SQS request is shared, a scheduled job's SNS publish idle.
+	over := store.NewOverheads(db, outs[stack.OutStateTable])
+	if err := over.Add(ctx, chargeback.Period(now), cost.Shared, "verifier", cost.Usage{SQSRequests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := over.Add(ctx, chargeback.Period(now), cost.Idle, "sla", cost.Usage{SNSPublishes: 1}); err != nil {
+		t.Fatal(err)
+	}
 	out, alerts := &exports{objs: map[string][]byte{}}, &topic{}
 	deps := func(owner string) costjob.Deps {
-		return costjob.Deps{Leases: leases, Chains: chains, Descriptors: reg, Claims: store.NewBudgetAlerts(db, outs[stack.OutStateTable]),
+		return costjob.Deps{Leases: leases, Chains: chains, Descriptors: reg, Overheads: over, Claims: store.NewBudgetAlerts(db, outs[stack.OutStateTable]),
 			Alerts: alerts, Export: out, Prices: prices, Config: conf, ItemSize: store.StoredSize, Owner: owner, Now: func() time.Time { return now }}
 	}
 	if ok, err := leases.Acquire(ctx, costjob.LeaseName, "other-run", time.Minute); !ok || err != nil {
@@ -109,7 +119,9 @@ func TestRunIsLeasedAndIdempotent(t *testing.T) {
 		t.Fatalf("first run %+v %v", first, err)
 	}
 	// 1 invocation, 100 ms x 1 GB arm64, 2 receipt writes, 1 SQS request:
-	// $0.00000318334 of a $0.0000039 budget (81.6 %): the 50 and 80 % alerts
+	// $0.00000318334 direct, and the shared SQS request ($0.0000004): 91.9 %
+	// of a $0.0000039 budget, the 50 and 80 % alerts. The idle SNS publish
+	// ($0.0000005) is shown, charged to nobody.
 	if len(alerts.subjects) != 2 || !strings.Contains(alerts.subjects[1], "80%") {
 		t.Errorf("alerts %q", alerts.subjects)
 	}
@@ -117,6 +129,17 @@ func TestRunIsLeasedAndIdempotent(t *testing.T) {
 	byDept := string(out.objs["chargeback/"+period+"/by-department.csv"])
 	if !strings.Contains(byDept, ","+chargeback.Unassigned+",1,") {
 		t.Errorf("by department:\n%s", byDept)
+	}
+	var byTenant struct {
+		Shared string `json:"shared"`
+		Idle   string `json:"idle"`
+		Total  string `json:"total"`
+	}
+	if err := json.Unmarshal(out.objs["chargeback/"+period+"/by-tenant.json"], &byTenant); err != nil {
+		t.Fatal(err)
+	}
+	if rat(byTenant.Shared) != "1/2500000" || rat(byTenant.Idle) != "1/2000000" {
+		t.Errorf("by tenant: shared %s idle %s, want 0.0000004 and 0.0000005", byTenant.Shared, byTenant.Idle)
 	}
 	before := map[string]string{}
 	for k, v := range out.objs {
@@ -134,4 +157,13 @@ func TestRunIsLeasedAndIdempotent(t *testing.T) {
 	if _, err := costjob.ParseConfig(`{"budgets":{"acme":"lots"}}`); err == nil {
 		t.Error("a budget that is not an amount was accepted")
 	}
+}
+
+// rat is a decimal string's exact value, or "" when it is not one.
+func rat(dec string) string {
+	r, ok := new(big.Rat).SetString(dec)
+	if !ok {
+		return ""
+	}
+	return r.RatString()
 }

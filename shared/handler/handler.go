@@ -41,6 +41,10 @@ type Function struct {
 	// FlushTimeout bounds the span export at the end of an invocation
 	// (default telemetry.DefaultFlushTimeout).
 	FlushTimeout time.Duration
+	// Overhead records the usage no receipt carries (nil Sink: none).
+	Overhead Overhead
+
+	overheads *overheads // set by Wrap, written on SIGTERM by Start
 }
 
 // Wrap returns h inside the wrapper.
@@ -54,7 +58,12 @@ func Wrap[E, R any](f Function, h Func[E, R]) Func[E, R] {
 	if f.FlushTimeout <= 0 {
 		f.FlushTimeout = telemetry.DefaultFlushTimeout
 	}
+	over := f.overheads
+	if over == nil {
+		over = newOverheads(f.Overhead, f.Name)
+	}
 	return func(ctx context.Context, ev E) (resp R, err error) {
+		start := time.Now()
 		var span trace.Span
 		if f.Tracing != nil {
 			trigger, carriers := Carriers(ev)
@@ -83,6 +92,9 @@ func Wrap[E, R any](f Function, h Func[E, R]) Func[E, R] {
 					f.Log.ErrorContext(ctx, "metrics flush", "error", merr.Error())
 				}
 			}
+			if oerr := over.invocation(ctx, start, false); oerr != nil {
+				f.Log.WarnContext(ctx, "overhead usage not recorded yet", "error", oerr.Error())
+			}
 		}()
 		return h(ctx, ev)
 	}
@@ -91,12 +103,16 @@ func Wrap[E, R any](f Function, h Func[E, R]) Func[E, R] {
 // Start runs h, wrapped, as the process's Lambda handler; on SIGTERM (the
 // environment shutting down) it exports the spans still buffered.
 func Start[E, R any](f Function, h Func[E, R]) {
+	f.overheads = newOverheads(f.Overhead, f.Name)
 	lambda.StartWithOptions(Wrap(f, h), lambda.WithEnableSIGTERM(func() {
 		timeout := f.FlushTimeout
 		if timeout <= 0 {
 			timeout = telemetry.DefaultFlushTimeout
 		}
 		_ = f.Tracing.Shutdown(timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_ = f.overheads.invocation(ctx, time.Time{}, true)
 	}))
 }
 
