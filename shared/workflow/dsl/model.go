@@ -498,8 +498,8 @@ type RunTask struct {
 	Shell         map[string]any
 	Script        map[string]any // as written
 	ScriptProcess *ScriptProcess // Script decoded
-	Await     bool   // default true
-	Return    string // default "stdout"
+	Await         bool           // default true
+	Return        string         // default "stdout"
 }
 
 // SubflowRef names the workflow a run task starts.
