@@ -54,22 +54,22 @@ func TestRun(t *testing.T) {
 func TestRunFaults(t *testing.T) {
 	tests := []struct {
 		name   string
-		rn     Runner
+		rn     *Runner
 		req    Request
 		status int
 		typ    string
 	}{
-		{"python", Runner{}, Request{Language: "python", Code: "print(1)"}, 400, errConfiguration},
-		{"syntax error", Runner{}, Request{Language: LanguageJS, Code: "function ("}, 400, errConfiguration},
-		{"a throw faults the task", Runner{}, Request{Language: LanguageJS, Code: `throw new TypeError("no")`}, 500, errRuntime},
-		{"an endless loop is stopped", Runner{MaxTime: 50 * time.Millisecond}, Request{Language: LanguageJS, Code: `for (;;) {}`}, 408, errTimeout},
-		{"the task's timeout stops it earlier", Runner{MaxTime: time.Hour}, Request{Language: LanguageJS, Code: `while (true) {}`, Timeout: 30 * time.Millisecond}, 408, errTimeout},
-		{"deep recursion", Runner{MaxStack: 64}, Request{Language: LanguageJS, Code: `function f(n) { return f(n + 1) } f(0)`}, 500, errRuntime},
-		{"too much output", Runner{MaxOutput: 1024}, Request{Language: LanguageJS, Code: `for (;;) console.log("xxxxxxxxxxxxxxxx")`}, 413, errRuntime},
-		{"too large a result", Runner{MaxOutput: 1024}, Request{Language: LanguageJS, Code: `"x".repeat(2000)`}, 413, errRuntime},
-		{"too much memory", Runner{MaxHeap: 16 << 20, MaxTime: 20 * time.Second}, Request{Language: LanguageJS, Code: `const a = []; for (;;) a.push({k: "v" + a.length})`}, 507, errRuntime},
-		{"unknown return", Runner{}, Request{Language: LanguageJS, Code: `1`, Return: "exitcode"}, 400, errConfiguration},
-		{"argument names must be identifiers", Runner{}, Request{Language: LanguageJS, Code: `1`, Arguments: map[string]any{"a-b": 1}}, 400, errConfiguration},
+		{"python", &Runner{}, Request{Language: "python", Code: "print(1)"}, 400, errConfiguration},
+		{"syntax error", &Runner{}, Request{Language: LanguageJS, Code: "function ("}, 400, errConfiguration},
+		{"a throw faults the task", &Runner{}, Request{Language: LanguageJS, Code: `throw new TypeError("no")`}, 500, errRuntime},
+		{"an endless loop is stopped", &Runner{MaxTime: 50 * time.Millisecond}, Request{Language: LanguageJS, Code: `for (;;) {}`}, 408, errTimeout},
+		{"the task's timeout stops it earlier", &Runner{MaxTime: time.Hour}, Request{Language: LanguageJS, Code: `while (true) {}`, Timeout: 30 * time.Millisecond}, 408, errTimeout},
+		{"deep recursion", &Runner{MaxStack: 64}, Request{Language: LanguageJS, Code: `function f(n) { return f(n + 1) } f(0)`}, 500, errRuntime},
+		{"too much output", &Runner{MaxOutput: 1024}, Request{Language: LanguageJS, Code: `for (;;) console.log("xxxxxxxxxxxxxxxx")`}, 413, errRuntime},
+		{"too large a result", &Runner{MaxOutput: 1024}, Request{Language: LanguageJS, Code: `"x".repeat(2000)`}, 413, errRuntime},
+		{"too much memory", &Runner{MaxHeap: 16 << 20, MaxTime: 20 * time.Second}, Request{Language: LanguageJS, Code: `const a = []; for (;;) a.push({k: "v" + a.length})`}, 507, errRuntime},
+		{"unknown return", &Runner{}, Request{Language: LanguageJS, Code: `1`, Return: "exitcode"}, 400, errConfiguration},
+		{"argument names must be identifiers", &Runner{}, Request{Language: LanguageJS, Code: `1`, Arguments: map[string]any{"a-b": 1}}, 400, errConfiguration},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
