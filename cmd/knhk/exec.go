@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ import (
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 	"github.com/knhk/knhk/shared/workflow/engine"
+	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 	"github.com/knhk/knhk/shared/workflow/expr"
 )
 
@@ -87,6 +89,8 @@ func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, input
 	res, err := engine.Run(ctx, wf, input, engine.RunOptions{
 		CaseID:     caseID,
 		HTTPClient: client,
+		// file: proto URIs are read inside the workflow's folder.
+		GRPC:       &grpccall.Client{FileRoot: filepath.Dir(file)},
 		RealTimers: true,
 		Genesis: history.Genesis{
 			Tenant:         message.DefaultTenant,

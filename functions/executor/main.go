@@ -37,6 +37,7 @@ import (
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/tenancy"
+	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 )
 
 func main() {
@@ -202,8 +203,10 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Secrets:     secrets.New(secretsmanager.NewFromConfig(awsCfg), s.secretsPrefix, 5*time.Minute),
 		HTTP:        &http.Client{Timeout: 30 * time.Second, Transport: transport},
-		Log:         log,
-		Metrics:     metrics,
+		// gRPC targets share the HTTP hosts' breakers (keyed host:port).
+		GRPC:    &grpccall.Client{Breakers: breakers},
+		Log:     log,
+		Metrics: metrics,
 	})
 	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing,
 		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Shared, CaseMetered: true, Every: handler.BusyOverheadEvery},

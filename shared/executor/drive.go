@@ -389,7 +389,7 @@ func (x *Executor) perform(ctx context.Context, c *caseRun, effects []engine.Eff
 	)
 	for _, e := range effects {
 		switch e.Kind {
-		case engine.EffectHTTP, engine.EffectOpenAPI:
+		case engine.EffectHTTP, engine.EffectOpenAPI, engine.EffectGRPC, engine.EffectScript:
 			if only == "" || e.ID == only {
 				calls = append(calls, e)
 			}
@@ -464,15 +464,7 @@ func (x *Executor) call(ctx context.Context, c *caseRun, calls []engine.Effect) 
 			)
 			key := httpcall.IdempotencyKey(c.id, e.ID)
 			spanCtx, span := telemetry.StartSpan(callCtx, "task "+e.ID, attribute.String(telemetry.SpanTask, e.ID))
-			if e.Kind == engine.EffectOpenAPI {
-				r := *e.OpenAPI
-				r.IdempotencyKey = key
-				v, err = x.calls.DoOpenAPI(spanCtx, r)
-			} else {
-				r := *e.HTTP
-				r.IdempotencyKey = key
-				v, err = x.calls.Do(spanCtx, r)
-			}
+			v, err = x.calls.Perform(spanCtx, e, key)
 			if err != nil && callCtx.Err() != nil {
 				telemetry.EndSpan(span, errors.New("cut by the invocation's time limit"))
 				return // cut by the invocation's time limit, not answered

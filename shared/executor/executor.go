@@ -31,7 +31,9 @@ import (
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/tenancy"
 	"github.com/knhk/knhk/shared/workflow/engine"
+	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
+	"github.com/knhk/knhk/shared/workflow/engine/script"
 	"github.com/knhk/knhk/shared/workflow/expr"
 )
 
@@ -157,7 +159,7 @@ type Executor struct {
 	secrets Secrets
 	grants  Grants
 	nss     Namespaces
-	calls   *httpcall.Client
+	calls   *engine.Performer
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *telemetry.Metrics
@@ -172,9 +174,11 @@ type Deps struct {
 	Sender      Sender
 	Cases       Cases
 	Alerts      Alerter
-	Payloads    Payloads     // nil: inputs by reference are read from Cases only
-	Secrets     Secrets      // nil: only Config.Engine.Secrets
-	HTTP        *http.Client // performs the workflows' calls (wrap its transport in a circuit breaker)
+	Payloads    Payloads         // nil: inputs by reference are read from Cases only
+	Secrets     Secrets          // nil: only Config.Engine.Secrets
+	HTTP        *http.Client     // performs the workflows' calls (wrap its transport in a circuit breaker)
+	GRPC        *grpccall.Client // performs gRPC calls (nil: proto files over HTTP, tokens from HTTP's cache)
+	Scripts     *script.Runner   // runs scripts (nil: the default bounds)
 	Log         *slog.Logger
 	Metrics     *telemetry.Metrics
 	Now         func() time.Time
@@ -203,7 +207,7 @@ func New(cfg Config, d Deps) *Executor {
 		cfg.SeqRereads = 3
 	}
 	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases, inputs: d.Payloads,
-		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, calls: &httpcall.Client{HTTP: d.HTTP}, log: d.Log, now: d.Now, metrics: d.Metrics}
+		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, calls: engine.NewPerformer(&httpcall.Client{HTTP: d.HTTP}, d.GRPC, d.Scripts), log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
 // Handle processes one SQS batch: messages of one case in order, different

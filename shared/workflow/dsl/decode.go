@@ -645,6 +645,8 @@ func (d *decoder) authPolicy(n *node, ptr string) *AuthenticationPolicy {
 			a.Bearer = &BearerAuth{Token: d.str(v, "token", p)}
 			d.maybeExpr(a.Bearer.Token, join(p, "token"))
 		}
+	case AuthOAuth2, AuthOIDC:
+		a.OAuth2 = d.oauth2(v, p, scheme)
 	}
 	return a
 }
@@ -950,7 +952,11 @@ func (d *decoder) call(n *node, ptr string) *CallTask {
 			o.Authentication = d.authRef(w.get("authentication"), join(wp, "authentication"))
 		}
 		c.OpenAPI = o
-	case CallGRPC, CallAsyncAPI, CallA2A, CallMCP:
+	case CallGRPC:
+		if w != nil {
+			c.GRPC = d.grpcArgs(w, wp)
+		}
+	case CallAsyncAPI, CallA2A, CallMCP:
 		// Rejected as unsupported by Validate; arguments are kept raw.
 	default:
 		if w != nil {
@@ -1243,6 +1249,9 @@ func (d *decoder) run(n *node, ptr string) *RunTask {
 			r.Container = m
 		case "script":
 			r.Script = m
+			if kindOf(n.get(k)) == "object" {
+				r.ScriptProcess = d.script(n.get(k), join(ptr, k))
+			}
 		case "shell":
 			r.Shell = m
 		}

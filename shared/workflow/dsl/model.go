@@ -154,12 +154,13 @@ const (
 	AuthOIDC   = "oidc"
 )
 
-// AuthenticationPolicy is one authentication scheme. KNHK supports basic and
-// bearer; digest, oauth2 and oidc are parsed and rejected as unsupported.
+// AuthenticationPolicy is one authentication scheme. KNHK supports basic,
+// bearer, oauth2 and oidc; digest is parsed and rejected as unsupported.
 type AuthenticationPolicy struct {
 	Scheme string // one of the Auth* constants
 	Basic  *BasicAuth
 	Bearer *BearerAuth
+	OAuth2 *OAuth2Auth // oauth2 and oidc
 	// Secret names a secret holding the scheme's properties, when the policy
 	// is written as {scheme: {use: secret}}.
 	Secret string
@@ -370,6 +371,7 @@ type CallTask struct {
 	With    map[string]any // raw arguments as written
 	HTTP    *HTTPArgs      // set when Call is "http"
 	OpenAPI *OpenAPIArgs   // set when Call is "openapi"
+	GRPC    *GRPCArgs      // set when Call is "grpc"
 }
 
 // HTTP call output formats.
@@ -488,15 +490,16 @@ type RaiseTask struct {
 	Error ErrorRef
 }
 
-// RunTask runs a sub-workflow. Container, Shell and Script are parsed only so
-// that they can be rejected as unsupported.
+// RunTask runs a sub-workflow or a script. Container and Shell are parsed
+// only so that they can be rejected as unsupported.
 type RunTask struct {
-	Workflow  *SubflowRef
-	Container map[string]any
-	Shell     map[string]any
-	Script    map[string]any
-	Await     bool   // default true
-	Return    string // default "stdout"
+	Workflow      *SubflowRef
+	Container     map[string]any
+	Shell         map[string]any
+	Script        map[string]any // as written
+	ScriptProcess *ScriptProcess // Script decoded
+	Await         bool           // default true
+	Return        string         // default "stdout"
 }
 
 // SubflowRef names the workflow a run task starts.

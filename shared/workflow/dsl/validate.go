@@ -148,7 +148,7 @@ func (v *validator) use() {
 		if t == nil {
 			continue
 		}
-		if t.Call != nil && t.Call.HTTP == nil && t.Call.OpenAPI == nil {
+		if t.Call != nil && t.Call.HTTP == nil && t.Call.OpenAPI == nil && t.Call.GRPC == nil {
 			v.add(join(p, "call"), "unsupported: a function that calls another function")
 		}
 		v.task(t, p, nil)
@@ -166,8 +166,10 @@ func (v *validator) policy(a *AuthenticationPolicy, ptr string) {
 	}
 	switch a.Scheme {
 	case AuthBasic, AuthBearer:
+	case AuthOAuth2, AuthOIDC:
+		v.oauth2Policy(a, ptr)
 	default:
-		v.add(join(ptr, a.Scheme), fmt.Sprintf("unsupported: %s authentication (KNHK supports basic and bearer)", a.Scheme))
+		v.add(join(ptr, a.Scheme), fmt.Sprintf("unsupported: %s authentication (KNHK supports basic, bearer, oauth2 and oidc)", a.Scheme))
 		return
 	}
 	if a.Secret != "" && !contains(v.w.Use.Secrets, a.Secret) {
@@ -277,7 +279,7 @@ func (v *validator) task(t *Task, ptr string, siblings map[string]bool) {
 		case t.Run.Shell != nil:
 			v.add(join(rp, "shell"), "unsupported: run shell")
 		case t.Run.Script != nil:
-			v.add(join(rp, "script"), "unsupported: run script")
+			v.script(t.Run, join(rp, "script"))
 		}
 	case t.Switch != nil:
 		for i, c := range t.Switch.Cases {
@@ -312,8 +314,13 @@ func (v *validator) call(c *CallTask, ptr string) {
 			v.authRef(c.OpenAPI.Document.Endpoint.Authentication, join(join(join(wp, "document"), "endpoint"), "authentication"))
 			v.authRef(c.OpenAPI.Authentication, join(wp, "authentication"))
 		}
-	case CallGRPC, CallAsyncAPI, CallA2A, CallMCP:
-		v.add(cp, fmt.Sprintf("unsupported: call %s (KNHK calls http, openapi and declared functions)", c.Call))
+	case CallGRPC:
+		if c.GRPC != nil {
+			v.authRef(c.GRPC.Proto.Endpoint.Authentication, join(join(join(wp, "proto"), "endpoint"), "authentication"))
+			v.authRef(c.GRPC.Service.Authentication, join(join(wp, "service"), "authentication"))
+		}
+	case CallAsyncAPI, CallA2A, CallMCP:
+		v.add(cp, fmt.Sprintf("unsupported: call %s (KNHK calls http, openapi, grpc and declared functions)", c.Call))
 	case BuiltinValidateSchema:
 	default:
 		if _, ok := v.w.Use.Functions[c.Call]; !ok {

@@ -341,8 +341,14 @@ func (c *compiler) node(nt dsl.NamedTask, ptr string, extra []string) *node {
 			return fail(ErrConfiguration, err)
 		}
 	case dsl.KindRun:
+		if t.Run.ScriptProcess != nil {
+			if err := c.script(n, t.Run, extra); err != nil {
+				return fail(ErrConfiguration, err)
+			}
+			break
+		}
 		if t.Run.Workflow == nil {
-			return fail(ErrConfiguration, fmt.Errorf("only `run: workflow` is supported"))
+			return fail(ErrConfiguration, fmt.Errorf("only `run: workflow` and `run: script` are supported"))
 		}
 		n.run = t.Run.Workflow
 		if n.runWith, err = expr.CompileTemplateCached(&c.p.cache, t.Run.Workflow.Input, extra...); err != nil {

@@ -24,6 +24,8 @@ const (
 	callOpenAPI
 	callFunction
 	callValidate
+	callGRPC
+	callScript
 )
 
 // callSpec is a compiled call task.
@@ -42,6 +44,8 @@ type callSpec struct {
 	document string
 	opID     string
 	schema   *jsonschema.Schema // validate-schema with a constant schema
+	grpc     *grpcSpec
+	script   *scriptSpec // run: script
 }
 
 type authSpec struct {
@@ -102,6 +106,8 @@ func (c *compiler) call(n *node, extra []string) error {
 			return err
 		}
 		n.call = cs
+	case ct.Call == dsl.CallGRPC:
+		return c.grpc(n, ct.GRPC, extra)
 	case ct.Call == FuncValidateSchema:
 		cs := &callSpec{kind: callValidate}
 		if doc, ok := ct.With["schema"]; ok && !hasExpression(doc) {
@@ -122,7 +128,7 @@ func (c *compiler) call(n *node, extra []string) error {
 		n.call = &callSpec{kind: callFunction}
 	default:
 		switch ct.Call {
-		case dsl.CallGRPC, dsl.CallAsyncAPI, dsl.CallA2A, dsl.CallMCP:
+		case dsl.CallAsyncAPI, dsl.CallA2A, dsl.CallMCP:
 			return fmt.Errorf("call: %s is not supported", ct.Call)
 		}
 		return fmt.Errorf("unknown function %q", ct.Call)
@@ -169,6 +175,10 @@ func (c *compiler) auth(ref *dsl.AuthRef, extra []string) (*authSpec, error) {
 	case dsl.AuthBearer:
 		if pol.Bearer != nil {
 			fields = map[string]any{"token": pol.Bearer.Token}
+		}
+	case dsl.AuthOAuth2, dsl.AuthOIDC:
+		if pol.OAuth2 != nil {
+			fields = pol.OAuth2.Raw
 		}
 	default:
 		return nil, fmt.Errorf("authentication scheme %q is not supported", pol.Scheme)

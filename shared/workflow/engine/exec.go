@@ -377,6 +377,13 @@ func (w *walker) execCall(key string, n *node, in val, sc scope) result {
 	case callValidate:
 		return w.execValidate(n, in, sc)
 	}
+	return w.execEffect(key, n, in, sc)
+}
+
+// execEffect runs a task whose work the shell performs (a call or a
+// script): it asks for the effect once, records the request, and completes
+// with the result when it comes back.
+func (w *walker) execEffect(key string, n *node, in val, sc scope) result {
 	if rec := w.st.Records[key]; rec != nil && rec.Status == RecRequested {
 		res, ok := w.inbox[key]
 		if !ok {
@@ -402,13 +409,7 @@ func (w *walker) execCall(key string, n *node, in val, sc scope) result {
 	if perr != nil {
 		return fault(perr)
 	}
-	var recorded any
-	if eff.HTTP != nil {
-		recorded = eff.HTTP.Redacted()
-	} else {
-		recorded = eff.OpenAPI.Redacted()
-	}
-	data, merr := json.Marshal(recorded)
+	data, merr := json.Marshal(eff.recorded())
 	if merr != nil {
 		return fault(Problem(ErrRuntime, n.ptr, "encode request: %v", merr))
 	}
@@ -419,10 +420,24 @@ func (w *walker) execCall(key string, n *node, in val, sc scope) result {
 	return blocked()
 }
 
-// callEffect renders the effect of an HTTP or OpenAPI call.
+// callEffect renders the effect of an HTTP, OpenAPI or gRPC call or of a
+// script.
 func (w *walker) callEffect(key string, n *node, in val, sc scope) (Effect, *history.Error) {
 	eff := Effect{ID: key, Task: n.ptr}
 	switch n.call.kind {
+	case callGRPC:
+		req, err := w.renderGRPC(n, in, sc)
+		if err != nil {
+			return eff, err
+		}
+		req.Timeout = w.timeLeft(key, n)
+		eff.Kind, eff.GRPC = EffectGRPC, req
+	case callScript:
+		req, err := w.renderScript(key, n, in, sc)
+		if err != nil {
+			return eff, err
+		}
+		eff.Kind, eff.Script = EffectScript, req
 	case callHTTP:
 		req, err := w.renderHTTP(n, in, sc)
 		if err != nil {
@@ -532,6 +547,14 @@ func (w *walker) renderAuth(a *authSpec, n *node, in val, sc scope) (*httpcall.A
 		fields, _ = v.(map[string]any)
 	}
 	out := &httpcall.Auth{Scheme: a.scheme}
+	if a.scheme == dsl.AuthOAuth2 || a.scheme == dsl.AuthOIDC {
+		o, err := httpcall.DecodeOAuth2(fields)
+		if err != nil || fields == nil {
+			return nil, Problem(ErrAuthentication, n.ptr, "%s authentication: the policy does not decode: %v", a.scheme, err)
+		}
+		out.OAuth2 = o
+		return out, nil
+	}
 	out.Username = scalarString(fields["username"])
 	out.Password = scalarString(fields["password"])
 	out.Token = scalarString(fields["token"])
@@ -566,6 +589,9 @@ func (w *walker) execValidate(n *node, in val, sc scope) result {
 }
 
 func (w *walker) execRun(key string, n *node, in val, sc scope) result {
+	if n.call != nil && n.call.kind == callScript {
+		return w.execEffect(key, n, in, sc)
+	}
 	if w.opts.Registry == nil {
 		return fault(Problem(ErrConfiguration, n.ptr, "no workflow registry to resolve %s/%s", n.run.Namespace, n.run.Name))
 	}

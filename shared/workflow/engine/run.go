@@ -12,7 +12,9 @@ import (
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/dsl"
+	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
+	"github.com/knhk/knhk/shared/workflow/engine/script"
 )
 
 // Publisher is the outbound port for emitted CloudEvents.
@@ -27,6 +29,10 @@ type RunOptions struct {
 	Genesis history.Genesis
 	// HTTPClient performs HTTP and OpenAPI calls (nil: http.DefaultClient).
 	HTTPClient *http.Client
+	// GRPC performs gRPC calls (nil: a client that loads proto files over
+	// http(s) only); Scripts runs scripts (nil: the default bounds).
+	GRPC    *grpccall.Client
+	Scripts *script.Runner
 	// Publisher receives emitted events (nil: they are dropped).
 	Publisher Publisher
 	// Clock gives the time stamped on stimuli (nil: time.Now).
@@ -75,7 +81,7 @@ func (p *Program) Run(ctx context.Context, input any, opts RunOptions) (*RunResu
 		}
 		return clock()
 	}
-	client := &httpcall.Client{HTTP: opts.HTTPClient}
+	client := NewPerformer(&httpcall.Client{HTTP: opts.HTTPClient}, opts.GRPC, opts.Scripts)
 	st := NewState()
 	res := &RunResult{State: st}
 	timers := map[string]time.Time{}
@@ -165,25 +171,16 @@ func nextTimer(timers map[string]time.Time) (string, time.Time, bool) {
 	return ids[0], timers[ids[0]], true
 }
 
-// performCalls performs HTTP and OpenAPI calls concurrently and returns
+// performCalls performs calls and scripts concurrently and returns
 // their results in request order.
-func performCalls(ctx context.Context, c *httpcall.Client, calls []Effect, now func() time.Time) []Stimulus {
+func performCalls(ctx context.Context, c *Performer, calls []Effect, now func() time.Time) []Stimulus {
 	out := make([]Stimulus, len(calls))
 	var wg sync.WaitGroup
 	for i, e := range calls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var (
-				v    any
-				perr *history.Error
-			)
-			switch e.Kind {
-			case EffectHTTP:
-				v, perr = c.Do(ctx, *e.HTTP)
-			case EffectOpenAPI:
-				v, perr = c.DoOpenAPI(ctx, *e.OpenAPI)
-			}
+			v, perr := c.Perform(ctx, e, "")
 			out[i] = EffectResult{ID: e.ID, Output: v, Error: perr}
 		}()
 	}

@@ -6,7 +6,9 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 	"github.com/knhk/knhk/shared/workflow/engine/httpcall"
+	"github.com/knhk/knhk/shared/workflow/engine/script"
 )
 
 // Stimulus is what advances a case: a start, the result of an effect, a
@@ -78,6 +80,8 @@ type EffectKind string
 const (
 	EffectHTTP    EffectKind = "http"    // perform HTTP; result comes back as EffectResult
 	EffectOpenAPI EffectKind = "openapi" // perform an OpenAPI operation; result as EffectResult
+	EffectGRPC    EffectKind = "grpc"    // perform a unary gRPC call; result as EffectResult
+	EffectScript  EffectKind = "script"  // run a script in the sandbox; result as EffectResult
 	EffectEmit    EffectKind = "emit"    // publish a CloudEvent; no result expected
 	EffectTimer   EffectKind = "timer"   // deliver TimerFired{ID} at Due
 )
@@ -91,6 +95,8 @@ type Effect struct {
 	Task    string // JSON pointer of the requesting task
 	HTTP    *httpcall.Request
 	OpenAPI *httpcall.OpenAPIRequest
+	GRPC    *grpccall.Request
+	Script  *script.Request
 	Event   *cloudevents.Event
 	Due     time.Time
 }

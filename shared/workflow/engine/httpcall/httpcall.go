@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/expr"
@@ -37,10 +38,11 @@ const (
 
 // Auth is a resolved authentication policy.
 type Auth struct {
-	Scheme   string `json:"scheme"` // basic or bearer
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-	Token    string `json:"token,omitempty"`
+	Scheme   string  `json:"scheme"` // basic or bearer
+	Username string  `json:"username,omitempty"`
+	Password string  `json:"password,omitempty"`
+	Token    string  `json:"token,omitempty"`
+	OAuth2   *OAuth2 `json:"oauth2,omitempty"` // oauth2 and oidc
 }
 
 // Request is a fully rendered HTTP call.
@@ -94,7 +96,11 @@ func (r Request) Redacted() Request {
 // Client performs calls with an underlying HTTP client.
 type Client struct {
 	HTTP *http.Client // nil means http.DefaultClient
-	docs docCache
+	// EarlyRefresh is how long before expiry a cached OAuth2 token is
+	// replaced (0: DefaultEarlyRefresh).
+	EarlyRefresh time.Duration
+	docs         docCache
+	tok          tokens
 }
 
 func (c *Client) httpClient(redirect bool) *http.Client {
@@ -169,6 +175,12 @@ func (c *Client) Do(ctx context.Context, r Request) (any, *history.Error) {
 			req.SetBasicAuth(r.Auth.Username, r.Auth.Password)
 		case "bearer":
 			req.Header.Set("Authorization", "Bearer "+r.Auth.Token)
+		case "oauth2", "oidc":
+			v, perr := c.Authorization(ctx, r.Auth)
+			if perr != nil {
+				return nil, perr
+			}
+			req.Header.Set("Authorization", v)
 		default:
 			return nil, problem(errConfiguration, 400, "unsupported authentication scheme %q", r.Auth.Scheme)
 		}
