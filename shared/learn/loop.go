@@ -1,0 +1,99 @@
+package learn
+
+import (
+	"errors"
+	"time"
+)
+
+// Loop is one iteration's decision procedure over shared knowledge: judge
+// the change under trial, roll it back if the window after it is worse,
+// then plan and admit at most one new change, so that every verdict is
+// about one change. In recommendation-only mode it admits nothing and
+// returns the recommendations for an operator to apply or reject.
+type Loop struct {
+	Guard     Guardrails
+	Tolerance Tolerance
+	// Settle is how long a change runs before it is judged (default 5
+	// minutes).
+	Settle time.Duration
+	// RecommendOnly keeps every recommendation open instead of applying it.
+	RecommendOnly bool
+	Knowledge     *Knowledge
+	// Trial is the change being judged, if any (the shell persists it with
+	// the knowledge).
+	Trial *Change
+}
+
+// Refusal is a recommendation the guardrails did not admit.
+type Refusal struct {
+	Recommendation Recommendation `json:"recommendation"`
+	Reason         string         `json:"reason"`
+}
+
+// StepResult is what one iteration decided.
+type StepResult struct {
+	Applied    []Change         `json:"applied,omitempty"`
+	RolledBack []Change         `json:"rolledBack,omitempty"` // the rollbacks themselves
+	Kept       []Change         `json:"kept,omitempty"`       // trials judged no worse
+	Open       []Recommendation `json:"open,omitempty"`
+	Refused    []Refusal        `json:"refused,omitempty"`
+}
+
+// Step runs one iteration on observation o. The changes it returns are
+// already recorded in the knowledge; the shell applies them to the system
+// (and records them) in order.
+func (l *Loop) Step(o Observation) (StepResult, error) {
+	var res StepResult
+	settle := l.Settle
+	if settle <= 0 {
+		settle = 5 * time.Minute
+	}
+	if l.Trial != nil {
+		if o.At.Sub(l.Trial.At) < settle {
+			return res, nil
+		}
+		worse, why, ok := Judge(l.Trial.Before, o.Outcome(), l.Tolerance)
+		if !ok {
+			return res, nil
+		}
+		if !worse {
+			res.Kept = append(res.Kept, *l.Trial)
+			l.Trial = nil
+		} else {
+			rb, err := l.Guard.Rollback(*l.Trial, l.Knowledge, o.At, Evidence{Metric: "Outcome", Note: why})
+			if err != nil {
+				if errors.Is(err, ErrKillSwitch) {
+					return res, nil
+				}
+				return res, err
+			}
+			if err := l.Knowledge.Apply(rb); err != nil {
+				return res, err
+			}
+			res.RolledBack = append(res.RolledBack, rb)
+			l.Trial = nil
+			return res, nil
+		}
+	}
+	for _, r := range Plan(o) {
+		if l.RecommendOnly {
+			res.Open = append(res.Open, r)
+			continue
+		}
+		if len(res.Applied) > 0 {
+			res.Refused = append(res.Refused, Refusal{r, "one change at a time: another change is under trial"})
+			continue
+		}
+		c, err := l.Guard.Admit(r, l.Knowledge, o.At, o.Outcome())
+		if err != nil {
+			res.Refused = append(res.Refused, Refusal{r, err.Error()})
+			continue
+		}
+		if err := l.Knowledge.Apply(c); err != nil {
+			return res, err
+		}
+		res.Applied = append(res.Applied, c)
+		l.Trial = &c
+	}
+	return res, nil
+}

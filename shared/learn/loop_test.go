@@ -1,0 +1,74 @@
+package learn
+
+import (
+	"testing"
+	"time"
+)
+
+// TestLoopRollsBackAChangeThatMadeThingsWorse: latency over its objective
+// makes the loop cut concurrency; the window after the change is worse, so
+// the change is rolled back to exactly the value before it; a later change
+// that helps is kept.
+func TestLoopRollsBackAChangeThatMadeThingsWorse(t *testing.T) {
+	conc := Setting{MaxConcurrency, "work"}
+	l := &Loop{Guard: Guardrails{Allow: []string{"maxConcurrency"}, Bounds: DefaultBounds(40)},
+		Knowledge: NewKnowledge(map[Setting]int64{conc: 20})}
+	slow := Observation{At: t0, P99: 2 * time.Second, ObjectiveP99: time.Second, Availability: 0.999, Cases: 100,
+		CostPerCase: 1e-5, Concurrency: 20, Reserved: 40}
+	r, err := l.Step(slow)
+	if err != nil || len(r.Applied) != 1 || r.Applied[0].Value != 15 {
+		t.Fatalf("step 1: %+v, %v; want 20 → 15", r, err)
+	}
+	// Before the change settles nothing is judged or planned.
+	early := slow
+	early.At, early.Concurrency = t0.Add(time.Minute), 15
+	if r, _ := l.Step(early); len(r.Applied)+len(r.RolledBack)+len(r.Kept) != 0 {
+		t.Fatalf("step inside the settle time did %+v", r)
+	}
+	worse := early
+	worse.At, worse.P99, worse.Availability = t0.Add(6*time.Minute), 3*time.Second, 0.99
+	r, err = l.Step(worse)
+	if err != nil || len(r.RolledBack) != 1 {
+		t.Fatalf("step 3: %+v, %v; want a rollback", r, err)
+	}
+	if v, _ := l.Knowledge.Value(conc); v != 20 || r.RolledBack[0].RollbackOf == "" || r.RolledBack[0].Value != 20 {
+		t.Fatalf("after rollback concurrency = %d (%+v), want 20", v, r.RolledBack[0])
+	}
+	// Later a backlog with room on latency: the rise is kept when the
+	// window after it is no worse.
+	backlog := Observation{At: t0.Add(20 * time.Minute), P99: 300 * time.Millisecond, ObjectiveP99: time.Second, Availability: 0.999,
+		Cases: 100, CostPerCase: 1e-5, OldestAge: time.Minute, Concurrency: 20, Reserved: 40}
+	if r, _ = l.Step(backlog); len(r.Applied) != 1 || r.Applied[0].Value != 25 {
+		t.Fatalf("step 4: %+v, want 20 → 25", r)
+	}
+	better := backlog
+	better.At, better.Concurrency, better.OldestAge = backlog.At.Add(6*time.Minute), 25, time.Second
+	if r, _ = l.Step(better); len(r.Kept) != 1 || l.Trial != nil {
+		t.Fatalf("step 5: %+v, want the change kept", r)
+	}
+	re, err := Replay(map[Setting]int64{conc: 20}, l.Knowledge.Changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := re.Value(conc); v != 25 {
+		t.Fatalf("replayed concurrency %d, want 25", v)
+	}
+}
+
+func TestLoopModes(t *testing.T) {
+	conc := Setting{MaxConcurrency, "work"}
+	slow := Observation{At: t0, P99: 2 * time.Second, ObjectiveP99: time.Second, Availability: 0.999, Cases: 100, Concurrency: 20, Reserved: 40}
+	g := Guardrails{Allow: []string{"maxConcurrency"}, Bounds: DefaultBounds(40)}
+	rec := &Loop{Guard: g, RecommendOnly: true, Knowledge: NewKnowledge(map[Setting]int64{conc: 20})}
+	if r, _ := rec.Step(slow); len(r.Open) != 1 || len(r.Applied) != 0 {
+		t.Fatalf("recommendation-only: %+v", r)
+	}
+	g.KillSwitch = true
+	kill := &Loop{Guard: g, Knowledge: NewKnowledge(map[Setting]int64{conc: 20})}
+	if r, _ := kill.Step(slow); len(r.Applied) != 0 || len(r.Refused) != 1 {
+		t.Fatalf("kill switch: %+v", r)
+	}
+	if v, _ := kill.Knowledge.Value(conc); v != 20 {
+		t.Fatalf("kill switch changed concurrency to %d", v)
+	}
+}
