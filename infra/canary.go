@@ -44,7 +44,8 @@ func newCanary(scope constructs.Construct, cfg stackconfig.Config, keys Keys, ta
 	c.Function.Node().AddDependency(c.Logs)
 	allow(c.Role, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, c.Logs.AttrArn())
 	// Registry (publish, claim), probes, watermarks and findings.
-	allow(c.Role, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem"}, tables.State.TableArn())
+	// BatchWriteItem records the probes' verdicts as service-level buckets.
+	allow(c.Role, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
 	allow(c.Role, []string{"dynamodb:Query"}, tables.Receipts.TableArn())
 	allow(c.Role, []string{"sqs:SendMessage"}, msg.Work.QueueArn())
 	allow(c.Role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())

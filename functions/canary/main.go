@@ -73,6 +73,7 @@ func build(ctx context.Context) (handler.Function, *canary.Canary, error) {
 			Found:    store.NewFindings(ddb, state),
 		},
 		Probes: canary.StateProbes{DB: ddb, Table: state},
+		SLIs:   store.NewSLIs(ddb, state),
 		Log:    log,
 	})
 	return handler.Function{Name: canary.FunctionName, Log: log, Tracing: tracing,

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/history"
@@ -24,6 +25,7 @@ import (
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/workflow/dsl"
 )
@@ -67,6 +69,13 @@ type Verdict struct {
 	Reason  string        `json:"reason,omitempty"`  // why a probe failed
 }
 
+// reasonNoEnd and reasonLate begin the reasons of a probe that did not end
+// in time and of one that completed late.
+const (
+	reasonNoEnd = "no verified terminal receipt"
+	reasonLate  = "completed after"
+)
+
 // Judge decides a probe from what the verifier recorded: its watermark, the
 // terminal receipt (nil when not read), the case's findings, at now.
 func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []receipt.Finding, now time.Time, freshness time.Duration) Verdict {
@@ -80,7 +89,7 @@ func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []r
 			v.Decided = false
 			return v
 		}
-		v.Reason = fmt.Sprintf("no verified terminal receipt %s after submission (verified through seq %d)", freshness, w.Seq)
+		v.Reason = fmt.Sprintf("%s %s after submission (verified through seq %d)", reasonNoEnd, freshness, w.Seq)
 	case terminal.Seq != w.Ended:
 		v.Reason = fmt.Sprintf("the terminal receipt read is seq %d, the watermark's is %d", terminal.Seq, w.Ended)
 	case terminal.Type != history.CaseCompleted:
@@ -88,12 +97,27 @@ func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []r
 	default:
 		v.Latency = max(terminal.Started.Sub(p.Submitted), 0)
 		if terminal.Started.After(deadline) {
-			v.Reason = fmt.Sprintf("completed after %s, the freshness bound is %s", v.Latency, freshness)
+			v.Reason = fmt.Sprintf("%s %s, the freshness bound is %s", reasonLate, v.Latency, freshness)
 			return v
 		}
 		v.OK = true
 	}
 	return v
+}
+
+// Outcome is the verdict as a service-level observation: a healthy probe
+// completed; one that ended in a fault or whose chain has findings is a
+// platform fault; one that was late, or never reached a verified end in
+// time, timed out.
+func (v Verdict) Outcome() sla.Outcome {
+	switch {
+	case v.OK:
+		return sla.Completed
+	case strings.HasPrefix(v.Reason, reasonNoEnd), strings.HasPrefix(v.Reason, reasonLate):
+		return sla.TimedOut
+	default:
+		return sla.PlatformFaulted
+	}
 }
 
 // Registry publishes and resolves workflows and owns namespaces.
@@ -120,12 +144,18 @@ type Probes interface {
 	SetProbes(ctx context.Context, ps []Probe) error
 }
 
+// SLIs stores service-level buckets (store.SLIs).
+type SLIs interface {
+	PutBuckets(ctx context.Context, batch string, bs []*sla.Bucket) error
+}
+
 // Deps are the canary's collaborators.
 type Deps struct {
 	Registry Registry
 	Sender   Sender
 	Chains   Chains
 	Probes   Probes
+	SLIs     SLIs // the verdicts as the CanaryProbes service level
 	Log      *slog.Logger
 	Out      io.Writer // where EMF metrics go (default standard output)
 	Now      func() time.Time
@@ -141,8 +171,8 @@ type Canary struct {
 
 // New returns the canary; freshness <= 0 means DefaultFreshness.
 func New(freshness time.Duration, d Deps) (*Canary, error) {
-	if d.Registry == nil || d.Sender == nil || d.Chains == nil || d.Probes == nil {
-		return nil, errors.New("canary: registry, sender, chains and probes are required")
+	if d.Registry == nil || d.Sender == nil || d.Chains == nil || d.Probes == nil || d.SLIs == nil {
+		return nil, errors.New("canary: registry, sender, chains, probes and SLIs are required")
 	}
 	if freshness <= 0 {
 		freshness = DefaultFreshness
@@ -213,6 +243,11 @@ func (c *Canary) Run(ctx context.Context) (Result, error) {
 		} else {
 			c.d.Log.WarnContext(ctx, "canary case unhealthy", "case", v.CaseID, "reason", v.Reason)
 		}
+	}
+	// The verdicts are recorded before the probes are forgotten: a failed
+	// write leaves them to be judged (and written, to the same keys) again.
+	if err := c.record(ctx, res.Verdicts); err != nil {
+		return Result{}, fmt.Errorf("canary: %w", err)
 	}
 	if err := c.emit(res.Verdicts); err != nil {
 		return Result{}, fmt.Errorf("canary: metrics: %w", err)
@@ -301,6 +336,26 @@ func (c *Canary) start(ctx context.Context, now time.Time) (Probe, error) {
 		return Probe{}, fmt.Errorf("start probe %s: %w", key, err)
 	}
 	return p, nil
+}
+
+// record writes each decided probe as one observation of the CanaryProbes
+// service level, in the minute it was submitted, as its own batch: a probe
+// judged twice writes the same item again.
+func (c *Canary) record(ctx context.Context, vs []Verdict) error {
+	for _, v := range vs {
+		b := sla.NewBucket(sla.CanaryProbes, v.Submitted)
+		if v.Latency > 0 {
+			if err := b.Observe(v.Outcome(), v.Latency); err != nil {
+				return err
+			}
+		} else {
+			b.Counts.Record(v.Outcome())
+		}
+		if err := c.d.SLIs.PutBuckets(ctx, "probe-"+v.CaseID, []*sla.Bucket{b}); err != nil {
+			return fmt.Errorf("record probe %s: %w", v.CaseID, err)
+		}
+	}
+	return nil
 }
 
 // emit publishes one CanarySuccess datapoint per decided probe and the

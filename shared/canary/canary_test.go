@@ -6,6 +6,7 @@ import (
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/sla"
 )
 
 func TestJudge(t *testing.T) {
@@ -24,17 +25,18 @@ func TestJudge(t *testing.T) {
 		decided  bool
 		ok       bool
 		latency  time.Duration
+		outcome  sla.Outcome // of a decided probe, as the canary's SLI counts it
 	}{
-		{"completed and verified in time", ended, done(history.CaseCompleted, 3, t0.Add(800*time.Millisecond)), nil, t0.Add(time.Minute), true, true, 800 * time.Millisecond},
-		{"not yet verified, still fresh", receipt.Watermark{Seq: 1}, nil, nil, t0.Add(time.Minute), false, false, 0},
-		{"ended but the verifier has not passed the terminal", receipt.Watermark{Seq: 2, Ended: 0}, nil, nil, t0.Add(2 * time.Minute), false, false, 0},
-		{"not verified past the freshness bound", receipt.Watermark{Seq: 2}, nil, nil, t0.Add(2*time.Minute + time.Second), true, false, 0},
-		{"never seen", receipt.Watermark{Seq: -1}, nil, nil, t0.Add(3 * time.Minute), true, false, 0},
-		{"faulted", ended, done(history.CaseFaulted, 3, t0.Add(time.Second)), nil, t0.Add(time.Minute), true, false, 0},
-		{"completed too late", ended, done(history.CaseCompleted, 3, t0.Add(3*time.Minute)), nil, t0.Add(4 * time.Minute), true, false, 3 * time.Minute},
+		{"completed and verified in time", ended, done(history.CaseCompleted, 3, t0.Add(800*time.Millisecond)), nil, t0.Add(time.Minute), true, true, 800 * time.Millisecond, sla.Completed},
+		{"not yet verified, still fresh", receipt.Watermark{Seq: 1}, nil, nil, t0.Add(time.Minute), false, false, 0, 0},
+		{"ended but the verifier has not passed the terminal", receipt.Watermark{Seq: 2, Ended: 0}, nil, nil, t0.Add(2 * time.Minute), false, false, 0, 0},
+		{"not verified past the freshness bound", receipt.Watermark{Seq: 2}, nil, nil, t0.Add(2*time.Minute + time.Second), true, false, 0, sla.TimedOut},
+		{"never seen", receipt.Watermark{Seq: -1}, nil, nil, t0.Add(3 * time.Minute), true, false, 0, sla.TimedOut},
+		{"faulted", ended, done(history.CaseFaulted, 3, t0.Add(time.Second)), nil, t0.Add(time.Minute), true, false, 0, sla.PlatformFaulted},
+		{"completed too late", ended, done(history.CaseCompleted, 3, t0.Add(3*time.Minute)), nil, t0.Add(4 * time.Minute), true, false, 3 * time.Minute, sla.TimedOut},
 		{"a finding spoils a completed case", ended, done(history.CaseCompleted, 3, t0.Add(time.Second)),
-			[]receipt.Finding{{Kind: receipt.Malformed, CaseID: "c1", Seq: 2}}, t0.Add(time.Minute), true, false, 0},
-		{"the terminal read is not the watermark's", ended, done(history.CaseCompleted, 2, t0.Add(time.Second)), nil, t0.Add(time.Minute), true, false, 0},
+			[]receipt.Finding{{Kind: receipt.Malformed, CaseID: "c1", Seq: 2}}, t0.Add(time.Minute), true, false, 0, sla.PlatformFaulted},
+		{"the terminal read is not the watermark's", ended, done(history.CaseCompleted, 2, t0.Add(time.Second)), nil, t0.Add(time.Minute), true, false, 0, sla.PlatformFaulted},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +46,9 @@ func TestJudge(t *testing.T) {
 			}
 			if v.Decided && !v.OK && v.Reason == "" {
 				t.Fatal("a failed probe must say why")
+			}
+			if v.Decided && v.Outcome() != tc.outcome {
+				t.Fatalf("outcome %v, want %v (reason %q)", v.Outcome(), tc.outcome, v.Reason)
 			}
 		})
 	}

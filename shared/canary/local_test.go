@@ -18,6 +18,7 @@ import (
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
+	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/workflow/dsl"
@@ -81,7 +82,10 @@ func TestOnLocalEndpoint(t *testing.T) {
 	cases := store.NewCases(ddb, stateTable)
 	var out bytes.Buffer
 	now := time.Now().UTC()
+	start0 := now
+	slis := store.NewSLIs(ddb, stateTable)
 	c, err := New(0, Deps{
+		SLIs:     slis,
 		Registry: reg,
 		Sender:   queue.NewSender(sq, *q.QueueUrl),
 		Chains:   StoreChains{Cases: cases, Receipts: receipts, Found: store.NewFindings(ddb, stateTable)},
@@ -156,6 +160,26 @@ func TestOnLocalEndpoint(t *testing.T) {
 		if v != 0 {
 			t.Fatalf("a probe nobody ran reported success")
 		}
+	}
+
+	// The verdicts are the canary's service level: the healthy probe
+	// completed with its latency, the ones nobody ran timed out; no other
+	// key is written.
+	bs, err := slis.Buckets(ctx, start0.Add(-time.Minute), now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got sla.Counts
+	latencies := 0
+	for _, b := range bs {
+		if b.Workflow != sla.CanaryProbes {
+			t.Errorf("bucket of %q written", b.Workflow)
+		}
+		got.Add(b.Counts)
+		latencies += int(b.Latency.GetCount())
+	}
+	if want := (sla.Counts{Completed: 1, TimedOut: int64(len(failed))}); got != want || latencies != 1 {
+		t.Fatalf("canary SLI %+v with %d latencies, want %+v with 1", got, latencies, want)
 	}
 }
 

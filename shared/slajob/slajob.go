@@ -186,11 +186,17 @@ func (j *Job) Run(ctx context.Context) (Result, error) {
 	return Result{At: end, Buckets: len(bs), Reports: reports}, nil
 }
 
-// Compute evaluates every workflow seen and the platform (Overall) at end.
+// Compute evaluates every workflow seen, the canary's probes
+// (sla.CanaryProbes) and the platform (Overall: every case, no probe) at
+// end.
 func (j *Job) Compute(bs []*sla.Bucket, end time.Time) ([]sla.Report, error) {
 	by := map[string][]*sla.Bucket{}
+	var cases []*sla.Bucket // every case's: the canary's probes are a level of their own
 	for _, b := range bs {
 		by[b.Workflow] = append(by[b.Workflow], b)
+		if b.Workflow != sla.CanaryProbes {
+			cases = append(cases, b)
+		}
 	}
 	wfs := slices.Sorted(func(yield func(string) bool) {
 		for wf := range by {
@@ -200,7 +206,7 @@ func (j *Job) Compute(bs []*sla.Bucket, end time.Time) ([]sla.Report, error) {
 		}
 	})
 	out := make([]sla.Report, 0, len(wfs)+1)
-	all, err := sla.Compute(Overall, j.cfg.Default, bs, end, j.cfg.Rules, j.cfg.Guard)
+	all, err := sla.Compute(Overall, j.cfg.Default, cases, end, j.cfg.Rules, j.cfg.Guard)
 	if err != nil {
 		return nil, err
 	}

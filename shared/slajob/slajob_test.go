@@ -220,3 +220,33 @@ func TestPublishedBurnRespectsGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryIsASecondSLI: the canary's probes get a report of their own and
+// do not count towards the platform's, which holds every case and no probe.
+func TestCanaryIsASecondSLI(t *testing.T) {
+	end := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	bs := genBuckets("payments/transfer", end, time.Hour, 10, 0)
+	probes := genBuckets(sla.CanaryProbes, end, time.Hour, 1, 2) // every other probe fails
+	j, err := New(Config{}, Deps{Buckets: nopStore{}, Reports: nopStore{}, Lease: nopStore{}, Out: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := j.Compute(append(bs, probes...), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]sla.Report{}
+	for _, r := range rs {
+		by[r.Workflow] = r
+	}
+	all, canary := by[Overall], by[sla.CanaryProbes]
+	if all.Counts != (sla.Counts{Completed: 600}) || all.Availability != 1 {
+		t.Errorf("platform %+v availability %v, want the 600 cases only, all good", all.Counts, all.Availability)
+	}
+	if canary.Counts != (sla.Counts{Completed: 30, PlatformFaulted: 30}) || canary.Availability != 0.5 {
+		t.Errorf("canary %+v availability %v, want 30 of 60 probes good", canary.Counts, canary.Availability)
+	}
+	if len(rs) != 3 {
+		t.Errorf("%d reports, want the platform's, the workflow's and the canary's", len(rs))
+	}
+}
