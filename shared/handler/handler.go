@@ -1,9 +1,10 @@
 // Package handler is the one wrapper every KNHK Lambda handler runs in: a
 // span per invocation (parented and linked from the trace contexts its
 // records carry), the spans flushed with a bounded timeout before the
-// invocation returns and on SIGTERM, metrics flushed, log lines correlated
-// with the span, and panics recovered into an error. A function adopts it
-// with one line: handler.Start(fn, h).
+// invocation returns and on SIGTERM, metrics flushed, the function's own
+// usage recorded as overhead (Overhead), log lines correlated with the
+// span, and panics recovered into an error. A function adopts it with one
+// line: handler.Start(fn, h).
 package handler
 
 import (
