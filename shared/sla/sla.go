@@ -37,8 +37,8 @@ const (
 
 // CanaryProbes is the Workflow key of the canary's service level, the
 // second SLI: one outcome per judged probe, so that it holds when real
-// traffic is quiet. It cannot name a workflow (theirs are namespace/name)
-// and the platform's own level (every case) leaves it out.
+// traffic is quiet. It cannot name a workflow (the DSL's names are lower
+// case) and the platform's own level (every case) leaves it out.
 const CanaryProbes = "CANARY"
 
 // Counts are outcome counts over some span of time.
