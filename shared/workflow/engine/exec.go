@@ -254,7 +254,9 @@ func (w *walker) shouldRetry(key string, n *node, in val, sc scope, attempt int)
 		}
 	}
 	if rp.Limit != nil {
-		if a := rp.Limit.Attempt; a != nil && a.Count > 0 && attempt+1 >= a.Count {
+		// attempt.count bounds the retries after the first attempt, so a
+		// count of N allows N+1 attempts in total.
+		if a := rp.Limit.Attempt; a != nil && a.Count > 0 && attempt >= a.Count {
 			return false, nil
 		}
 		if d := rp.Limit.Duration; d != nil && d.Value > 0 {
