@@ -50,3 +50,55 @@ func TestRetryLimitAttemptCountIsRetriesAfterFirstAttempt(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticationCredentialNullOrEmptyIsAFault pins the DSL's bearer
+// `token` and basic `username`/`password` as required credentials: one that
+// evaluates to null or empty faults the call, and no request is sent.
+func TestAuthenticationCredentialNullOrEmptyIsAFault(t *testing.T) {
+	var sent atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	call := func(auth string) string {
+		return header + `do:
+  - get:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: ` + srv.URL + `
+          authentication:
+` + auth
+	}
+	for _, tc := range []struct {
+		name, auth string
+		input      map[string]any
+		fault      bool
+	}{
+		{"bearer null", "            bearer:\n              token: ${ .token }\n", map[string]any{}, true},
+		{"bearer empty", "            bearer:\n              token: ${ .token }\n", map[string]any{"token": ""}, true},
+		{"bearer given", "            bearer:\n              token: ${ .token }\n", map[string]any{"token": "t0k"}, false},
+		{"basic null password", "            basic:\n              username: ada\n              password: ${ .pw }\n", map[string]any{}, true},
+		{"basic empty username", "            basic:\n              username: ${ .user }\n              password: pw\n", map[string]any{"user": ""}, true},
+		{"basic given", "            basic:\n              username: ada\n              password: ${ .pw }\n", map[string]any{"pw": "s3"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent.Store(0)
+			res := run(t, call(tc.auth), tc.input, RunOptions{})
+			if !tc.fault {
+				mustComplete(t, res, `{"ok":true}`)
+				if sent.Load() != 1 {
+					t.Fatalf("%d requests, want one", sent.Load())
+				}
+				return
+			}
+			mustFault(t, res, ErrAuthentication, "/do/0/get")
+			if n := sent.Load(); n != 0 {
+				t.Fatalf("%d requests sent, want none", n)
+			}
+		})
+	}
+}
