@@ -254,7 +254,9 @@ func (w *walker) shouldRetry(key string, n *node, in val, sc scope, attempt int)
 		}
 	}
 	if rp.Limit != nil {
-		if a := rp.Limit.Attempt; a != nil && a.Count > 0 && attempt+1 >= a.Count {
+		// attempt.count bounds the retries after the first attempt, so a
+		// count of N allows N+1 attempts in total.
+		if a := rp.Limit.Attempt; a != nil && a.Count > 0 && attempt >= a.Count {
 			return false, nil
 		}
 		if d := rp.Limit.Duration; d != nil && d.Value > 0 {
@@ -558,6 +560,20 @@ func (w *walker) renderAuth(a *authSpec, n *node, in val, sc scope) (*httpcall.A
 	out.Username = scalarString(fields["username"])
 	out.Password = scalarString(fields["password"])
 	out.Token = scalarString(fields["token"])
+	// A credential that evaluates to null or empty would send an
+	// anonymous or malformed Authorization header: fault instead.
+	switch a.scheme {
+	case dsl.AuthBearer:
+		if out.Token == "" {
+			return nil, Problem(ErrAuthentication, n.ptr, "bearer authentication: the token is null or empty; no request was sent")
+		}
+	case dsl.AuthBasic, dsl.AuthDigest:
+		for _, f := range []struct{ name, v string }{{"username", out.Username}, {"password", out.Password}} {
+			if f.v == "" {
+				return nil, Problem(ErrAuthentication, n.ptr, "%s authentication: the %s is null or empty; no request was sent", a.scheme, f.name)
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -170,20 +170,11 @@ func (c *Client) Do(ctx context.Context, r Request) (any, *history.Error) {
 		req.Header.Set(IdempotencyKeyHeader, r.IdempotencyKey)
 	}
 	if r.Auth != nil {
-		switch r.Auth.Scheme {
-		case "basic":
-			req.SetBasicAuth(r.Auth.Username, r.Auth.Password)
-		case "bearer":
-			req.Header.Set("Authorization", "Bearer "+r.Auth.Token)
-		case "oauth2", "oidc":
-			v, perr := c.Authorization(ctx, r.Auth)
-			if perr != nil {
-				return nil, perr
-			}
-			req.Header.Set("Authorization", v)
-		default:
-			return nil, problem(errConfiguration, 400, "unsupported authentication scheme %q", r.Auth.Scheme)
+		v, perr := c.Authorization(ctx, r.Auth)
+		if perr != nil {
+			return nil, perr
 		}
+		req.Header.Set("Authorization", v)
 	}
 	resp, err := c.httpClient(r.Redirect).Do(req)
 	if err != nil {

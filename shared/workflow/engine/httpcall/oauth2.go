@@ -101,6 +101,9 @@ const maxTokenSources = 1024
 func (c *Client) Authorization(ctx context.Context, a *Auth) (string, *history.Error) {
 	switch a.Scheme {
 	case "basic":
+		if a.Username == "" || a.Password == "" {
+			return "", problem(errAuthentication, 401, "basic authentication: the username or password is empty")
+		}
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(a.Username+":"+a.Password)), nil
 	case "bearer":
 		if a.Token == "" {

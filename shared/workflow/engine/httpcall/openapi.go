@@ -3,6 +3,7 @@ package httpcall
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -160,6 +161,9 @@ func bindOperation(doc map[string]any, path, method string, params []any, op map
 			if req, _ := p["required"].(bool); req && in == "path" {
 				return Request{}, fmt.Errorf("missing path parameter %q", name)
 			}
+			if req, _ := p["required"].(bool); req && in == "body" {
+				return Request{}, fmt.Errorf("missing request body %q, which the operation requires", name)
+			}
 			continue
 		}
 		used[name] = true
@@ -177,13 +181,23 @@ func bindOperation(doc map[string]any, path, method string, params []any, op map
 			}
 			req.Headers[name] = scalar(v)
 		case "body":
+			if req, _ := p["required"].(bool); req && v == nil {
+				return Request{}, fmt.Errorf("request body %q is null, and the operation requires one", name)
+			}
 			req.Body = v
 		}
 	}
-	if _, ok := op["requestBody"]; ok && req.Body == nil {
+	if rb, ok := op["requestBody"]; ok && req.Body == nil {
 		if b, ok := r.Parameters["body"]; ok {
 			req.Body = b
 			used["body"] = true
+		}
+		body, _ := rb.(map[string]any)
+		if ref, ok := body["$ref"].(string); ok {
+			body = resolveRef(doc, ref)
+		}
+		if required, _ := body["required"].(bool); required && req.Body == nil {
+			return Request{}, errors.New("missing request body, which the operation requires (pass it as the `body` parameter)")
 		}
 	}
 	base, err := serverURL(doc)
