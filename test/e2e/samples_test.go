@@ -19,13 +19,18 @@ import (
 // defined there. A directory entry ("events/inputs/") covers every file in
 // it, for tests that load a whole folder.
 var coverage = map[string][]string{
-	"events/capacity/five-task-mix.json": {"cmd/knhk", "TestCapacityHandComputation"},
-	"events/dynamodb/":                   {"shared/verifier", "TestSampleEvents"},
-	"events/inputs/":                     {"test/e2e", "TestSamplesComplete"},
-	"events/workflows/":                  {"test/e2e", "TestSamplesComplete"},
-	"events/sqs/":                        {"shared/message", "TestDecodeSamples"},
-	"events/sqs/poison-not-json.txt":     {"test/e2e", "TestPoisonSampleRefused"},
-	"events/sqs/start-latest.json":       {"test/e2e", "TestReadmeRunsAsWritten"},
+	"events/capacity/five-task-mix.json":           {"cmd/knhk", "TestCapacityHandComputation"},
+	"events/dynamodb/":                             {"shared/verifier", "TestSampleEvents"},
+	"events/inputs/":                               {"test/e2e", "TestSamplesComplete"},
+	"events/workflows/":                            {"test/e2e", "TestSamplesComplete"},
+	"events/sqs/start-payment.json":                {"shared/message", "TestDecodeSamples"},
+	"events/sqs/start-by-reference.json":           {"shared/message", "TestDecodeSamples"},
+	"events/sqs/continue-timer.json":               {"shared/message", "TestDecodeSamples"},
+	"events/sqs/continue-branch.json":              {"shared/message", "TestDecodeSamples"},
+	"events/sqs/cloudevent-adjuster-decision.json": {"shared/message", "TestDecodeSamples"},
+	"events/sqs/poison-unknown-workflow.json":      {"shared/message", "TestDecodeSamples"},
+	"events/sqs/poison-not-json.txt":               {"test/e2e", "TestPoisonSampleRefused"},
+	"events/sqs/start-latest.json":                 {"test/e2e", "TestReadmeRunsAsWritten"},
 }
 
 // TestEverySampleIsExercised fails when a file under events/ has no entry
@@ -129,6 +134,7 @@ func TestCoveredBy(t *testing.T) {
 	}{
 		{"events/sqs/start-latest.json", "TestReadmeRunsAsWritten", true},
 		{"events/sqs/continue-timer.json", "TestDecodeSamples", true},
+		{"events/sqs/new-message.json", "", false},
 		{"events/inputs/insurance-claim.json", "TestSamplesComplete", true},
 		{"events/new-kind/sample.json", "", false},
 		{"events/capacity/other.json", "", false},
