@@ -9,9 +9,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/receipt"
 )
 
 // coverage names, for every file under events/, the test that exercises
@@ -143,5 +148,39 @@ func TestCoveredBy(t *testing.T) {
 		if ok != tc.ok || (ok && by[1] != tc.want) {
 			t.Errorf("coveredBy(%s) = %v, %v; want %s, %v", tc.file, by, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestSQSSamplesStart sends start-payment.json and start-latest.json as written (the file's
+// bytes, no message attributes, as `aws sqs send-message --message-body
+// file://...` does): the case it names completes and its chain verifies.
+func TestSQSSamplesStart(t *testing.T) {
+	noteFailure(t)
+	if suite.external {
+		t.Skip("the sample's fixed idempotency key may have run on a deployed stack before")
+	}
+	root, err := localaws.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, 120*time.Second)
+	for _, name := range []string{"start-payment.json", "start-latest.json"} {
+		body, err := os.ReadFile(filepath.Join(root, "events", "sqs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := message.Decode(body)
+		if err != nil || m.Start == nil {
+			t.Fatalf("%s: not a start message: %v", name, err)
+		}
+		if _, err := suite.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(suite.res.WorkQueueURL),
+			MessageBody: aws.String(string(body))}); err != nil {
+			t.Fatal(err)
+		}
+		rs := awaitChain(t, ctx, m.Start.CaseID(), func(rs []*receipt.Receipt) bool {
+			return len(rs) > 0 && rs[len(rs)-1].Type.Terminal()
+		})
+		output(t, rs)
+		readChain(t, ctx, m.Start.CaseID())
 	}
 }
