@@ -2,6 +2,7 @@ package receipt
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/aws/aws-lambda-go/events"
 )
@@ -28,6 +29,10 @@ const (
 // stream (view type NEW_AND_OLD_IMAGES). An INSERT is decoded and its hash
 // recomputed; any MODIFY is a Modified finding and any REMOVE a Removed
 // finding, except deletions by the table's TTL, reported as TTLExpired.
+// A MODIFY whose old and new images are both present and equal changed
+// nothing and yields no finding: DynamoDB writes no stream record for such a
+// write, but a local endpoint may (a retried put whose first response was
+// lost), and it must not be counted as a second tampering.
 // Links cannot be checked from a single record; a chain verification does.
 func VerifyStreamRecord(rec events.DynamoDBEventRecord) []Finding {
 	img := rec.Change.NewImage
@@ -62,6 +67,9 @@ func VerifyStreamRecord(rec events.DynamoDBEventRecord) []Finding {
 		}
 		return out
 	case string(events.DynamoDBOperationTypeModify):
+		if unchanged(rec.Change) {
+			return nil
+		}
 		f.Kind = Modified
 		f.Expected = attrS(rec.Change.OldImage, AttrHash)
 		f.Actual = attrS(rec.Change.NewImage, AttrHash)
@@ -109,4 +117,9 @@ func attrN(img map[string]events.DynamoDBAttributeValue, name string) int64 {
 		return -1
 	}
 	return n
+}
+
+// unchanged reports whether a change record carries two equal images.
+func unchanged(c events.DynamoDBStreamRecord) bool {
+	return len(c.OldImage) > 0 && len(c.NewImage) > 0 && reflect.DeepEqual(c.OldImage, c.NewImage)
 }

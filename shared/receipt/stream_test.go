@@ -33,6 +33,8 @@ func TestVerifyStreamRecord(t *testing.T) {
 	tampered[AttrReceipt] = events.NewStringAttribute(string(c[:len(c)-2]) + "2}")
 	wrongAttr := image(t, rs[2])
 	wrongAttr[AttrHash] = events.NewStringAttribute(rs[1].Hash)
+	wrongAttrCopy := image(t, rs[2])
+	wrongAttrCopy[AttrHash] = events.NewStringAttribute(rs[1].Hash)
 	keys := map[string]events.DynamoDBAttributeValue{AttrCase: ins[AttrCase], AttrSeq: ins[AttrSeq]}
 	ttl := &events.DynamoDBUserIdentity{Type: "Service", PrincipalID: "dynamodb.amazonaws.com"}
 	cases := []struct {
@@ -45,6 +47,9 @@ func TestVerifyStreamRecord(t *testing.T) {
 		{"insert attribute differs", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: keys, NewImage: wrongAttr}}, []Kind{Malformed}},
 		{"insert without image", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: keys}}, []Kind{Malformed}},
 		{"modify", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: ins, NewImage: wrongAttr}}, []Kind{Modified}},
+		{"modify to the same item", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: wrongAttr, NewImage: image(t, rs[2])}}, []Kind{Modified}},
+		{"rewrite without change", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: wrongAttr, NewImage: wrongAttrCopy}}, nil},
+		{"modify without images", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: keys}}, []Kind{Modified}},
 		{"remove", events.DynamoDBEventRecord{EventName: "REMOVE", Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: ins}}, []Kind{Removed}},
 		{"remove by user claiming service", events.DynamoDBEventRecord{EventName: "REMOVE", UserIdentity: &events.DynamoDBUserIdentity{Type: "Service", PrincipalID: "someone"}, Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: ins}}, []Kind{Removed}},
 		{"ttl", events.DynamoDBEventRecord{EventName: "REMOVE", UserIdentity: ttl, Change: events.DynamoDBStreamRecord{Keys: keys, OldImage: ins}}, []Kind{TTLExpired}},

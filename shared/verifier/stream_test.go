@@ -479,6 +479,14 @@ func TestOnLocalEndpoint(t *testing.T) {
 			it[receipt.AttrReceipt] = &types.AttributeValueMemberS{Value: changed}
 			e.putItem(t, it)
 		}, []string{"Modified@4"}},
+		{"same change written twice", 6, func(t *testing.T, caseID string, rs []*receipt.Receipt) {
+			// A retried put (its first response lost) repeats a write that
+			// changes nothing the second time: one tampering, one finding.
+			it := e.item(t, caseID, 3)
+			it[receipt.AttrSeq] = e.item(t, caseID, 4)[receipt.AttrSeq]
+			e.putItem(t, it)
+			e.putItem(t, it)
+		}, []string{"Modified@4"}},
 		{"receipt deleted", 6, func(t *testing.T, caseID string, rs []*receipt.Receipt) {
 			e.deleteReceipt(t, caseID, 2)
 		}, []string{"Removed@2"}},
