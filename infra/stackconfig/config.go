@@ -16,6 +16,7 @@ import (
 
 	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/slajob"
 )
 
 // Context keys read by the app (pass them with `cdk synth -c key=value`).
@@ -307,20 +308,24 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 			CtxVisibilityTimeout, vis, VisibilityFactor, CtxExecutorTimeout, c.Executor.TimeoutSecs, minVis)
 	}
 	c.VisibilityTimeoutSecs = vis
-	if v, ok := lookup(CtxSLAObjectives); ok {
-		if str, isStr := v.(string); isStr {
-			c.SLAObjectives = strings.TrimSpace(str)
-		} else if b, err := json.Marshal(v); err == nil {
-			c.SLAObjectives = string(b) // an object in cdk.json
-		}
-		if !json.Valid([]byte(c.SLAObjectives)) {
-			return Config{}, fmt.Errorf("context %s: want a JSON object of workflow name to objective", CtxSLAObjectives)
-		}
+	if c.SLAObjectives, err = jsonContext(lookup, CtxSLAObjectives, func(v string) error {
+		_, err := slajob.ConfigFromEnv(func(k string) string {
+			if k == slajob.EnvObjectives {
+				return v
+			}
+			return ""
+		})
+		return err
+	}); err != nil {
+		return Config{}, err
 	}
 	if err := c.canaryFrom(lookup); err != nil {
 		return Config{}, err
 	}
-	if err := c.costFrom(lookup); err != nil {
+	if c.CostConfig, err = jsonContext(lookup, CtxCostConfig, func(v string) error {
+		_, err := costjob.ParseConfig(v)
+		return err
+	}); err != nil {
 		return Config{}, err
 	}
 	if err := c.notificationsFrom(lookup); err != nil {
@@ -548,27 +553,27 @@ func (c *Config) canaryFrom(lookup func(string) (any, bool)) error {
 	return nil
 }
 
-// costFrom reads the cost job's budgets and ROI inputs: a JSON string, or
-// an object in cdk.json.
-func (c *Config) costFrom(lookup func(string) (any, bool)) error {
-	v, ok := lookup(CtxCostConfig)
+// jsonContext reads a JSON context value, given as a JSON string or as an
+// object in cdk.json, checks it with parse and returns its JSON text ("" when
+// unset).
+func jsonContext(lookup func(string) (any, bool), key string, parse func(string) error) (string, error) {
+	v, ok := lookup(key)
 	if !ok {
-		return nil
+		return "", nil
 	}
 	str, isStr := v.(string)
 	if !isStr {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("context %s: %w", CtxCostConfig, err)
+			return "", fmt.Errorf("context %s: %w", key, err)
 		}
 		str = string(b)
 	}
 	str = strings.TrimSpace(str)
-	if _, err := costjob.ParseConfig(str); err != nil {
-		return fmt.Errorf("context %s: %w", CtxCostConfig, err)
+	if err := parse(str); err != nil {
+		return "", fmt.Errorf("context %s: %w", key, err)
 	}
-	c.CostConfig = str
-	return nil
+	return str, nil
 }
 
 // notificationsFrom reads the alarm topics' subscriptions.
