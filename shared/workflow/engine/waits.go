@@ -58,6 +58,9 @@ func (p *Program) Waits(ctx context.Context, st *State, opts Options) ([]Wait, e
 	if err := w.walk(); err != nil {
 		return nil, err
 	}
+	if w.nondet != nil {
+		return nil, w.nondet
+	}
 	slices.SortFunc(w.waits, func(a, b Wait) int { return strings.Compare(a.Task, b.Task) })
 	return w.waits, nil
 }
