@@ -83,3 +83,17 @@ func TestListenForeachIsUnsupported(t *testing.T) {
 		t.Fatalf("issues %v", got)
 	}
 }
+
+// TestRunWorkflowWithoutAwaitIsUnsupported pins run.await: false for a
+// sub-workflow, which the runtime would otherwise run awaited in silence.
+func TestRunWorkflowWithoutAwaitIsUnsupported(t *testing.T) {
+	run := func(await string) []string {
+		return issuesOf(t, doc("1.0.0", "do:\n  - child:\n      run:\n"+await+"        workflow:\n          namespace: t\n          name: child\n          version: '1.0.0'\n"))
+	}
+	if got := run("        await: false\n"); len(got) != 1 || !strings.HasPrefix(got[0], "/do/0/child/run/await unsupported: await false for a workflow") {
+		t.Fatalf("issues %v", got)
+	}
+	if got := run(""); len(got) != 0 {
+		t.Fatalf("an awaited sub-workflow: issues %v", got)
+	}
+}

@@ -287,6 +287,8 @@ func (v *validator) task(t *Task, ptr string, siblings map[string]bool) {
 			v.add(join(rp, "shell"), "unsupported: run shell")
 		case t.Run.Script != nil:
 			v.script(t.Run, join(rp, "script"))
+		case t.Run.Workflow != nil && !t.Run.Await:
+			v.add(join(rp, "await"), "unsupported: await false for a workflow (KNHK runs a sub-workflow inline, in the case's chain, and its output is the task's output)")
 		}
 	case t.Switch != nil:
 		for i, c := range t.Switch.Cases {
