@@ -207,6 +207,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		GRPC:    &grpccall.Client{Breakers: breakers},
 		Log:     log,
 		Metrics: metrics,
+		SLIs:    store.NewSLIs(ddb, s.state),
 	})
 	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing,
 		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Shared, CaseMetered: true, Every: handler.BusyOverheadEvery},
