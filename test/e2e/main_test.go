@@ -33,6 +33,7 @@ import (
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/secrets"
+	"github.com/knhk/knhk/shared/slajob"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
 )
@@ -145,7 +146,17 @@ func selfContained(ctx context.Context, root string) (func(), error) {
 	suite.logDir = filepath.Join(tmp, "logs")
 	suite.spans = filepath.Join(tmp, "spans.jsonl")
 	suite.endpoint = ep.URL
-	env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: tpl,
+	// The functions run with the fixture's environment from the start.
+	base := filepath.Join(tmp, "fixture-base", filepath.Base(tpl))
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		_ = ep.Stop()
+		return nil, err
+	}
+	if err := writeFixtureTemplate(tpl, base, baseVisibilityTimeout); err != nil {
+		_ = ep.Stop()
+		return nil, err
+	}
+	env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: base,
 		StatePath: filepath.Join(tmp, "stack-state.json"), OutputsPath: filepath.Join(tmp, "outputs.json"),
 		LogDir: suite.logDir, HostDir: hostDir, SpansPath: suite.spans,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -248,8 +259,16 @@ func withVisibilityTimeout(t *testing.T, seconds int) {
 	})
 }
 
+// The self-contained suite's SLA job shortens the burn-rate windows sixty
+// times (the page rules' hour is a minute) and guards them with fewer
+// events, so that a breach pages and recovers within minutes.
+const (
+	fixtureSLAWindowDivisor = "60"
+	fixtureSLAMinEvents     = "5"
+)
+
 // writeFixtureTemplate copies the synthesized template, setting the work
-// queue's visibility timeout.
+// queue's visibility timeout and the SLA job's windows.
 func writeFixtureTemplate(src, dst string, seconds int) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -271,6 +290,21 @@ func writeFixtureTemplate(src, dst string, seconds int) error {
 	}
 	if found != 1 {
 		return fmt.Errorf("template %s: want one work queue, found %d", src, found)
+	}
+	found = 0
+	for id, r := range resources {
+		res, _ := r.(map[string]any)
+		props, _ := res["Properties"].(map[string]any)
+		env, _ := props["Environment"].(map[string]any)
+		vars, _ := env["Variables"].(map[string]any)
+		if res["Type"] == "AWS::Lambda::Function" && strings.HasPrefix(id, "Sla") && vars != nil {
+			vars[slajob.EnvWindowDivisor] = fixtureSLAWindowDivisor
+			vars[slajob.EnvMinEvents] = fixtureSLAMinEvents
+			found++
+		}
+	}
+	if found != 1 {
+		return fmt.Errorf("template %s: want one SLA function, found %d", src, found)
 	}
 	out, err := json.Marshal(tpl)
 	if err != nil {
