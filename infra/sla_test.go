@@ -55,12 +55,17 @@ func TestSLAJob(t *testing.T) {
 // of its severity: TestSeverityRouting), the window alarms notify nobody, and every description links the
 // runbook.
 func TestSLAAlarms(t *testing.T) {
-	s := synth(t, "prod", nil)
+	// payments and refunds have objectives of their own: they get burn-rate
+	// alarms of their own; "*" (the default) does not.
+	s := synth(t, "sla-objectives", map[string]any{stackconfig.CtxSLAObjectives: `{"payments":{"availability":0.9995},"refunds":{"p99":"3s"},"*":{"p50":"200ms"}}`})
 	res := templateJSON(t, s)["Resources"].(map[string]any)
+	levels := []string{slajob.Overall, "payments", "refunds"}
 	emitted := map[string]bool{} // name|dims as the job publishes them
 	for _, r := range sla.WorkbookRules() {
 		for _, long := range []bool{true, false} {
-			emitted[telemetry.SLABurnRate+"|Window="+slajob.WindowLabel(r, long)+",Workflow="+slajob.Overall] = true
+			for _, wf := range levels {
+				emitted[telemetry.SLABurnRate+"|Window="+slajob.WindowLabel(r, long)+",Workflow="+wf] = true
+			}
 		}
 	}
 	emitted[telemetry.SLALatencyBreach+"|Workflow="+slajob.Overall] = true
@@ -97,13 +102,22 @@ func TestSLAAlarms(t *testing.T) {
 			}
 		}
 	}
-	if windows != 2*len(sla.WorkbookRules()) {
-		t.Errorf("%d window alarms, want %d", windows, 2*len(sla.WorkbookRules()))
+	if want := 2 * len(sla.WorkbookRules()) * len(levels); windows != want {
+		t.Errorf("%d window alarms, want %d", windows, want)
+	}
+	if want := len(sla.WorkbookRules()) * len(levels); len(composites) != want {
+		t.Errorf("%d burn-rate composites, want %d: %v", len(composites), want, composites)
 	}
 	for _, r := range sla.WorkbookRules() {
-		rule, ok := composites["knhk-prod-"+SLABurnAlarmID(r)]
-		if !ok || !strings.Contains(rule, "ALARM(") || !strings.Contains(rule, " AND ") {
-			t.Errorf("composite of %s: %q, want ALARM(long) AND ALARM(short)", r.Name, rule)
+		for _, name := range []string{"knhk-prod-" + SLABurnAlarmID(r), "knhk-prod-" + SLABurnAlarmID(r) + "-payments", "knhk-prod-" + SLABurnAlarmID(r) + "-refunds"} {
+			rule, ok := composites[name]
+			if !ok || !strings.Contains(rule, "ALARM(") || !strings.Contains(rule, " AND ") {
+				t.Errorf("composite %s: %q, want ALARM(long) AND ALARM(short)", name, rule)
+			}
+		}
+		// A workflow's composite combines that workflow's window alarms.
+		if rule := composites["knhk-prod-"+SLABurnAlarmID(r)+"-payments"]; !strings.Contains(rule, camel(slajob.WindowLabel(r, true))+"WfPayments") {
+			t.Errorf("payments composite of %s does not watch payments' window alarms: %s", r.Name, rule)
 		}
 	}
 }
