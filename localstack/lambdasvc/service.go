@@ -264,7 +264,6 @@ func (s *Service) functionEnv(f *Function) []string {
 		"AWS_REGION":                      s.stack.Region,
 		"AWS_DEFAULT_REGION":              s.stack.Region,
 		"AWS_ENDPOINT_URL":                aws.ToString(s.cfg.AWS.BaseEndpoint),
-		EnvLambdaEndpoint:                 s.LambdaEndpoint(),
 		"AWS_ACCESS_KEY_ID":               FunctionAccessKey(f.Name),
 		"AWS_SECRET_ACCESS_KEY":           "test",
 		"AWS_LAMBDA_FUNCTION_NAME":        f.Name,
@@ -276,6 +275,9 @@ func (s *Service) functionEnv(f *Function) []string {
 		"AWS_EXECUTION_ENV":               "AWS_Lambda_provided.al2023",
 		"LAMBDA_TASK_ROOT":                filepath.Dir(f.Binary),
 		"_HANDLER":                        "bootstrap",
+	}
+	if s.lambda != nil {
+		reserved[EnvLambdaEndpoint] = s.LambdaEndpoint()
 	}
 	for k, v := range reserved {
 		env[k] = v
