@@ -223,3 +223,17 @@ func apiError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("X-Amzn-ErrorType", code)
 	writeJSON(w, status, map[string]string{"Type": "User", "message": msg})
 }
+
+// MappingAPI is the Lambda API over st's SQS mappings without running
+// them: clients of the API test against it.
+func MappingAPI(st *Stack) http.Handler {
+	a := &lambdaAPI{now: time.Now}
+	for _, m := range st.Queues {
+		arn := ""
+		if f := st.Functions[m.Function]; f != nil {
+			arn = f.ARN
+		}
+		a.mappings = append(a.mappings, newLiveMapping(st.Name, m, arn, time.Now()))
+	}
+	return a
+}
