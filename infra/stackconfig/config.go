@@ -16,6 +16,7 @@ import (
 
 	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/tuner"
 )
 
 // Context keys read by the app (pass them with `cdk synth -c key=value`).
@@ -48,6 +49,7 @@ const (
 	CtxCostEvery              = "costEvery"            // hours between cost job runs (default 24: daily)
 	CtxChargebackExpireDays   = "chargebackExpireDays" // days a chargeback export (and each older version) is kept
 	CtxCostConfig             = "costConfig"           // JSON of tenant budgets, legacy per-case costs and migration costs (see shared/costjob)
+	CtxTuner                  = "tuner"                // JSON of the learning loop's guardrails (see shared/tuner and docs/learning.md)
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -151,6 +153,11 @@ type Config struct {
 	// bounds a canary case's submission to its verified completion.
 	Canary          FunctionConfig
 	CanaryFreshness time.Duration
+	// Tuner sizes the learning loop (runs every minute); TunerGuard is its
+	// guardrails as JSON (tuner.Config), validated; empty: recommendation
+	// only, nothing allowed.
+	Tuner      FunctionConfig
+	TunerGuard string
 
 	// AlarmEmail, PagerDutyURL and SlackChannelID with SlackWorkspaceID
 	// subscribe to the page and ticket topics ("" for none).
@@ -227,6 +234,7 @@ func DefaultConfig() Config {
 		ChargebackExpireDays:       731,
 		Canary:                     FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
 		CanaryFreshness:            2 * time.Minute,
+		Tuner:                      FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -321,6 +329,9 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		return Config{}, err
 	}
 	if err := c.costFrom(lookup); err != nil {
+		return Config{}, err
+	}
+	if err := c.tunerFrom(lookup); err != nil {
 		return Config{}, err
 	}
 	if err := c.notificationsFrom(lookup); err != nil {
@@ -550,20 +561,43 @@ func (c *Config) canaryFrom(lookup func(string) (any, bool)) error {
 
 // costFrom reads the cost job's budgets and ROI inputs: a JSON string, or
 // an object in cdk.json.
-func (c *Config) costFrom(lookup func(string) (any, bool)) error {
-	v, ok := lookup(CtxCostConfig)
+// jsonContext reads a context value that is JSON: a string (command line)
+// or an object (cdk.json).
+func jsonContext(lookup func(string) (any, bool), key string) (string, bool, error) {
+	v, ok := lookup(key)
 	if !ok {
-		return nil
+		return "", false, nil
 	}
 	str, isStr := v.(string)
 	if !isStr {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("context %s: %w", CtxCostConfig, err)
+			return "", true, fmt.Errorf("context %s: %w", key, err)
 		}
 		str = string(b)
 	}
-	str = strings.TrimSpace(str)
+	return strings.TrimSpace(str), true, nil
+}
+
+// tunerFrom reads and checks the learning loop's guardrails against the
+// work queue mapping's deployed maximum concurrency (their upper bound).
+func (c *Config) tunerFrom(lookup func(string) (any, bool)) error {
+	str, ok, err := jsonContext(lookup, CtxTuner)
+	if err != nil || !ok {
+		return err
+	}
+	if _, err := tuner.ParseConfig(str, int64(c.ExecutorMaxConcurrency)); err != nil {
+		return fmt.Errorf("context %s: %w", CtxTuner, err)
+	}
+	c.TunerGuard = str
+	return nil
+}
+
+func (c *Config) costFrom(lookup func(string) (any, bool)) error {
+	str, ok, err := jsonContext(lookup, CtxCostConfig)
+	if err != nil || !ok {
+		return err
+	}
 	if _, err := costjob.ParseConfig(str); err != nil {
 		return fmt.Errorf("context %s: %w", CtxCostConfig, err)
 	}

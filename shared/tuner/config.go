@@ -16,9 +16,10 @@ const (
 	// EnvGuard carries the guardrails (Config as JSON, see ParseConfig).
 	EnvGuard = "KNHK_TUNER_GUARD"
 	// EnvExecutor names the executor function whose work queue mapping
-	// the tuner tunes; EnvReserved is its reserved concurrency.
-	EnvExecutor = "KNHK_EXECUTOR_FUNCTION"
-	EnvReserved = "KNHK_EXECUTOR_RESERVED"
+	// the tuner tunes; EnvMaxConcurrency is the mapping's deployed maximum
+	// concurrency, the upper bound of the loop's changes.
+	EnvExecutor       = "KNHK_EXECUTOR_FUNCTION"
+	EnvMaxConcurrency = "KNHK_EXECUTOR_MAX_CONCURRENCY"
 	// EnvWorkQueueArn is the work queue's ARN (the mapping's source).
 	EnvWorkQueueArn = "KNHK_WORK_QUEUE_ARN"
 )

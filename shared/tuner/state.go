@@ -66,6 +66,10 @@ type State struct {
 	LastOutcome learn.Outcome `json:"lastOutcome"`
 	// Refused are the last run's refusals.
 	Refused []learn.Refusal `json:"refused,omitempty"`
+	// KillSwitch and RecommendOnly are the modes the last run was in (the
+	// deployed guardrails with the operator's switches).
+	KillSwitch    bool `json:"killSwitch"`
+	RecommendOnly bool `json:"recommendOnly"`
 	Version int64           `json:"-"`
 }
 

@@ -317,6 +317,7 @@ func (j *Job) Run(ctx context.Context) (Result, error) {
 	st.Open = mergeOpen(st.Open, step.Open, now, recommendOnly)
 	res.Open = st.Open
 	st.Refused, st.LastRun, st.LastOutcome = step.Refused, now, o.Outcome()
+	st.KillSwitch, st.RecommendOnly = guard.KillSwitch, recommendOnly
 	if err := j.d.Items.SaveState(ctx, &st); err != nil {
 		return res, err
 	}
