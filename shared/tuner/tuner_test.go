@@ -183,9 +183,11 @@ func TestChangeJudgedAndRolledBack(t *testing.T) {
 
 	// Within the settle time nothing is judged or changed.
 	r.now = r.now.Add(2 * time.Minute)
+	before = r.requests.Load()
 	if res := r.run(); len(res.Applied)+len(res.RolledBack)+len(res.Kept) != 0 {
 		t.Fatalf("acted within the settle time: %+v", res)
 	}
+	t.Logf("DynamoDB requests in a run that changes nothing: %d", r.requests.Load()-before)
 
 	// After it, the window is worse (p99 3 s): the change is rolled back
 	// to exactly its previous value.
