@@ -91,7 +91,7 @@ func TestLearnCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("learn: %d %q", code, errOut)
 	}
-	for _, want := range []string{"kill switch off, recommendation only", "maxConcurrency:work", id, "8 → 6", "concurrency-gradient", "P99ms 2000"} {
+	for _, want := range []string{"kill switch off, recommendation only", "maxConcurrency:work", id, "8 → 4", "concurrency-gradient", "P99ms 20"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("learn output lacks %q:\n%s", want, out)
 		}
