@@ -68,9 +68,9 @@ type State struct {
 	Refused []learn.Refusal `json:"refused,omitempty"`
 	// KillSwitch and RecommendOnly are the modes the last run was in (the
 	// deployed guardrails with the operator's switches).
-	KillSwitch    bool `json:"killSwitch"`
-	RecommendOnly bool `json:"recommendOnly"`
-	Version int64           `json:"-"`
+	KillSwitch    bool  `json:"killSwitch"`
+	RecommendOnly bool  `json:"recommendOnly"`
+	Version       int64 `json:"-"`
 }
 
 // InitialSettings is Initial as learn.Replay takes it.
