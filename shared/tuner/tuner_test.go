@@ -264,3 +264,35 @@ func TestKillSwitchAndRecommendOnly(t *testing.T) {
 	}
 	r.replayed()
 }
+
+// TestOverrideReader: the executor's view of the overrides follows the
+// state table within its TTL and keeps the last values when a read fails.
+func TestOverrideReader(t *testing.T) {
+	r := newRig(t, "")
+	now := t0
+	or := &OverrideReader{Items: r.items, TTL: 30 * time.Second, Now: func() time.Time { return now }}
+	if err := or.Refresh(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := or.BreakerThreshold("pay.example"); n != 0 {
+		t.Fatalf("threshold %d before any override", n)
+	}
+	host := learn.Setting{Kind: learn.BreakerThreshold, Target: "pay.example"}
+	if err := r.items.SetOverride(r.ctx, host, 3); err != nil {
+		t.Fatal(err)
+	}
+	before := r.requests.Load()
+	if err := or.Refresh(r.ctx); err != nil || or.BreakerThreshold("pay.example") != 0 || r.requests.Load() != before {
+		t.Fatal("refreshed within the TTL")
+	}
+	now = now.Add(31 * time.Second)
+	if err := or.Refresh(r.ctx); err != nil || or.BreakerThreshold("pay.example") != 3 {
+		t.Fatalf("after the TTL: %d, %v", or.BreakerThreshold("pay.example"), err)
+	}
+	now = now.Add(31 * time.Second)
+	broken := &OverrideReader{Items: Items{DB: r.items.DB, Table: "no-such-table"}, Now: func() time.Time { return now }}
+	broken.values.Store(or.values.Load())
+	if err := broken.Refresh(r.ctx); err == nil || broken.BreakerThreshold("pay.example") != 3 {
+		t.Fatalf("a failed read: %v, threshold %d; want an error and the last values kept", err, broken.BreakerThreshold("pay.example"))
+	}
+}
