@@ -135,7 +135,7 @@ func printLearnView(w io.Writer, v learnView) {
 		fmt.Fprintf(tw, "  %s\t%d\n", key, v.Knowledge[key])
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nopen recommendations:")
+	fmt.Fprintln(w, "\nopen recommendations (as planned; applied within one step of the guardrails):")
 	if len(v.Open) == 0 {
 		fmt.Fprintln(w, "  none")
 	}
