@@ -3,6 +3,7 @@ package tuner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,7 +43,17 @@ func (c *memChain) Append(_ context.Context, prev *receipt.Receipt, tenant, case
 }
 
 func (c *memChain) Chain(context.Context, string) ([]*receipt.Receipt, []receipt.Finding, error) {
-	return c.rs, nil, nil
+	return slices.Clone(c.rs), nil, nil
+}
+
+func (c *memChain) Range(_ context.Context, _ string, from, to int64) ([]*receipt.Receipt, []receipt.Finding, error) {
+	var out []*receipt.Receipt
+	for _, r := range c.rs {
+		if r.Seq >= from && r.Seq <= to {
+			out = append(out, r)
+		}
+	}
+	return out, nil, nil
 }
 
 type memBuckets []*sla.Bucket
@@ -63,7 +74,15 @@ func (memLease) Release(context.Context, string, string) error { return nil }
 // of buckets of 20 workflows merged, the plan judged and admitted, the
 // state written. A latency above its objective makes every run plan a
 // change that the cooldown then refuses.
+//
+// warm is a run in an execution environment that ran before (it reads only
+// the receipts appended since); cold reads and verifies the whole chain.
 func BenchmarkRun(b *testing.B) {
+	b.Run("warm", func(b *testing.B) { benchmarkRun(b, false) })
+	b.Run("cold", func(b *testing.B) { benchmarkRun(b, true) })
+}
+
+func benchmarkRun(b *testing.B, cold bool) {
 	ctx := context.Background()
 	p, err := ParseConfig(`{"enabled":true,"allow":["maxConcurrency"],"cooldown":"5m"}`, 50)
 	if err != nil {
@@ -101,6 +120,9 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
+		if cold {
+			j.d.Chain = &Chain{Store: chain}
+		}
 		if _, err := j.Run(ctx); err != nil {
 			b.Fatal(err)
 		}

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/learn"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/receipt/jcs"
 	"github.com/knhk/knhk/shared/store"
 )
 
@@ -42,33 +44,67 @@ func descriptorHash() string {
 type Appender interface {
 	Append(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, ev history.Event, opts ...receipt.Option) (store.Appended, error)
 	Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error)
+	Range(ctx context.Context, caseID string, from, to int64) ([]*receipt.Receipt, []receipt.Finding, error)
 }
 
-// Chain is the system chain of changes.
+// Chain is the system chain of changes. It keeps what it has read and
+// verified, so that a warm execution environment reads only the receipts
+// appended since (the verifier checks the whole chain from the stream).
 type Chain struct {
-	Store Appender
-	tail  *receipt.Receipt
+	Store   Appender
+	tail    *receipt.Receipt
+	mark    receipt.Watermark
+	changes []learn.Change
 }
 
 // ErrChainFindings means the system chain does not verify; the loop does
 // not act on knowledge it cannot trust.
 var ErrChainFindings = errors.New("tuner: the system chain does not verify")
 
-// Changes reads and verifies the chain, keeps its tail for the next
-// Record and returns the changes in order.
+// Changes reads and verifies the chain (the whole chain the first time,
+// then what was appended since) and returns its changes in order.
 func (c *Chain) Changes(ctx context.Context) ([]learn.Change, error) {
-	rs, bad, err := c.Store.Chain(ctx, CaseID)
+	var rs []*receipt.Receipt
+	var bad []receipt.Finding
+	var err error
+	if c.tail == nil {
+		rs, bad, err = c.Store.Chain(ctx, CaseID)
+		c.mark, c.changes = receipt.Watermark{Seq: -1}, nil
+	} else {
+		rs, bad, err = c.Store.Range(ctx, CaseID, c.tail.Seq+1, jcs.MaxSafeInt)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tuner: %w", err)
 	}
-	if fs := append(bad, receipt.VerifyChain(rs)...); len(fs) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrChainFindings, fs[0])
+	if err := c.advance(rs, bad); err != nil {
+		c.tail = nil // read it whole next time
+		return nil, err
 	}
-	c.tail = nil
+	return slices.Clone(c.changes), nil
+}
+
+// advance verifies rs as the continuation of what was read and decodes
+// their changes.
+func (c *Chain) advance(rs []*receipt.Receipt, bad []receipt.Finding) error {
+	var fs []receipt.Finding
+	if c.mark.Seq < 0 {
+		fs = receipt.VerifyChain(rs)
+	} else {
+		_, fs = receipt.VerifyFrom(c.mark, rs)
+	}
+	if fs = append(bad, fs...); len(fs) > 0 {
+		return fmt.Errorf("%w: %s", ErrChainFindings, fs[0])
+	}
+	chs, err := ChangesOf(rs)
+	if err != nil {
+		return err
+	}
+	c.changes = append(c.changes, chs...)
 	if len(rs) > 0 {
 		c.tail = rs[len(rs)-1]
+		c.mark = receipt.Watermark{Seq: c.tail.Seq, Hash: c.tail.Hash}
 	}
-	return ChangesOf(rs)
+	return nil
 }
 
 // ChangesOf decodes the changes a verified system chain records.
@@ -106,7 +142,7 @@ func (c *Chain) Record(ctx context.Context, ch learn.Change) (*receipt.Receipt, 
 				return nil, err
 			}
 		} else {
-			c.tail = a.Receipt
+			c.tail, c.mark = a.Receipt, receipt.Watermark{Seq: a.Receipt.Seq, Hash: a.Receipt.Hash}
 		}
 	}
 	data, err := json.Marshal(ch)
@@ -117,8 +153,16 @@ func (c *Chain) Record(ctx context.Context, ch learn.Change) (*receipt.Receipt, 
 	ev := history.Event{Type: history.EffectCompleted, Task: changeTask(ch.Setting.Kind), Key: ch.ID, Data: data, Started: at, Ended: at}
 	a, err := c.Store.Append(ctx, c.tail, Tenant, CaseID, ev)
 	if err != nil {
+		c.tail = nil // read it whole next time
 		return nil, fmt.Errorf("tuner: record change %s: %w", ch.ID, err)
 	}
-	c.tail = a.Receipt
+	if a.Receipt.Seq != c.tail.Seq+1 {
+		// Appended after receipts this copy has not read: read it whole
+		// next time.
+		c.tail = nil
+		return a.Receipt, nil
+	}
+	c.tail, c.mark = a.Receipt, receipt.Watermark{Seq: a.Receipt.Seq, Hash: a.Receipt.Hash}
+	c.changes = append(c.changes, ch)
 	return a.Receipt, nil
 }

@@ -2,12 +2,14 @@ package tuner
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/learn"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/sla"
@@ -151,5 +153,42 @@ func assertReplays(t *testing.T, rs []*receipt.Receipt, items Items, mapping *fa
 		if got, _ := k.Value(s); got != want {
 			t.Fatalf("the chain replays %s into %d, the mapping holds %d", s.Key(), got, want)
 		}
+	}
+}
+
+// TestChainIncrementalRead: a chain read by two writers stays whole in
+// each (the second's appends are read as a continuation), and a chain with
+// a broken link is refused.
+func TestChainIncrementalRead(t *testing.T) {
+	ctx := context.Background()
+	store := &memChain{}
+	a, b := &Chain{Store: store}, &Chain{Store: store}
+	rec := func(c *Chain, i int) {
+		t.Helper()
+		if _, err := c.Changes(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Record(ctx, sampleChange(int64(10+i), int64(11+i), t0.Add(time.Duration(i)*time.Minute), i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec(a, 0)
+	rec(b, 1)
+	rec(a, 2)
+	for _, c := range []*Chain{a, b, {Store: store}} {
+		chs, err := c.Changes(ctx)
+		if err != nil || len(chs) != 3 || chs[0].ID != "c0" || chs[1].ID != "c1" || chs[2].ID != "c2" {
+			t.Fatalf("changes %+v, %v", chs, err)
+		}
+	}
+	// The last receipt replaced by one forged after the second: the chain
+	// breaks and is refused.
+	forged, err := receipt.New(store.rs[1], Tenant, CaseID, history.Event{Type: history.EffectCompleted, Task: "/settings/maxConcurrency", Key: "x", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.rs[3] = forged
+	if _, err := (&Chain{Store: store}).Changes(ctx); !errors.Is(err, ErrChainFindings) {
+		t.Fatalf("a chain with a replaced receipt: %v, want ErrChainFindings", err)
 	}
 }
