@@ -135,8 +135,9 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 		"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"+SecretsPrefix+"*"), nil))
 	allow(execRole, []string{"logs:CreateLogStream", "logs:PutLogEvents"}, f.ExecutorLogs.AttrArn())
 	allow(execRole, []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"}, tables.Receipts.TableArn())
-	// UpdateItem adds the environment's overhead usage (store.Overheads).
-	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}, tables.State.TableArn())
+	// UpdateItem adds the environment's overhead usage (store.Overheads);
+	// BatchWriteItem records dead-lettered outcomes (store.SLIs).
+	allow(execRole, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"}, tables.State.TableArn())
 	// Query is the only one of these that an index serves.
 	allow(execRole, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(execRole, []string{"sqs:SendMessage"}, msg.Work.QueueArn())

@@ -364,6 +364,7 @@ func TestFunctions(t *testing.T) {
 					"dynamodb:PutItem":              {receipts, state},
 					"dynamodb:UpdateItem":           {state},
 					"dynamodb:DeleteItem":           {state},
+					"dynamodb:BatchWriteItem":       {state},
 					"sqs:SendMessage":               {work},
 					"sqs:ReceiveMessage":            {work},
 					"sqs:DeleteMessage":             {work},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	yaml "go.yaml.in/yaml/v3"
 
@@ -30,7 +31,7 @@ var execHTTPClient = &http.Client{Timeout: 30 * time.Second}
 
 func newExecCmd() *cobra.Command {
 	var inputPath string
-	var out execOutputs
+	var out execOptions
 	cmd := &cobra.Command{
 		Use:   "exec FILE",
 		Short: "Run a workflow in-process and print its output",
@@ -44,22 +45,32 @@ func newExecCmd() *cobra.Command {
 	cmd.Flags().StringVar(&inputPath, "input", "", "workflow input (JSON or YAML) file, or - for standard input")
 	cmd.Flags().StringVar(&out.receipts, "receipts", "", "write the case's hash-chained receipts as JSON lines to this file (what `knhk verify --file` reads)")
 	cmd.Flags().StringVar(&out.history, "history", "", "write the engine's event history (unchained events) as JSON lines to this file")
+	cmd.Flags().StringVar(&out.key, "idempotency-key", "", "the case's idempotency key, from which its case id and emitted event ids derive (default: a fresh key per run)")
 	return cmd
 }
 
 func init() { root.AddCommand(newExecCmd()) }
 
-// execOutputs are the files exec writes besides its output.
-type execOutputs struct {
+// execOptions are exec's flags besides its input: the files it writes
+// besides its output, and the case's idempotency key.
+type execOptions struct {
 	receipts string // chained receipts
 	history  string // the raw event history
+	key      string // the case's idempotency key; empty: a fresh one per run
 }
 
-// execIdempotencyKey names the in-process case of `knhk exec`: its case id is
-// derived like a deployed case's from the default tenant and the workflow.
-const execIdempotencyKey = "knhk-exec"
+// execKey is the idempotency key of a run of `knhk exec`: the case id is
+// derived from it like a deployed case's, from the default tenant and the
+// workflow, and the ids of the events the case emits from the case id. A
+// fresh key per run keeps runs' events apart; a given key replays a run.
+func execKey(given string) string {
+	if given != "" {
+		return given
+	}
+	return "exec-" + uuid.NewString()
+}
 
-func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, inputPath string, out execOutputs) error {
+func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, inputPath string, out execOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -85,7 +96,7 @@ func runExec(ctx context.Context, stdin io.Reader, stdout io.Writer, file, input
 	if len(hosts) > 0 {
 		client = &http.Client{Timeout: client.Timeout, Transport: hosts.Transport(http.DefaultTransport.(*http.Transport))}
 	}
-	caseID := message.CaseID(message.DefaultTenant, wf.Document.Namespace, wf.Document.Name, execIdempotencyKey)
+	caseID := message.CaseID(message.DefaultTenant, wf.Document.Namespace, wf.Document.Name, execKey(out.key))
 	res, err := engine.Run(ctx, wf, input, engine.RunOptions{
 		CaseID:     caseID,
 		HTTPClient: client,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"google.golang.org/grpc/metadata"
-
 	"github.com/knhk/knhk/shared/workflow/engine/grpccall/grpctest"
 )
 
@@ -21,17 +18,7 @@ import (
 // a gRPC stand-in (proto file beside the workflow), an HTTP API behind an
 // oauth2 client-credentials policy (twice, one token), and a script.
 func TestExecGRPCScriptAndOAuth2(t *testing.T) {
-	const proto = `syntax = "proto3";
-package demo;
-service Greeter { rpc SayHello (HelloRequest) returns (HelloReply); }
-message HelloRequest { string name = 1; }
-message HelloReply { string message = 1; }
-`
-	srv := grpctest.Serve(t, map[string]string{"greeter.proto": proto}, "greeter.proto", map[string]grpctest.Handler{
-		"SayHello": func(_ context.Context, req map[string]any, _ metadata.MD) (map[string]any, error) {
-			return map[string]any{"message": fmt.Sprintf("hello %v", req["name"])}, nil
-		},
-	})
+	srv := grpctest.Greeter(t)
 	var tokens atomic.Int32
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.FormValue("grant_type") != "client_credentials" || r.FormValue("client_secret") != "s3cr3t" {
@@ -53,7 +40,7 @@ message HelloReply { string message = 1; }
 	}))
 	defer api.Close()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "greeter.proto"), []byte(proto), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "greeter.proto"), []byte(grpctest.GreeterProto), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rate := func(name string) string {

@@ -116,3 +116,49 @@ do:
 		t.Fatalf("a missing file must exit 2, got %v", err)
 	}
 }
+
+// TestExecEventIDsAreUniquePerRun: the events a workflow emits under exec
+// carry ids that differ between runs (each run is its own case), and a run
+// given an idempotency key emits the same ids again.
+func TestExecEventIDsAreUniquePerRun(t *testing.T) {
+	dir := t.TempDir()
+	wfPath := filepath.Join(dir, "emit.yaml")
+	src := `document:
+  dsl: '1.0.3'
+  namespace: test
+  name: notify
+  version: '1.0.0'
+do:
+  - announce:
+      emit:
+        event:
+          with:
+            source: https://knhk.example/test
+            type: com.knhk.test.announced.v1
+            data: ${ . }
+`
+	if err := os.WriteFile(wfPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := func(args ...string) string {
+		t.Helper()
+		out, err := execute(t, `{"n":1}`, append([]string{"exec", wfPath, "--input", "-", "--receipts", "", "--history", ""}, args...)...)
+		if err != nil {
+			t.Fatalf("exec: %v", err)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(out), &ev); err != nil || ev["id"] == nil || ev["id"] == "" {
+			t.Fatalf("output %q (%v), want the emitted event", out, err)
+		}
+		return fmt.Sprint(ev["id"])
+	}
+	a, b := id("--idempotency-key", ""), id("--idempotency-key", "")
+	if a == b {
+		t.Fatalf("two runs emitted the same event id %s", a)
+	}
+	k1, k2 := id("--idempotency-key", "order-7"), id("--idempotency-key", "order-7")
+	if k1 != k2 || k1 == a || k1 == b {
+		t.Fatalf("ids with one key %s and %s, without %s and %s: want the keyed runs equal and apart", k1, k2, a, b)
+	}
+	id("--idempotency-key", "") // leave the flag unset for later tests
+}

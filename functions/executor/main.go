@@ -213,6 +213,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		GRPC:    &grpccall.Client{Breakers: breakers},
 		Log:     log,
 		Metrics: metrics,
+		SLIs:    store.NewSLIs(ddb, s.state),
 	})
 	handle := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		if err := overrides.Refresh(ctx); err != nil {

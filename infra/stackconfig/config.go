@@ -16,6 +16,7 @@ import (
 
 	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/slajob"
 	"github.com/knhk/knhk/shared/tuner"
 )
 
@@ -315,23 +316,32 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 			CtxVisibilityTimeout, vis, VisibilityFactor, CtxExecutorTimeout, c.Executor.TimeoutSecs, minVis)
 	}
 	c.VisibilityTimeoutSecs = vis
-	if v, ok := lookup(CtxSLAObjectives); ok {
-		if str, isStr := v.(string); isStr {
-			c.SLAObjectives = strings.TrimSpace(str)
-		} else if b, err := json.Marshal(v); err == nil {
-			c.SLAObjectives = string(b) // an object in cdk.json
-		}
-		if !json.Valid([]byte(c.SLAObjectives)) {
-			return Config{}, fmt.Errorf("context %s: want a JSON object of workflow name to objective", CtxSLAObjectives)
-		}
+	if c.SLAObjectives, err = jsonContext(lookup, CtxSLAObjectives, func(v string) error {
+		_, err := slajob.ConfigFromEnv(func(k string) string {
+			if k == slajob.EnvObjectives {
+				return v
+			}
+			return ""
+		})
+		return err
+	}); err != nil {
+		return Config{}, err
 	}
 	if err := c.canaryFrom(lookup); err != nil {
 		return Config{}, err
 	}
-	if err := c.costFrom(lookup); err != nil {
+	if c.CostConfig, err = jsonContext(lookup, CtxCostConfig, func(v string) error {
+		_, err := costjob.ParseConfig(v)
+		return err
+	}); err != nil {
 		return Config{}, err
 	}
-	if err := c.tunerFrom(lookup); err != nil {
+	// The guardrails are checked against the work queue mapping's deployed
+	// maximum concurrency, their upper bound.
+	if c.TunerGuard, err = jsonContext(lookup, CtxTuner, func(v string) error {
+		_, err := tuner.ParseConfig(v, int64(c.ExecutorMaxConcurrency))
+		return err
+	}); err != nil {
 		return Config{}, err
 	}
 	if err := c.notificationsFrom(lookup); err != nil {
@@ -559,50 +569,27 @@ func (c *Config) canaryFrom(lookup func(string) (any, bool)) error {
 	return nil
 }
 
-// costFrom reads the cost job's budgets and ROI inputs: a JSON string, or
-// an object in cdk.json.
-// jsonContext reads a context value that is JSON: a string (command line)
-// or an object (cdk.json).
-func jsonContext(lookup func(string) (any, bool), key string) (string, bool, error) {
+// jsonContext reads a JSON context value, given as a JSON string or as an
+// object in cdk.json, checks it with parse and returns its JSON text ("" when
+// unset).
+func jsonContext(lookup func(string) (any, bool), key string, parse func(string) error) (string, error) {
 	v, ok := lookup(key)
 	if !ok {
-		return "", false, nil
+		return "", nil
 	}
 	str, isStr := v.(string)
 	if !isStr {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return "", true, fmt.Errorf("context %s: %w", key, err)
+			return "", fmt.Errorf("context %s: %w", key, err)
 		}
 		str = string(b)
 	}
-	return strings.TrimSpace(str), true, nil
-}
-
-// tunerFrom reads and checks the learning loop's guardrails against the
-// work queue mapping's deployed maximum concurrency (their upper bound).
-func (c *Config) tunerFrom(lookup func(string) (any, bool)) error {
-	str, ok, err := jsonContext(lookup, CtxTuner)
-	if err != nil || !ok {
-		return err
+	str = strings.TrimSpace(str)
+	if err := parse(str); err != nil {
+		return "", fmt.Errorf("context %s: %w", key, err)
 	}
-	if _, err := tuner.ParseConfig(str, int64(c.ExecutorMaxConcurrency)); err != nil {
-		return fmt.Errorf("context %s: %w", CtxTuner, err)
-	}
-	c.TunerGuard = str
-	return nil
-}
-
-func (c *Config) costFrom(lookup func(string) (any, bool)) error {
-	str, ok, err := jsonContext(lookup, CtxCostConfig)
-	if err != nil || !ok {
-		return err
-	}
-	if _, err := costjob.ParseConfig(str); err != nil {
-		return fmt.Errorf("context %s: %w", CtxCostConfig, err)
-	}
-	c.CostConfig = str
-	return nil
+	return str, nil
 }
 
 // notificationsFrom reads the alarm topics' subscriptions.

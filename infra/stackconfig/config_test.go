@@ -224,6 +224,29 @@ func TestCostConfigContext(t *testing.T) {
 	}
 }
 
+func TestSLAObjectivesContext(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"string", ` {"payments":{"availability":0.9995}} `, `{"payments":{"availability":0.9995}}`},
+		{"cdk.json object", map[string]any{"*": map[string]any{"p99": "2s"}}, `{"*":{"p99":"2s"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := FromContext(lookupOf(map[string]any{CtxSLAObjectives: tc.v}))
+			if err != nil || c.SLAObjectives != tc.want {
+				t.Fatalf("SLAObjectives %q, %v; want %q", c.SLAObjectives, err, tc.want)
+			}
+		})
+	}
+	for _, bad := range []any{`{"payments":`, `{"payments":{"availability":1.5}}`, `{"payments":{"p99":"soon"}}`, `["payments"]`} {
+		if _, err := FromContext(lookupOf(map[string]any{CtxSLAObjectives: bad})); err == nil {
+			t.Errorf("context %s=%v accepted", CtxSLAObjectives, bad)
+		}
+	}
+}
+
 func TestTunerContext(t *testing.T) {
 	c, err := FromContext(lookupOf(map[string]any{CtxTuner: map[string]any{"enabled": true, "allow": []any{"maxConcurrency"}}}))
 	if err != nil || c.TunerGuard != `{"allow":["maxConcurrency"],"enabled":true}` {

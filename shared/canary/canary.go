@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/history"
@@ -67,19 +66,17 @@ type Verdict struct {
 	OK      bool          `json:"ok"`
 	Latency time.Duration `json:"latency,omitempty"` // submission to the terminal receipt
 	Reason  string        `json:"reason,omitempty"`  // why a probe failed
+	// Outcome is a decided probe as the canary's service level counts it:
+	// a healthy probe completed; one that was late, or never reached a
+	// verified end in time, timed out; one that ended in a fault or whose
+	// chain has findings is a platform fault.
+	Outcome sla.Outcome `json:"-"`
 }
-
-// reasonNoEnd and reasonLate begin the reasons of a probe that did not end
-// in time and of one that completed late.
-const (
-	reasonNoEnd = "no verified terminal receipt"
-	reasonLate  = "completed after"
-)
 
 // Judge decides a probe from what the verifier recorded: its watermark, the
 // terminal receipt (nil when not read), the case's findings, at now.
 func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []receipt.Finding, now time.Time, freshness time.Duration) Verdict {
-	v := Verdict{Probe: p, Decided: true}
+	v := Verdict{Probe: p, Decided: true, Outcome: sla.PlatformFaulted}
 	deadline := p.Submitted.Add(freshness)
 	switch {
 	case len(findings) > 0:
@@ -89,7 +86,8 @@ func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []r
 			v.Decided = false
 			return v
 		}
-		v.Reason = fmt.Sprintf("%s %s after submission (verified through seq %d)", reasonNoEnd, freshness, w.Seq)
+		v.Reason = fmt.Sprintf("no verified terminal receipt %s after submission (verified through seq %d)", freshness, w.Seq)
+		v.Outcome = sla.TimedOut
 	case terminal.Seq != w.Ended:
 		v.Reason = fmt.Sprintf("the terminal receipt read is seq %d, the watermark's is %d", terminal.Seq, w.Ended)
 	case terminal.Type != history.CaseCompleted:
@@ -97,27 +95,13 @@ func Judge(p Probe, w receipt.Watermark, terminal *receipt.Receipt, findings []r
 	default:
 		v.Latency = max(terminal.Started.Sub(p.Submitted), 0)
 		if terminal.Started.After(deadline) {
-			v.Reason = fmt.Sprintf("%s %s, the freshness bound is %s", reasonLate, v.Latency, freshness)
+			v.Reason = fmt.Sprintf("completed after %s, the freshness bound is %s", v.Latency, freshness)
+			v.Outcome = sla.TimedOut
 			return v
 		}
-		v.OK = true
+		v.OK, v.Outcome = true, sla.Completed
 	}
 	return v
-}
-
-// Outcome is the verdict as a service-level observation: a healthy probe
-// completed; one that ended in a fault or whose chain has findings is a
-// platform fault; one that was late, or never reached a verified end in
-// time, timed out.
-func (v Verdict) Outcome() sla.Outcome {
-	switch {
-	case v.OK:
-		return sla.Completed
-	case strings.HasPrefix(v.Reason, reasonNoEnd), strings.HasPrefix(v.Reason, reasonLate):
-		return sla.TimedOut
-	default:
-		return sla.PlatformFaulted
-	}
 }
 
 // Registry publishes and resolves workflows and owns namespaces.
@@ -345,11 +329,11 @@ func (c *Canary) record(ctx context.Context, vs []Verdict) error {
 	for _, v := range vs {
 		b := sla.NewBucket(sla.CanaryProbes, v.Submitted)
 		if v.Latency > 0 {
-			if err := b.Observe(v.Outcome(), v.Latency); err != nil {
+			if err := b.Observe(v.Outcome, v.Latency); err != nil {
 				return err
 			}
 		} else {
-			b.Counts.Record(v.Outcome())
+			b.Counts.Record(v.Outcome)
 		}
 		if err := c.d.SLIs.PutBuckets(ctx, "probe-"+v.CaseID, []*sla.Bucket{b}); err != nil {
 			return fmt.Errorf("record probe %s: %w", v.CaseID, err)

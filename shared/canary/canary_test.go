@@ -47,8 +47,8 @@ func TestJudge(t *testing.T) {
 			if v.Decided && !v.OK && v.Reason == "" {
 				t.Fatal("a failed probe must say why")
 			}
-			if v.Decided && v.Outcome() != tc.outcome {
-				t.Fatalf("outcome %v, want %v (reason %q)", v.Outcome(), tc.outcome, v.Reason)
+			if v.Decided && v.Outcome != tc.outcome {
+				t.Fatalf("outcome %v, want %v (reason %q)", v.Outcome, tc.outcome, v.Reason)
 			}
 		})
 	}

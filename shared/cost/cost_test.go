@@ -3,6 +3,7 @@ package cost
 import (
 	"encoding/json"
 	"math/big"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -262,5 +263,47 @@ func BenchmarkPriceCase(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = tb.Price(fiveTask)
+	}
+}
+
+// TestCountersListEveryField pins Counters to Usage: every numeric field
+// appears once, under its JSON name, and Add and Sub go through all of them.
+func TestCountersListEveryField(t *testing.T) {
+	var u Usage
+	cs := u.Counters()
+	rt := reflect.TypeOf(u)
+	var want []string
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if k := f.Type.Kind(); k == reflect.Int64 || k == reflect.Float64 {
+			want = append(want, strings.Split(f.Tag.Get("json"), ",")[0])
+		}
+	}
+	var got []string
+	for i, c := range cs {
+		if (c.Int == nil) == (c.Float == nil) {
+			t.Fatalf("counter %s: exactly one of Int and Float must be set", c.Name)
+		}
+		// Setting counter i through its pointer changes that field alone.
+		if c.Int != nil {
+			*c.Int = int64(i + 1)
+		} else {
+			*c.Float = float64(i + 1)
+		}
+		got = append(got, c.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("counters %v, want the fields %v", got, want)
+	}
+	sum := u
+	sum.Add(u)
+	for i, c := range sum.Counters() {
+		if c.Value() != float64(2*(i+1)) {
+			t.Errorf("Add: %s = %v, want %d", c.Name, c.Value(), 2*(i+1))
+		}
+	}
+	sum.Sub(u)
+	if sum != u {
+		t.Errorf("Sub after Add: %+v, want %+v", sum, u)
 	}
 }

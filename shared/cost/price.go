@@ -38,46 +38,65 @@ type Usage struct {
 	DynamoRequests   int64   `json:"dynamoRequests"`   // DynamoDB requests (billed by their units; kept for capacity)
 }
 
+// Counter is one named counter of a Usage, addressable: exactly one of Int
+// and Float is set.
+type Counter struct {
+	Name  string   // the counter's JSON member and stored attribute name
+	Int   *int64   // a whole-number counter
+	Float *float64 // a fractional counter (DynamoDB request units)
+}
+
+// Value returns the counter's value.
+func (c Counter) Value() float64 {
+	if c.Int != nil {
+		return float64(*c.Int)
+	}
+	return *c.Float
+}
+
+// Counters returns u's counters in a fixed order. It is the one list of
+// them: Add, Sub and the stored forms of a Usage go through it.
+func (u *Usage) Counters() [15]Counter {
+	return [...]Counter{
+		{Name: "invocationMicros", Int: &u.InvocationMicros},
+		{Name: "lambdaMBms", Int: &u.LambdaMBms},
+		{Name: "writeUnits", Float: &u.WriteUnits},
+		{Name: "readUnits", Float: &u.ReadUnits},
+		{Name: "streamReads", Int: &u.StreamReads},
+		{Name: "sqsRequests", Int: &u.SQSRequests},
+		{Name: "snsPublishes", Int: &u.SNSPublishes},
+		{Name: "kmsRequests", Int: &u.KMSRequests},
+		{Name: "kmsAsymRequests", Int: &u.KMSAsymRequests},
+		{Name: "secretsRequests", Int: &u.SecretsRequests},
+		{Name: "s3Puts", Int: &u.S3Puts},
+		{Name: "s3Gets", Int: &u.S3Gets},
+		{Name: "httpCalls", Int: &u.HTTPCalls},
+		{Name: "httpBytes", Int: &u.HTTPBytes},
+		{Name: "dynamoRequests", Int: &u.DynamoRequests},
+	}
+}
+
 // Add adds o to u. Usage of different architectures cannot be summed into
 // one figure; Add keeps u's architecture and callers keep them apart.
 func (u *Usage) Add(o Usage) {
 	if u.Arch == "" {
 		u.Arch = o.Arch
 	}
-	u.InvocationMicros += o.InvocationMicros
-	u.LambdaMBms += o.LambdaMBms
-	u.WriteUnits += o.WriteUnits
-	u.ReadUnits += o.ReadUnits
-	u.StreamReads += o.StreamReads
-	u.SQSRequests += o.SQSRequests
-	u.SNSPublishes += o.SNSPublishes
-	u.KMSRequests += o.KMSRequests
-	u.KMSAsymRequests += o.KMSAsymRequests
-	u.SecretsRequests += o.SecretsRequests
-	u.S3Puts += o.S3Puts
-	u.S3Gets += o.S3Gets
-	u.HTTPCalls += o.HTTPCalls
-	u.HTTPBytes += o.HTTPBytes
-	u.DynamoRequests += o.DynamoRequests
+	u.combine(&o, 1)
 }
 
 // Sub subtracts o from u (an earlier reading of the same counters).
-func (u *Usage) Sub(o Usage) {
-	u.InvocationMicros -= o.InvocationMicros
-	u.LambdaMBms -= o.LambdaMBms
-	u.WriteUnits -= o.WriteUnits
-	u.ReadUnits -= o.ReadUnits
-	u.StreamReads -= o.StreamReads
-	u.SQSRequests -= o.SQSRequests
-	u.SNSPublishes -= o.SNSPublishes
-	u.KMSRequests -= o.KMSRequests
-	u.KMSAsymRequests -= o.KMSAsymRequests
-	u.SecretsRequests -= o.SecretsRequests
-	u.S3Puts -= o.S3Puts
-	u.S3Gets -= o.S3Gets
-	u.HTTPCalls -= o.HTTPCalls
-	u.HTTPBytes -= o.HTTPBytes
-	u.DynamoRequests -= o.DynamoRequests
+func (u *Usage) Sub(o Usage) { u.combine(&o, -1) }
+
+func (u *Usage) combine(o *Usage, sign int64) {
+	to, from := u.Counters(), o.Counters()
+	for i, c := range to {
+		if c.Int != nil {
+			*c.Int += sign * *from[i].Int
+		} else {
+			*c.Float += float64(sign) * *from[i].Float
+		}
+	}
 }
 
 // SQSChunks is how many requests SQS bills for one message of n bytes: one

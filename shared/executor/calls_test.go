@@ -1,13 +1,10 @@
 package executor
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/metadata"
 
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
@@ -20,17 +17,7 @@ import (
 // run a script: the call carries the case's idempotency key as metadata,
 // the script's result is the task output, and the chain verifies.
 func TestGRPCAndScriptTasks(t *testing.T) {
-	const proto = `syntax = "proto3";
-package demo;
-service Greeter { rpc SayHello (HelloRequest) returns (HelloReply); }
-message HelloRequest { string name = 1; }
-message HelloReply { string message = 1; }
-`
-	srv := grpctest.Serve(t, map[string]string{"greeter.proto": proto}, "greeter.proto", map[string]grpctest.Handler{
-		"SayHello": func(_ context.Context, req map[string]any, _ metadata.MD) (map[string]any, error) {
-			return map[string]any{"message": fmt.Sprintf("hello %v", req["name"])}, nil
-		},
-	})
+	srv := grpctest.Greeter(t)
 	e := newEnv(t, nil)
 	body := fmt.Sprintf(`document:
   dsl: '1.0.0'

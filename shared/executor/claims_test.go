@@ -454,3 +454,58 @@ func TestCallTimeoutStaysInsideTheInvocation(t *testing.T) {
 		t.Fatalf("keys %v, stats %+v: want the repeat under the same key and one effect", keys, st)
 	}
 }
+
+// TestNondeterministicHistoryIsQuarantined builds a chain that verifies
+// link by link but whose history the engine does not decide on its
+// workflow (a task completion recorded under another task, as an engine
+// change of its occurrence keys would leave): the case is quarantined with
+// the reason, not extended and not faulted.
+func TestNondeterministicHistoryIsQuarantined(t *testing.T) {
+	e := newEnv(t, nil)
+	x, m := e.executor(DefaultConfig())
+	src := message.CaseID("acme", "insurance", "insurance-claim", "nd-src")
+	e.send(startMessage("acme", "insurance", "insurance-claim", "nd-src", sampleInput(t, "insurance-claim")))
+	e.pump(x, func() bool { subs, _ := e.cases.Subscribers(e.ctx, "acme"); return len(subs) == 1 }, time.Minute)
+	evs, err := e.chains.Events(e.ctx, e.chain(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same history as another case, with the events of its first task
+	// recorded under a task the workflow does not have there.
+	id := message.CaseID("acme", "insurance", "insurance-claim", "nd-1")
+	altered := 0
+	var prev *receipt.Receipt
+	first := evs[1].Key
+	for _, ev := range evs {
+		switch {
+		case ev.Type == history.CaseStarted:
+			ev.Data = json.RawMessage(strings.Replace(string(ev.Data), src, id, 1))
+		case ev.Key == first && ev.Task != "":
+			ev.Task = ev.Task + "Renamed"
+			altered++
+		}
+		a, err := e.chains.AppendExact(e.ctx, prev, "acme", id, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = a.Receipt
+	}
+	if altered == 0 {
+		t.Fatal("the source case completed no task")
+	}
+	n := len(e.chain(id))
+	resp := e.direct(x, sqsEvent(t, []any{forged(id, message.ReasonResume, "", int64(n), time.Time{})}, nil), 30*time.Second)
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a nondeterministic case was reported for retry: %v", resp.BatchItemFailures)
+	}
+	fs, _ := e.cases.Quarantined(e.ctx, id)
+	if len(fs) != 1 || fs[0].Kind != receipt.HistoryInvalid || !strings.Contains(fs[0].Detail, "nondeterministic history") || !strings.Contains(fs[0].Detail, "Renamed") {
+		t.Fatalf("quarantine findings %+v, want one HistoryInvalid naming the nondeterminism", fs)
+	}
+	if got := len(e.chain(id)); got != n {
+		t.Fatalf("a nondeterministic case was extended: %d -> %d receipts", n, got)
+	}
+	if metricSum(t, m, telemetry.IntegrityFindings) < 1 {
+		t.Fatal("no IntegrityFindings metric")
+	}
+}

@@ -248,6 +248,12 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		s := pending[0]
 		pending = pending[1:]
 		dec, err := c.prog.Decide(ctx, c.state, s, opts)
+		if errors.Is(err, engine.ErrNondeterministic) {
+			// The engine no longer decides what the chain recorded: the case
+			// is held as it is, for an operator, and never extended.
+			return x.quarantine(ctx, c, []receipt.Finding{{Kind: receipt.HistoryInvalid, Tenant: c.tenant, CaseID: c.id,
+				Seq: int64(len(c.receipts) - 1), Detail: err.Error()}})
+		}
 		if err != nil {
 			return x.faultCase(ctx, c, fmt.Errorf("engine: %w", err))
 		}

@@ -159,6 +159,7 @@ type Executor struct {
 	secrets Secrets
 	grants  Grants
 	nss     Namespaces
+	slis    SLIs
 	calls   *engine.Performer
 	log     *slog.Logger
 	now     func() time.Time
@@ -187,6 +188,9 @@ type Deps struct {
 	// every sender may act for every tenant, for tests and tools only).
 	Grants     Grants
 	Namespaces Namespaces
+
+	// SLIs receives the dead-lettered outcomes (nil: not recorded).
+	SLIs SLIs
 }
 
 // New builds an executor.
@@ -207,7 +211,7 @@ func New(cfg Config, d Deps) *Executor {
 		cfg.SeqRereads = 3
 	}
 	return &Executor{cfg: cfg, chains: d.Chains, descs: d.Descriptors, send: d.Sender, cases: d.Cases, inputs: d.Payloads,
-		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, calls: engine.NewPerformer(&httpcall.Client{HTTP: d.HTTP}, d.GRPC, d.Scripts), log: d.Log, now: d.Now, metrics: d.Metrics}
+		alerts: d.Alerts, secrets: d.Secrets, grants: d.Grants, nss: d.Namespaces, slis: d.SLIs, calls: engine.NewPerformer(&httpcall.Client{HTTP: d.HTTP}, d.GRPC, d.Scripts), log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
 // Handle processes one SQS batch: messages of one case in order, different
@@ -238,6 +242,7 @@ func (x *Executor) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEv
 		if failed[m.MessageId] && x.cfg.MaxReceiveCount > 0 && batch.ReceiveCount(m) >= x.cfg.MaxReceiveCount {
 			x.metrics.Add(telemetry.DLQBound, telemetry.Count, 1)
 			x.log.ErrorContext(ctx, "message bound for the dead-letter queue", "messageId", m.MessageId, "receiveCount", batch.ReceiveCount(m))
+			x.deadLettered(ctx, m)
 		}
 	}
 	x.metrics.Add(telemetry.BatchItemFailures, telemetry.Count, float64(len(resp.BatchItemFailures)))

@@ -157,6 +157,7 @@ func (e *env) executor(cfg Config) (*Executor, *telemetry.Metrics) {
 		HTTP:        standin.Client(e.services),
 		Metrics:     m,
 		Log:         telemetry.NewLogger(testLog{e.t}, slog.LevelInfo),
+		SLIs:        store.NewSLIs(e.ddb, e.state),
 	})
 	return x, m
 }

@@ -60,6 +60,10 @@ type Genesis struct {
 	// later hops arriving with a trace of their own can link to the case's
 	// trace. Optional: chains without it verify as before.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Format is the version of the history format the engine that started
+	// the case recorded (see engine.HistoryFormat); zero in chains recorded
+	// before the field existed.
+	Format int `json:"format,omitempty"`
 }
 
 // Subflow is a sub-workflow version a case pinned when it started: every

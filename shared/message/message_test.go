@@ -16,6 +16,7 @@ func TestDecodeSamples(t *testing.T) {
 		"start-payment.json":                KindStart,
 		"start-latest.json":                 KindStart,
 		"start-by-reference.json":           KindStart,
+		"start-claim.json":                  KindStart,
 		"continue-timer.json":               KindContinue,
 		"continue-branch.json":              KindContinue,
 		"cloudevent-adjuster-decision.json": KindEvent,

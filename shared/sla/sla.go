@@ -41,6 +41,12 @@ const (
 // case) and the platform's own level (every case) leaves it out.
 const CanaryProbes = "CANARY"
 
+// Unattributed is the Workflow key of outcomes that belong to no verified
+// case: messages dead-lettered before their case's genesis receipt was
+// written, whose workflow only the message claims. The platform's level
+// counts them; no workflow's does.
+const Unattributed = "UNATTRIBUTED"
+
 // Counts are outcome counts over some span of time.
 type Counts struct {
 	Completed       int64 `json:"completed"`

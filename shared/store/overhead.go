@@ -2,10 +2,7 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -41,25 +38,20 @@ func overheadPK(period string) string { return "USAGE#" + period }
 // Add adds u to the period's record of function's overhead of class. A
 // zero usage writes nothing.
 func (o *Overheads) Add(ctx context.Context, period string, class cost.Overhead, function string, u cost.Usage) error {
-	b, err := json.Marshal(u)
-	if err != nil {
-		return fmt.Errorf("encode overhead usage: %w", err)
-	}
-	var fields map[string]any
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return fmt.Errorf("decode overhead usage: %w", err)
-	}
 	names := map[string]string{}
 	values := map[string]types.AttributeValue{}
 	var adds []string
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
-		v, ok := fields[k].(float64)
-		if !ok || v == 0 {
+	for _, c := range u.Counters() {
+		if c.Value() == 0 {
 			continue
 		}
 		i := strconv.Itoa(len(adds))
-		names["#f"+i] = k
-		values[":v"+i] = &types.AttributeValueMemberN{Value: strconv.FormatFloat(v, 'f', -1, 64)}
+		names["#f"+i] = c.Name
+		if c.Int != nil {
+			values[":v"+i] = &types.AttributeValueMemberN{Value: strconv.FormatInt(*c.Int, 10)}
+		} else {
+			values[":v"+i] = &types.AttributeValueMemberN{Value: strconv.FormatFloat(*c.Float, 'f', -1, 64)}
+		}
 		adds = append(adds, "#f"+i+" :v"+i)
 	}
 	if len(adds) == 0 {
@@ -71,7 +63,7 @@ func (o *Overheads) Add(ctx context.Context, period string, class cost.Overhead,
 	}
 	names["#a"] = "arch"
 	values[":a"] = s(string(u.Arch))
-	_, err = o.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	_, err := o.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(o.table),
 		Key:                       key(overheadPK(period), string(class)+"#"+function+"#"+arch),
 		UpdateExpression:          aws.String("SET #a = :a ADD " + strings.Join(adds, ", ")),
@@ -137,26 +129,25 @@ func Split(all []Overhead) (shared, idle []cost.Usage) {
 	return shared, idle
 }
 
-// overheadUsage reads an overhead item's counters (named as cost.Usage's
-// JSON members) back into a Usage.
+// overheadUsage reads an overhead item's counters back into a Usage.
 func overheadUsage(item map[string]types.AttributeValue) (cost.Usage, error) {
-	fields := map[string]any{}
-	for k, v := range item {
-		switch a := v.(type) {
-		case *types.AttributeValueMemberN:
-			fields[k] = json.Number(a.Value)
-		case *types.AttributeValueMemberS:
-			if k == "arch" {
-				fields[k] = a.Value
-			}
+	u := cost.Usage{Arch: cost.Arch(attrS(item, "arch"))}
+	for _, c := range u.Counters() {
+		n, ok := item[c.Name].(*types.AttributeValueMemberN)
+		if !ok {
+			continue
+		}
+		var err error
+		if c.Int != nil {
+			*c.Int, err = strconv.ParseInt(n.Value, 10, 64)
+		} else {
+			*c.Float, err = strconv.ParseFloat(n.Value, 64)
+		}
+		if err != nil {
+			return u, fmt.Errorf("counter %s: %w", c.Name, err)
 		}
 	}
-	var u cost.Usage
-	b, err := json.Marshal(fields)
-	if err == nil {
-		err = json.Unmarshal(b, &u)
-	}
-	return u, err
+	return u, nil
 }
 
 // Since is what after (a later Period reading) added to before.

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -14,9 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/knhk/knhk/localstack/standin"
+	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // coverage names, for every file under events/, the test that exercises
@@ -29,11 +35,12 @@ var coverage = map[string][]string{
 	"events/inputs/":                               {"test/e2e", "TestSamplesComplete"},
 	"events/workflows/":                            {"test/e2e", "TestSamplesComplete"},
 	"events/sqs/start-payment.json":                {"shared/message", "TestDecodeSamples"},
-	"events/sqs/start-by-reference.json":           {"shared/message", "TestDecodeSamples"},
-	"events/sqs/continue-timer.json":               {"shared/message", "TestDecodeSamples"},
-	"events/sqs/continue-branch.json":              {"shared/message", "TestDecodeSamples"},
-	"events/sqs/cloudevent-adjuster-decision.json": {"shared/message", "TestDecodeSamples"},
-	"events/sqs/poison-unknown-workflow.json":      {"shared/message", "TestDecodeSamples"},
+	"events/sqs/start-by-reference.json":           {"test/e2e", "TestSQSSamplesThroughTheStack"},
+	"events/sqs/start-claim.json":                  {"test/e2e", "TestSQSSamplesThroughTheStack"},
+	"events/sqs/continue-timer.json":               {"test/e2e", "TestSQSSamplesThroughTheStack"},
+	"events/sqs/continue-branch.json":              {"test/e2e", "TestSQSSamplesThroughTheStack"},
+	"events/sqs/cloudevent-adjuster-decision.json": {"test/e2e", "TestSQSSamplesThroughTheStack"},
+	"events/sqs/poison-unknown-workflow.json":      {"test/e2e", "TestSQSSamplesThroughTheStack"},
 	"events/sqs/poison-not-json.txt":               {"test/e2e", "TestPoisonSampleRefused"},
 	"events/sqs/start-latest.json":                 {"test/e2e", "TestReadmeRunsAsWritten"},
 }
@@ -138,7 +145,7 @@ func TestCoveredBy(t *testing.T) {
 		ok   bool
 	}{
 		{"events/sqs/start-latest.json", "TestReadmeRunsAsWritten", true},
-		{"events/sqs/continue-timer.json", "TestDecodeSamples", true},
+		{"events/sqs/continue-timer.json", "TestSQSSamplesThroughTheStack", true},
 		{"events/sqs/new-message.json", "", false},
 		{"events/inputs/insurance-claim.json", "TestSamplesComplete", true},
 		{"events/new-kind/sample.json", "", false},
@@ -182,5 +189,101 @@ func TestSQSSamplesStart(t *testing.T) {
 		})
 		output(t, rs)
 		readChain(t, ctx, m.Start.CaseID())
+	}
+}
+
+// TestSQSSamplesThroughTheStack sends the other events/sqs samples as
+// written, as a user following docs/messages.md would:
+//   - start-by-reference.json, after uploading events/inputs/cross-border-
+//     payment.json to the payloads bucket under the hash the sample names
+//     (what `aws s3 cp` of the file does): the case completes;
+//   - start-claim.json, then, once the claim waits for its adjuster,
+//     cloudevent-adjuster-decision.json: the event resumes the claim and it
+//     completes with the stand-ins' expected output;
+//   - continue-timer.json, continue-branch.json (continuations of a case that
+//     does not exist) and poison-unknown-workflow.json (a start of a workflow
+//     nobody published): each is dropped as permanent, opens no case and is
+//     counted.
+func TestSQSSamplesThroughTheStack(t *testing.T) {
+	noteFailure(t)
+	if suite.external {
+		t.Skip("the samples' fixed idempotency keys and event id may have run on a deployed stack before")
+	}
+	root, err := localaws.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, 180*time.Second)
+	sample := func(name string) (string, *message.Message) {
+		t.Helper()
+		body, err := os.ReadFile(filepath.Join(root, "events", "sqs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := message.Decode(body)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return string(body), &m
+	}
+	send := func(body string) {
+		t.Helper()
+		if _, err := suite.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(suite.res.WorkQueueURL), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ended := func(rs []*receipt.Receipt) bool { return len(rs) > 0 && rs[len(rs)-1].Type.Terminal() }
+	since := time.Now()
+
+	// By reference: the sample names the hash of the input file's bytes.
+	input, err := os.ReadFile(filepath.Join(root, "events", "inputs", "cross-border-payment.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(input)
+	byRef, m := sample("start-by-reference.json")
+	if m.Start == nil || m.Start.InputRef != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Fatalf("start-by-reference.json names %v, want the hash of events/inputs/cross-border-payment.json", m.Start)
+	}
+	payloads := objects.NewPayloads(objects.New(objects.NewClient(suite.cfg), suite.res.PayloadBucket))
+	if err := payloads.PutBlob(ctx, receipt.Blob{Hash: hex.EncodeToString(sum[:]), Bytes: input}); err != nil {
+		t.Fatal(err)
+	}
+	send(byRef)
+	if got := output(t, awaitChain(t, ctx, m.Start.CaseID(), ended)); got != standin.Outputs["cross-border-payment"] {
+		t.Errorf("start-by-reference.json: output %s, want %s", got, standin.Outputs["cross-border-payment"])
+	}
+
+	// A claim that waits for its adjuster, and the adjuster's CloudEvent.
+	claim, m := sample("start-claim.json")
+	send(claim)
+	claimID := m.Start.CaseID()
+	awaitChain(t, ctx, claimID, func(rs []*receipt.Receipt) bool { return count(rs, history.EventAwaited) > 0 })
+	decision, ev := sample("cloudevent-adjuster-decision.json")
+	if ev.Event == nil {
+		t.Fatal("cloudevent-adjuster-decision.json is not a CloudEvent")
+	}
+	send(decision)
+	if got := output(t, awaitChain(t, ctx, claimID, ended)); got != standin.Outputs["insurance-claim"] {
+		t.Errorf("the claim resumed by the CloudEvent sample: output %s, want %s", got, standin.Outputs["insurance-claim"])
+	}
+	readChain(t, ctx, claimID)
+
+	// Messages that name no case or no workflow: dropped, no case opened.
+	var refused []string
+	for _, name := range []string{"continue-timer.json", "continue-branch.json", "poison-unknown-workflow.json"} {
+		body, m := sample(name)
+		send(body)
+		if m.Continue != nil {
+			refused = append(refused, m.Continue.CaseID)
+		} else {
+			refused = append(refused, m.Start.CaseID())
+		}
+	}
+	awaitMetricSum(t, ctx, telemetry.PermanentErrors, since, float64(len(refused)))
+	for _, id := range refused {
+		if tail, err := suite.chains.Tail(ctx, id); err != nil || tail != nil {
+			t.Errorf("a refused sample opened case %s: %+v, %v", id, tail, err)
+		}
 	}
 }

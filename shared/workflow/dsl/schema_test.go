@@ -47,6 +47,9 @@ var stricter = map[string]string{
 	"auth-digest.yaml":                    "unsupported digest authentication",
 	"emit-without-attributes.yaml":        "emitted event without source and type",
 	"empty-workflow.yaml":                 "workflow without tasks",
+	"listen-foreach.yaml":                 "unsupported listen foreach",
+	"dsl-prerelease.yaml":                 "document.dsl must be a 1.0.x release",
+	"catalog-function.yaml":               "unsupported catalog function",
 }
 
 // repoRoot walks up from the working directory to the folder holding go.mod.

@@ -2,6 +2,7 @@ package dsl
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -115,10 +116,15 @@ func (v *validator) add(ptr, msg string) {
 	v.issues = append(v.issues, &Issue{Pointer: ptr, Line: pos.Line, Column: pos.Column, Message: msg})
 }
 
+// releasedDSL matches the DSL versions the runtime implements: the 1.0.x
+// releases, without pre-release or build suffixes (1.0.0-alpha5 and
+// 1.0.0-rc1 describe drafts whose schemas differ).
+var releasedDSL = regexp.MustCompile(`^1\.0\.(0|[1-9][0-9]*)$`)
+
 func (v *validator) document() {
 	dsl := v.w.Document.DSL
-	if !strings.HasPrefix(dsl, "1.0.") {
-		v.add("/document/dsl", fmt.Sprintf("unsupported: DSL version %q (KNHK runs 1.0.x)", dsl))
+	if !releasedDSL.MatchString(dsl) {
+		v.add("/document/dsl", fmt.Sprintf("unsupported: DSL version %q (KNHK runs the 1.0.x releases, not pre-releases)", dsl))
 	}
 }
 
@@ -259,6 +265,7 @@ func (v *validator) task(t *Task, ptr string, siblings map[string]bool) {
 		v.list(t.For.Do, join(ptr, "do"))
 	case t.Listen != nil:
 		if t.Listen.Foreach != nil {
+			v.add(join(ptr, "foreach"), "unsupported: listen.foreach (process the listen task's output with a for task)")
 			v.list(t.Listen.Foreach.Do, join(join(ptr, "foreach"), "do"))
 		}
 	case t.Emit != nil:
@@ -280,6 +287,8 @@ func (v *validator) task(t *Task, ptr string, siblings map[string]bool) {
 			v.add(join(rp, "shell"), "unsupported: run shell")
 		case t.Run.Script != nil:
 			v.script(t.Run, join(rp, "script"))
+		case t.Run.Workflow != nil && !t.Run.Await:
+			v.add(join(rp, "await"), "unsupported: await false for a workflow (KNHK runs a sub-workflow inline, in the case's chain, and its output is the task's output)")
 		}
 	case t.Switch != nil:
 		for i, c := range t.Switch.Cases {
@@ -323,6 +332,10 @@ func (v *validator) call(c *CallTask, ptr string) {
 		v.add(cp, fmt.Sprintf("unsupported: call %s (KNHK calls http, openapi, grpc and declared functions)", c.Call))
 	case BuiltinValidateSchema:
 	default:
+		if name, catalog, ok := strings.Cut(c.Call, "@"); ok {
+			v.add(cp, fmt.Sprintf("unsupported: function %q from catalog %q (catalogs are not supported)", name, catalog))
+			return
+		}
 		if _, ok := v.w.Use.Functions[c.Call]; !ok {
 			v.add(cp, fmt.Sprintf("function %q is not declared under use.functions", c.Call))
 		}

@@ -10,10 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/workflow/engine/grpccall/grpctest"
 )
@@ -121,33 +117,6 @@ func TestRunScriptFaults(t *testing.T) {
 	mustComplete(t, res, `{"caught":"the script threw: no"}`)
 }
 
-const greeter = `syntax = "proto3";
-package demo;
-service Greeter {
-  rpc SayHello (HelloRequest) returns (HelloReply);
-  rpc Slow (HelloRequest) returns (HelloReply);
-  rpc Watch (HelloRequest) returns (stream HelloReply);
-}
-message HelloRequest { string name = 1; }
-message HelloReply { string message = 1; string key = 2; }
-`
-
-func greeterServer(t *testing.T) *grpctest.Server {
-	return grpctest.Serve(t, map[string]string{"greeter.proto": greeter}, "greeter.proto", map[string]grpctest.Handler{
-		"SayHello": func(_ context.Context, req map[string]any, md metadata.MD) (map[string]any, error) {
-			key := ""
-			if v := md.Get("idempotency-key"); len(v) > 0 {
-				key = v[0]
-			}
-			return map[string]any{"message": fmt.Sprintf("hello %v", req["name"]), "key": key}, nil
-		},
-		"Slow": func(ctx context.Context, _ map[string]any, _ metadata.MD) (map[string]any, error) {
-			<-ctx.Done()
-			return nil, status.Error(codes.DeadlineExceeded, "slow")
-		},
-	})
-}
-
 func grpcTask(srv *grpctest.Server, method string) string {
 	return fmt.Sprintf(`call: grpc
       with:
@@ -163,7 +132,7 @@ func grpcTask(srv *grpctest.Server, method string) string {
 }
 
 func TestGRPCCall(t *testing.T) {
-	srv := greeterServer(t)
+	srv := grpctest.Greeter(t)
 	src := header + "do:\n  - hello:\n      " + grpcTask(srv, "SayHello") + "\n      output:\n        as: ${ .message }\n"
 	res := run(t, src, map[string]any{"who": "Ada"}, RunOptions{CaseID: "c-grpc"})
 	mustComplete(t, res, `"hello Ada"`)
@@ -176,7 +145,7 @@ func TestGRPCCall(t *testing.T) {
 }
 
 func TestGRPCCallFaults(t *testing.T) {
-	srv := greeterServer(t)
+	srv := grpctest.Greeter(t)
 	tests := []struct {
 		name, task string
 		status     int
@@ -197,7 +166,7 @@ func TestGRPCCallFaults(t *testing.T) {
 }
 
 func TestPerformerSendsTheIdempotencyKey(t *testing.T) {
-	srv := greeterServer(t)
+	srv := grpctest.Greeter(t)
 	src := header + "do:\n  - hello:\n      " + grpcTask(srv, "SayHello") + "\n"
 	p, err := Compile(load(t, src))
 	if err != nil {

@@ -82,6 +82,7 @@ type walker struct {
 	redrive bool   // repeat the effects of pending calls and timers
 	probe   bool   // Waits: record nothing, note what listen tasks wait for
 	waits   []Wait // what the probe found
+	nondet  error  // where the history and the walk parted, if they did
 }
 
 // Decide advances the case st by the stimulus s: it folds the events it
@@ -110,6 +111,7 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 			return dec, fmt.Errorf("decide: encode input: %w", err)
 		}
 		g := s.Genesis
+		g.Format = HistoryFormat
 		if g.Namespace == "" && g.Workflow == "" {
 			g.Namespace, g.Workflow, g.Version = p.wf.Document.Namespace, p.wf.Document.Name, p.wf.Document.Version
 		}
@@ -175,6 +177,9 @@ func (p *Program) Decide(ctx context.Context, st *State, s Stimulus, opts Option
 	}
 	if err := w.walk(); err != nil {
 		return dec, err
+	}
+	if w.nondet != nil {
+		return dec, w.nondet
 	}
 	return dec, nil
 }
@@ -452,6 +457,14 @@ func (w *walker) runList(frame string, l *list, in val, sc scope) result {
 // runNode runs one task occurrence.
 func (w *walker) runNode(key string, n *node, in val, sc scope, branch bool) result {
 	if rec := w.st.Records[key]; rec != nil {
+		if rec.Task != n.ptr {
+			// The history recorded another task at this occurrence: the
+			// walk and the history part, and nothing more is decided.
+			if w.nondet == nil {
+				w.nondet = &NondeterminismError{Key: key, Detail: fmt.Sprintf("the history recorded task %s here, the workflow walks %s", rec.Task, n.ptr)}
+			}
+			return blocked()
+		}
 		switch rec.Status {
 		case RecDone:
 			return result{out: outDone, v: val{v: rec.value(), raw: rec.Output}, then: rec.Then}

@@ -97,10 +97,16 @@ func (w *walker) execEmit(key string, n *node, in val, sc scope) result {
 
 // listenSpec is a compiled listen task.
 type listenSpec struct {
+	strategy
+	until   *expr.Expr // ends an `any` consumption when true of the events consumed
+	untilBy *strategy  // ends an `any` consumption once its events are consumed
+	read    string
+}
+
+// strategy is a compiled event consumption strategy.
+type strategy struct {
 	mode    string // one, any, all
 	filters []eventFilter
-	until   *expr.Expr
-	read    string
 }
 
 type eventFilter struct {
@@ -113,60 +119,76 @@ type correlation struct {
 	expect *expr.Template
 }
 
+// untilKey is the occurrence key under which a listen task records the
+// events its `until` strategy consumed: they end the task and are not part
+// of its output.
+func untilKey(key string) string { return key + "/until" }
+
 func (c *compiler) compileListen(n *node, extra []string) error {
 	lt := n.t.Listen
 	ls := &listenSpec{read: lt.Read}
 	if lt.Foreach != nil {
 		return fmt.Errorf("listen.foreach is not supported")
 	}
-	var filters []dsl.EventFilter
-	switch to := lt.To; {
-	case to.One != nil:
-		ls.mode, filters = "one", []dsl.EventFilter{*to.One}
-	case to.All != nil:
-		ls.mode, filters = "all", to.All
-	default:
-		ls.mode, filters = "any", to.Any
-		if to.Until != nil {
-			if to.Until.Strategy != nil {
-				return fmt.Errorf("listen: until as a consumption strategy is not supported")
-			}
-			e, err := c.expr(to.Until.Expr, extra)
-			if err != nil {
+	st, err := c.compileStrategy(lt.To, extra)
+	if err != nil {
+		return err
+	}
+	ls.strategy = *st
+	if u := lt.To.Until; u != nil && ls.mode == "any" {
+		if u.Strategy != nil {
+			if ls.untilBy, err = c.compileStrategy(*u.Strategy, extra); err != nil {
 				return err
 			}
-			ls.until = e
+		} else if ls.until, err = c.expr(u.Expr, extra); err != nil {
+			return err
 		}
+	}
+	n.listen = ls
+	return nil
+}
+
+func (c *compiler) compileStrategy(to dsl.ConsumptionStrategy, extra []string) (*strategy, error) {
+	st := &strategy{}
+	var filters []dsl.EventFilter
+	switch {
+	case to.One != nil:
+		st.mode, filters = "one", []dsl.EventFilter{*to.One}
+	case to.All != nil:
+		st.mode, filters = "all", to.All
+	default:
+		st.mode, filters = "any", to.Any
 	}
 	for _, f := range filters {
 		ef := eventFilter{correlate: map[string]correlation{}}
 		var err error
 		if ef.with, err = expr.CompileTemplateCached(&c.p.cache, f.With, extra...); err != nil {
-			return err
+			return nil, err
 		}
 		for name, cr := range f.Correlate {
 			var co correlation
 			if co.from, err = c.expr(cr.From, extra); err != nil {
-				return err
+				return nil, err
 			}
 			if cr.Expect != "" {
 				if co.expect, err = expr.CompileTemplateCached(&c.p.cache, cr.Expect, extra...); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			ef.correlate[name] = co
 		}
-		ls.filters = append(ls.filters, ef)
+		st.filters = append(st.filters, ef)
 	}
-	n.listen = ls
-	return nil
+	return st, nil
 }
 
 // execListen waits for matching events: the walk records the first wait
 // (EventAwaited), consumes an arriving event that matches, and completes
 // once the consumption strategy is satisfied. Its output is the consumed
 // event for `one`, else the array of consumed events (their data unless
-// read is envelope).
+// read is envelope). An event that the `until` strategy of an `any`
+// consumption wants is taken by it first: it is recorded under untilKey and
+// left out of the output.
 func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 	ls := n.listen
 	rec := w.st.Records[key]
@@ -176,13 +198,27 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 		}
 		rec = w.st.Records[key]
 	}
-	received := make([]map[string]any, 0, len(rec.Received)+1)
-	for _, raw := range rec.Received {
-		m, _ := decodeJSON(raw).(map[string]any)
-		received = append(received, m)
+	received := decodeReceived(rec)
+	var ended []map[string]any
+	if ls.untilBy != nil {
+		ended = decodeReceived(w.st.Records[untilKey(key)])
+		if w.arrived != nil {
+			ok, err := w.wants(ls.untilBy, n, in, sc, ended, w.arrived)
+			if err != nil {
+				return fault(err)
+			}
+			if ok {
+				raw, _ := json.Marshal(w.arrived)
+				if err := w.emit(history.Event{Type: history.EventReceived, Task: n.ptr, Key: untilKey(key), Attempt: len(ended), Data: raw}); err != nil {
+					return w.emitFailed(key, n, err)
+				}
+				ended = append(ended, w.arrived)
+				w.arrived = nil
+			}
+		}
 	}
 	if w.arrived != nil {
-		ok, err := w.listenMatches(n, in, sc, received, w.arrived)
+		ok, err := w.wants(&ls.strategy, n, in, sc, received, w.arrived)
 		if err != nil {
 			return fault(err)
 		}
@@ -195,26 +231,12 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 			w.arrived = nil
 		}
 	}
-	complete := false
-	switch ls.mode {
-	case "one":
-		complete = len(received) > 0
-	case "all":
-		complete = true
-		for i := range ls.filters {
-			hit := false
-			for _, ev := range received {
-				if ok, _ := w.filterMatches(&ls.filters[i], n, in, sc, ev); ok {
-					hit = true
-					break
-				}
-			}
-			complete = complete && hit
-		}
-	case "any":
-		if ls.until == nil {
-			complete = len(received) > 0
-		} else if len(received) > 0 {
+	var complete bool
+	switch {
+	case ls.untilBy != nil:
+		complete = w.satisfied(ls.untilBy, n, in, sc, ended)
+	case ls.until != nil:
+		if len(received) > 0 {
 			out := w.listenOutput(ls, received)
 			ok, err := w.evalBool(ls.until, n, val{v: out}, in, sc)
 			if err != nil {
@@ -222,6 +244,8 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 			}
 			complete = ok
 		}
+	default:
+		complete = w.satisfied(&ls.strategy, n, in, sc, received)
 	}
 	if !complete {
 		if w.probe {
@@ -236,6 +260,40 @@ func (w *walker) execListen(key string, n *node, in val, sc scope) result {
 	return done(val{v: out})
 }
 
+// decodeReceived returns the events a record consumed.
+func decodeReceived(rec *Record) []map[string]any {
+	if rec == nil {
+		return nil
+	}
+	out := make([]map[string]any, 0, len(rec.Received)+1)
+	for _, raw := range rec.Received {
+		m, _ := decodeJSON(raw).(map[string]any)
+		out = append(out, m)
+	}
+	return out
+}
+
+// satisfied reports whether the events received satisfy the strategy: one
+// or any event for `one` and `any`, an event for every filter for `all`.
+func (w *walker) satisfied(st *strategy, n *node, in val, sc scope, received []map[string]any) bool {
+	if st.mode != "all" {
+		return len(received) > 0
+	}
+	for i := range st.filters {
+		hit := false
+		for _, ev := range received {
+			if ok, _ := w.filterMatches(&st.filters[i], n, in, sc, ev); ok {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *walker) listenOutput(ls *listenSpec, received []map[string]any) []any {
 	out := make([]any, len(received))
 	for i, ev := range received {
@@ -248,27 +306,26 @@ func (w *walker) listenOutput(ls *listenSpec, received []map[string]any) []any {
 	return out
 }
 
-// listenMatches reports whether ev is wanted by the listen task: it matches
-// a filter and, for `all`, one not yet satisfied.
-func (w *walker) listenMatches(n *node, in val, sc scope, received []map[string]any, ev map[string]any) (bool, *history.Error) {
-	ls := n.listen
-	if len(ls.filters) == 0 {
-		return ls.mode == "any", nil
+// wants reports whether the strategy takes ev: it matches a filter and,
+// for `all`, one not yet satisfied by the events received.
+func (w *walker) wants(st *strategy, n *node, in val, sc scope, received []map[string]any, ev map[string]any) (bool, *history.Error) {
+	if len(st.filters) == 0 {
+		return st.mode == "any", nil
 	}
-	for i := range ls.filters {
-		ok, err := w.filterMatches(&ls.filters[i], n, in, sc, ev)
+	for i := range st.filters {
+		ok, err := w.filterMatches(&st.filters[i], n, in, sc, ev)
 		if err != nil {
 			return false, err
 		}
 		if !ok {
 			continue
 		}
-		if ls.mode != "all" {
+		if st.mode != "all" {
 			return true, nil
 		}
 		taken := false
 		for _, r := range received {
-			if o, _ := w.filterMatches(&ls.filters[i], n, in, sc, r); o {
+			if o, _ := w.filterMatches(&st.filters[i], n, in, sc, r); o {
 				taken = true
 				break
 			}

@@ -45,6 +45,9 @@ type RunOptions struct {
 	Events []map[string]any
 	// MaxStimuli bounds the stimuli of one run (0: 100,000).
 	MaxStimuli int
+	// OnDecision, when set, sees every stimulus and what the engine decided
+	// on it, in order (a replay corpus records them).
+	OnDecision func(Stimulus, Decision)
 }
 
 // RunResult is the outcome of an in-process run.
@@ -100,6 +103,9 @@ func (p *Program) Run(ctx context.Context, input any, opts RunOptions) (*RunResu
 		dec, err := p.Decide(ctx, st, s, opts.Options)
 		if err != nil {
 			return res, err
+		}
+		if opts.OnDecision != nil {
+			opts.OnDecision(s, dec)
 		}
 		res.History = append(res.History, dec.Events...)
 		var calls []Effect

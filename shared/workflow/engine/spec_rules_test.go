@@ -102,3 +102,57 @@ func TestAuthenticationCredentialNullOrEmptyIsAFault(t *testing.T) {
 		})
 	}
 }
+
+// TestListenUntilConsumedEventsAreNotOutput pins the DSL's `any` consumption
+// with `until` as a consumption strategy: events are consumed until the
+// until strategy is satisfied, and the events it consumed end the task
+// without being part of its output.
+func TestListenUntilConsumedEventsAreNotOutput(t *testing.T) {
+	ev := func(id, typ string) map[string]any {
+		return map[string]any{"specversion": "1.0", "id": id, "source": "s", "type": typ, "data": id}
+	}
+	listen := func(until string) string {
+		return header + `do:
+  - collect:
+      listen:
+        to:
+          any:
+            - with:
+                type: tick
+          until:
+` + until
+	}
+	one := "            one:\n              with:\n                type: stop\n"
+	all := "            all:\n              - with:\n                  type: a\n              - with:\n                  type: b\n"
+	for _, tc := range []struct {
+		name   string
+		src    string
+		events []map[string]any
+		want   string // the output; "" while the task still waits
+		taken  int    // EventReceived in the history
+	}{
+		{"one until event ends it", listen(one), []map[string]any{ev("t1", "tick"), ev("t2", "tick"), ev("s", "stop"), ev("t3", "tick")}, `["t1","t2"]`, 3},
+		{"the until event alone ends it with nothing consumed", listen(one), []map[string]any{ev("s", "stop")}, `[]`, 1},
+		{"all until events are needed", listen(all), []map[string]any{ev("a1", "a"), ev("t1", "tick"), ev("a2", "a"), ev("b1", "b"), ev("t2", "tick")}, `["t1"]`, 3},
+		{"still waiting for the until event", listen(one), []map[string]any{ev("t1", "tick"), ev("x", "other")}, "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := run(t, tc.src, nil, RunOptions{Events: tc.events})
+			if tc.want == "" {
+				if res.Status != StatusRunning {
+					t.Fatalf("status %s, want the task still waiting", res.Status)
+				}
+			} else {
+				mustComplete(t, res, tc.want)
+			}
+			if n := countType(res, history.EventReceived); n != tc.taken {
+				t.Fatalf("%d events consumed, want %d: %v", n, tc.taken, res.History)
+			}
+			// The recorded history replays to the same state.
+			st, err := Replay(load(t, tc.src), res.History)
+			if err != nil || st.Status != res.Status || js(st.Output) != js(res.Output) {
+				t.Fatalf("replay: %v, status %s output %s", err, st.Status, js(st.Output))
+			}
+		})
+	}
+}

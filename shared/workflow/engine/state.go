@@ -147,8 +147,16 @@ func (s *State) Apply(e *history.Event) error {
 			return fmt.Errorf("%s data: %w", e.Type, err)
 		}
 	}
+	if r := s.Records[e.Key]; r != nil && e.Task != "" && r.Task != e.Task {
+		return &NondeterminismError{Key: e.Key, Detail: fmt.Sprintf("%s names task %s, earlier events of this occurrence name %s", e.Type, e.Task, r.Task)}
+	}
 	switch e.Type {
 	case history.CaseStarted:
+		if e.Genesis != nil {
+			if err := checkFormat(e.Genesis.Format); err != nil {
+				return err
+			}
+		}
 		s.Status = StatusRunning
 		s.Genesis = e.Genesis
 		s.Input = e.Input

@@ -58,6 +58,9 @@ func (p *Program) Waits(ctx context.Context, st *State, opts Options) ([]Wait, e
 	if err := w.walk(); err != nil {
 		return nil, err
 	}
+	if w.nondet != nil {
+		return nil, w.nondet
+	}
 	slices.SortFunc(w.waits, func(a, b Wait) int { return strings.Compare(a.Task, b.Task) })
 	return w.waits, nil
 }
@@ -67,8 +70,16 @@ func (p *Program) Waits(ctx context.Context, st *State, opts Options) ([]Wait, e
 // engine, which reports the expression's error when an event arrives.
 func (w *walker) noteWait(n *node, in val, sc scope) {
 	wt := Wait{Task: n.ptr}
-	for i := range n.listen.filters {
-		f := &n.listen.filters[i]
+	filters := n.listen.filters
+	if u := n.listen.untilBy; u != nil {
+		if len(filters) == 0 || len(u.filters) == 0 {
+			filters = nil // one side takes any event
+		} else {
+			filters = append(slices.Clip(filters), u.filters...)
+		}
+	}
+	for i := range filters {
+		f := &filters[i]
 		var wf WaitFilter
 		if want, err := w.eval(f.with, n, in, in, val{}, sc); err == nil {
 			if m, ok := want.(map[string]any); ok {

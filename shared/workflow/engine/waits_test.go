@@ -176,13 +176,15 @@ func TestWaitsNeverExcludeAnAcceptedEvent(t *testing.T) {
             - with:
                 type: b
                 source: https://s1.example
-          until: length >= 4
 `
 	rnd := rand.New(rand.NewSource(1))
 	consumed, excluded := 0, 0
 	pick := func(xs ...any) any { return xs[rnd.Intn(len(xs))] }
+	untils := []string{"          until: length >= 4\n",
+		// until as a consumption strategy: its filters are waited for too
+		"          until:\n            one:\n              with:\n                type: c\n                subject: ${ .want }\n"}
 	for trial := range 50 {
-		p, st, _ := rest(t, src, map[string]any{"want": "x", "n": 3})
+		p, st, _ := rest(t, src+untils[trial%2], map[string]any{"want": "x", "n": 3})
 		for i := range 30 {
 			ws, err := p.Waits(context.Background(), st, Options{})
 			if err != nil {
