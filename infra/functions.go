@@ -57,7 +57,10 @@ var xrayWrite = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 // Functions are the stack's Lambda functions and what belongs to them.
 type Functions struct {
-	Executor     awslambda.Function
+	Executor awslambda.Function
+	// WorkMapping is the executor's work queue mapping (the learning loop
+	// tunes its maximum concurrency and batch size).
+	WorkMapping  awslambdaeventsources.SqsEventSource
 	Verifier     awslambda.Function
 	Checkpointer awslambda.Function
 	// CheckpointerRole is the only role that may write the checkpoints
@@ -81,7 +84,7 @@ func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NameP
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName, TunerName} {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -144,12 +147,13 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	allow(execRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
 	// The mapping grants the function what polling needs: receive, delete,
 	// change visibility and get attributes on the queue, decrypt on its key.
-	f.Executor.AddEventSource(awslambdaeventsources.NewSqsEventSource(msg.Work, &awslambdaeventsources.SqsEventSourceProps{
+	f.WorkMapping = awslambdaeventsources.NewSqsEventSource(msg.Work, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(float64(cfg.Executor.BatchSize)),
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(float64(cfg.Executor.BatchWindowSecs))),
 		ReportBatchItemFailures: jsii.Bool(true),
 		MaxConcurrency:          jsii.Number(float64(cfg.ExecutorMaxConcurrency)),
-	}))
+	})
+	f.Executor.AddEventSource(f.WorkMapping)
 	suppressXRay(execRole, "")
 	suppressObjectPrefix(execRole, "PayloadBucket", "inputs", "s3:GetObject on the objects under inputs/ of the payloads bucket only: inputs sent by reference are named by their content hash, inputs/<sha256>, unknown at deploy time.")
 	policy := execRole.Node().FindChild(jsii.String("DefaultPolicy"))

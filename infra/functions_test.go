@@ -268,7 +268,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "six functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(6)) })
+				must(t, "seven functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(7)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -347,7 +347,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "six log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(6)) })
+				must(t, "seven log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(7)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -571,6 +571,7 @@ func TestNagSuppressions(t *testing.T) {
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/inputs\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`SlaRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`TunerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`VerifierFailures AwsSolutions-SQS3 null`,
 				`VerifierRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 			}

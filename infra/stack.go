@@ -28,6 +28,7 @@ const (
 	OutSLAFunction             = "SlaFunctionName"
 	OutCostFunction            = "CostFunctionName"
 	OutCanaryFunction          = "CanaryFunctionName"
+	OutTunerFunction           = "TunerFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -43,6 +44,7 @@ type KnhkStack struct {
 	Buckets   Buckets
 	Cost      CostJob
 	Canary    Canary
+	Tuner     ScheduledJob
 	// Notifications are the page and ticket topics; Health the canary
 	// alarm and "KNHK unhealthy"; Dashboard the operations dashboard.
 	Notifications Notifications
@@ -74,6 +76,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	s.SLA = newSLAJob(st, cfg, s.Keys, s.Tables)
 	s.Cost = newCostJob(st, cfg, s.Keys, s.Tables, s.Messaging, s.Buckets)
 	s.Canary = newCanary(st, cfg, s.Keys, s.Tables, s.Messaging)
+	s.Tuner = newTuner(st, cfg, s.Keys, s.Tables, s.Messaging, s.Functions)
 	RestrictSenders(s.Messaging.Work, cfg, s.Functions.Executor.Role(), s.Canary.Role)
 	s.AlarmSpecs = AlarmSpecs(s.Functions, s.Messaging)
 	s.Alarms = NewAlarms(st, cfg, s.AlarmSpecs, s.Messaging)
@@ -108,6 +111,7 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(stack.OutChargebackBucket, s.Buckets.Chargeback.BucketName(), "chargeback exports bucket name")
 	out(stack.OutPayloadBucket, s.Buckets.Payloads.BucketName(), "bucket of inputs sent by reference (inputs/<sha256>)")
 	out(OutCanaryFunction, s.Canary.Function.FunctionName(), "health canary function name")
+	out(OutTunerFunction, s.Tuner.Function.FunctionName(), "learning loop function name")
 	out(OutPageTopicArn, s.Notifications.Page.TopicArn(), "page topic ARN (alarms that wake someone)")
 	out(OutTicketTopicArn, s.Notifications.Ticket.TopicArn(), "ticket topic ARN (alarms for office hours)")
 	out(OutVerifierFailureQueueURL, s.Functions.VerifierFailures.QueueUrl(), "verifier failures queue URL")

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName} {
+	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName, TunerName} {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}
@@ -265,7 +265,7 @@ func TestStack(t *testing.T) {
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
 					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, OutSLAFunction, stack.OutCheckpointsTable,
 					OutCostFunction, stack.OutChargebackBucket, stack.OutPayloadBucket,
-					OutCanaryFunction, OutPageTopicArn, OutTicketTopicArn,
+					OutCanaryFunction, OutTunerFunction, OutPageTopicArn, OutTicketTopicArn,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
 					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
 					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}

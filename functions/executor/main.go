@@ -37,6 +37,7 @@ import (
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/tenancy"
+	"github.com/knhk/knhk/shared/tuner"
 	"github.com/knhk/knhk/shared/workflow/engine/grpccall"
 )
 
@@ -178,10 +179,15 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 	}
 	s.cfg.Tenancy.Self = tenancy.Principal(aws.ToString(id.UserId))
 	s.breaker.OnReject = func(string) { metrics.Add(telemetry.BreakerRejected, telemetry.Count, 1) }
+	// The learning loop's breaker threshold overrides, read from the state
+	// table at most every 30 s (docs/learning.md).
+	overrides := &tuner.OverrideReader{}
+	s.breaker.Threshold = overrides.BreakerThreshold
 	breakers := breaker.NewSet(s.breaker)
 	transport := tracing.HTTPTransport(breakers.Transport(meter.Transport{Base: s.hosts.Transport(http.DefaultTransport.(*http.Transport))}),
 		func(host string) string { return breakers.State(host).String() })
 	ddb := dynamodb.NewFromConfig(awsCfg)
+	overrides.Items = tuner.Items{DB: ddb, Table: s.state}
 	grants := store.NewGrants(ddb, s.state)
 	grants.TTL = s.grantsTTL
 	reg := registry.New(ddb, s.state, registry.LatestTTL(s.latestTTL))
@@ -209,7 +215,13 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 		Metrics: metrics,
 		SLIs:    store.NewSLIs(ddb, s.state),
 	})
+	handle := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		if err := overrides.Refresh(ctx); err != nil {
+			log.WarnContext(ctx, "tuner overrides not read; the last ones stay in force", "error", err.Error())
+		}
+		return x.Handle(ctx, ev)
+	}
 	return handler.Function{Name: "executor", Log: log, Metrics: metrics, Tracing: tracing,
 		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Shared, CaseMetered: true, Every: handler.BusyOverheadEvery},
-	}, x.Handle, nil
+	}, handle, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/knhk/knhk/shared/costjob"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/slajob"
+	"github.com/knhk/knhk/shared/tuner"
 )
 
 // Context keys read by the app (pass them with `cdk synth -c key=value`).
@@ -49,6 +50,7 @@ const (
 	CtxCostEvery              = "costEvery"            // hours between cost job runs (default 24: daily)
 	CtxChargebackExpireDays   = "chargebackExpireDays" // days a chargeback export (and each older version) is kept
 	CtxCostConfig             = "costConfig"           // JSON of tenant budgets, legacy per-case costs and migration costs (see shared/costjob)
+	CtxTuner                  = "tuner"                // JSON of the learning loop's guardrails (see shared/tuner and docs/learning.md)
 	CtxLogRetentionDays       = "logRetentionDays"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
@@ -152,6 +154,11 @@ type Config struct {
 	// bounds a canary case's submission to its verified completion.
 	Canary          FunctionConfig
 	CanaryFreshness time.Duration
+	// Tuner sizes the learning loop (runs every minute); TunerGuard is its
+	// guardrails as JSON (tuner.Config), validated; empty: recommendation
+	// only, nothing allowed.
+	Tuner      FunctionConfig
+	TunerGuard string
 
 	// AlarmEmail, PagerDutyURL and SlackChannelID with SlackWorkspaceID
 	// subscribe to the page and ticket topics ("" for none).
@@ -228,6 +235,7 @@ func DefaultConfig() Config {
 		ChargebackExpireDays:       731,
 		Canary:                     FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
 		CanaryFreshness:            2 * time.Minute,
+		Tuner:                      FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -324,6 +332,14 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 	}
 	if c.CostConfig, err = jsonContext(lookup, CtxCostConfig, func(v string) error {
 		_, err := costjob.ParseConfig(v)
+		return err
+	}); err != nil {
+		return Config{}, err
+	}
+	// The guardrails are checked against the work queue mapping's deployed
+	// maximum concurrency, their upper bound.
+	if c.TunerGuard, err = jsonContext(lookup, CtxTuner, func(v string) error {
+		_, err := tuner.ParseConfig(v, int64(c.ExecutorMaxConcurrency))
 		return err
 	}); err != nil {
 		return Config{}, err

@@ -246,3 +246,27 @@ func TestSLAObjectivesContext(t *testing.T) {
 		}
 	}
 }
+
+func TestTunerContext(t *testing.T) {
+	c, err := FromContext(lookupOf(map[string]any{CtxTuner: map[string]any{"enabled": true, "allow": []any{"maxConcurrency"}}}))
+	if err != nil || c.TunerGuard != `{"allow":["maxConcurrency"],"enabled":true}` {
+		t.Fatalf("TunerGuard %q, %v", c.TunerGuard, err)
+	}
+	if c, err := FromContext(lookupOf(nil)); err != nil || c.TunerGuard != "" {
+		t.Errorf("default TunerGuard %q, %v; want none (recommendation only)", c.TunerGuard, err)
+	}
+	for _, bad := range []map[string]any{
+		{CtxTuner: `{"allow":["speed"]}`},
+		{CtxTuner: `{"enabled":"yes"}`},
+		{CtxTuner: `{"killSwitches":true}`},
+		// The bounds may not exceed the mapping's deployed maximum.
+		{CtxTuner: `{"bounds":{"maxConcurrency":{"min":2,"max":40}}}`, CtxExecutorMaxConcurrency: 20},
+	} {
+		if _, err := FromContext(lookupOf(bad)); err == nil {
+			t.Errorf("context %v accepted", bad)
+		}
+	}
+	if _, err := FromContext(lookupOf(map[string]any{CtxTuner: `{"bounds":{"maxConcurrency":{"min":2,"max":40}}}`, CtxExecutorMaxConcurrency: 50})); err != nil {
+		t.Errorf("bounds within a raised maximum refused: %v", err)
+	}
+}

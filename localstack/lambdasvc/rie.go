@@ -93,13 +93,16 @@ type instance struct {
 }
 
 // pool runs up to size emulator instances of one function and restarts the
-// ones that die.
+// ones that die. It starts eager of them; the others start when an
+// invocation finds every running instance busy.
 type pool struct {
 	fn       *Function
 	rie      string
 	env      []string
 	sink     *lineSink
 	idle     chan *instance
+	spare    chan struct{} // capacity not yet started
+	eager    int
 	mu       sync.Mutex
 	all      map[*instance]bool
 	restarts atomic.Int64
@@ -109,14 +112,19 @@ type pool struct {
 	client   *http.Client
 }
 
-func newPool(fn *Function, rie string, env []string, sink *lineSink, size int) *pool {
-	return &pool{fn: fn, rie: rie, env: env, sink: sink, idle: make(chan *instance, size), all: map[*instance]bool{}, done: make(chan struct{}),
-		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+func newPool(fn *Function, rie string, env []string, sink *lineSink, size, eager int) *pool {
+	eager = min(max(eager, 1), size)
+	p := &pool{fn: fn, rie: rie, env: env, sink: sink, idle: make(chan *instance, size), spare: make(chan struct{}, size), eager: eager,
+		all: map[*instance]bool{}, done: make(chan struct{}), client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	for range size - eager {
+		p.spare <- struct{}{}
+	}
+	return p
 }
 
-// start launches the pool's instances.
+// start launches the pool's eager instances.
 func (p *pool) start(ctx context.Context) error {
-	for range cap(p.idle) {
+	for range p.eager {
 		in, err := p.spawn(ctx)
 		if err != nil {
 			p.stop()
@@ -327,10 +335,17 @@ func (p *pool) invoke(ctx context.Context, payload []byte) (Result, error) {
 	var in *instance
 	select {
 	case in = <-p.idle:
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-p.done:
-		return Result{}, errPoolClosed
+	default:
+		// Every running instance is busy: wait for one, or start one
+		// more while the pool has room.
+		select {
+		case in = <-p.idle:
+		case <-p.spare:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-p.done:
+			return Result{}, errPoolClosed
+		}
 	}
 	if p.closed.Load() {
 		p.idle <- in

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -100,6 +102,10 @@ type Service struct {
 	sqs   *sqs.Client
 	ages  *iteratorAges
 	pos   *positions
+	// api serves the queue mappings' Lambda API on lambda (Run closes it).
+	api    *lambdaAPI
+	live   map[string]*liveMapping // by mapping logical id
+	lambda net.Listener
 }
 
 // FindRIE locates the emulator: $KNHK_RIE, else DefaultRIE under the
@@ -187,9 +193,23 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lambdasvc: %w", err)
 	}
-	s := &Service{cfg: cfg, stack: st, log: cfg.Logger, pools: map[string]*pool{}, sqs: sqs.NewFromConfig(cfg.AWS), pos: pos}
+	s := &Service{cfg: cfg, stack: st, log: cfg.Logger, pools: map[string]*pool{}, sqs: sqs.NewFromConfig(cfg.AWS), pos: pos,
+		api: &lambdaAPI{now: time.Now}, live: map[string]*liveMapping{}}
+	for _, m := range st.Queues {
+		l := newLiveMapping(st.Name, m, st.Functions[m.Function].ARN, time.Now())
+		s.api.mappings = append(s.api.mappings, l)
+		s.live[m.LogicalID] = l
+	}
+	if s.lambda, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("lambdasvc: Lambda API listener: %w", err)
+	}
 	return s, nil
 }
+
+// LambdaEndpoint is the address of the service's Lambda API, which lists,
+// reads and updates the stack's SQS event source mappings; the functions
+// reach it through AWS_ENDPOINT_URL_LAMBDA.
+func (s *Service) LambdaEndpoint() string { return "http://" + s.lambda.Addr().String() }
 
 // Stack returns what the service runs.
 func (s *Service) Stack() *Stack { return s.stack }
@@ -256,6 +276,9 @@ func (s *Service) functionEnv(f *Function) []string {
 		"LAMBDA_TASK_ROOT":                filepath.Dir(f.Binary),
 		"_HANDLER":                        "bootstrap",
 	}
+	if s.lambda != nil {
+		reserved[EnvLambdaEndpoint] = s.LambdaEndpoint()
+	}
 	for k, v := range reserved {
 		env[k] = v
 	}
@@ -269,9 +292,14 @@ func (s *Service) functionEnv(f *Function) []string {
 	return out
 }
 
-// concurrency is the number of instances and pollers a queue mapping gets.
+// concurrency is the number of instances and pollers a queue mapping gets
+// now: its maximum concurrency as last set, else the default, within the
+// service's limit.
 func (s *Service) concurrency(m QueueMapping) int {
 	n := m.MaxConcurrency
+	if l := s.live[m.LogicalID]; l != nil {
+		n = int(l.concurrency.Load())
+	}
 	if n <= 0 {
 		n = s.cfg.DefaultConcurrency
 	}
@@ -283,6 +311,9 @@ func (s *Service) concurrency(m QueueMapping) int {
 // function timeout), stops the emulator instances it started and flushes
 // metrics.
 func (s *Service) Run(ctx context.Context) error {
+	api := &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	defer api.Close()
+	go func() { _ = api.Serve(s.lambda) }()
 	if err := os.MkdirAll(s.cfg.LogDir, 0o755); err != nil {
 		return fmt.Errorf("lambdasvc: log dir: %w", err)
 	}
@@ -301,12 +332,15 @@ func (s *Service) Run(ctx context.Context) error {
 
 	// Instances per function: enough for its triggers, and one for direct
 	// invocations of a function without any.
-	want := map[string]int{}
+	// Queue mappings get room for the service's limit, started as far as
+	// their concurrency asks: a mapping update may raise it later.
+	want, eager := map[string]int{}, map[string]int{}
 	for name := range s.stack.Functions {
 		want[name] = 0
 	}
 	for _, m := range s.stack.Queues {
-		want[m.Function] += s.concurrency(m)
+		want[m.Function] += s.cfg.MaxConcurrency
+		eager[m.Function] += s.concurrency(m)
 	}
 	for _, m := range s.stack.Streams {
 		want[m.Function]++
@@ -353,7 +387,11 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		files = append(files, lf)
 		sink := &lineSink{w: lf, fwd: s.fwd, log: s.log, fn: name}
-		p := newPool(f, s.cfg.RIE, s.functionEnv(f), sink, want[name])
+		e := eager[name]
+		if e == 0 {
+			e = want[name]
+		}
+		p := newPool(f, s.cfg.RIE, s.functionEnv(f), sink, want[name], e)
 		s.mu.Lock()
 		s.pools[name] = p
 		s.mu.Unlock()
@@ -361,7 +399,7 @@ func (s *Service) Run(ctx context.Context) error {
 			cleanup()
 			return fmt.Errorf("lambdasvc: start %s: %w", name, err)
 		}
-		s.log.Info("function started", "function", name, "instances", cap(p.idle), "binary", f.Binary)
+		s.log.Info("function started", "function", name, "instances", p.eager, "upTo", cap(p.idle), "binary", f.Binary)
 	}
 
 	var wg sync.WaitGroup
@@ -371,9 +409,9 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error("queue mapping not started", "mapping", m.LogicalID, "err", err)
 			continue
 		}
-		q := &queuePoller{m: m, url: url, region: s.stack.Region, sqs: s.sqs, fn: s.pools[m.Function], log: s.log, maxWait: int32(s.cfg.MaxWait)}
-		n := s.concurrency(m)
-		wg.Go(func() { q.run(ctx, n) })
+		q := &queuePoller{m: m, live: s.live[m.LogicalID], url: url, region: s.stack.Region, sqs: s.sqs, fn: s.pools[m.Function], log: s.log, maxWait: int32(s.cfg.MaxWait)}
+		q.limit = func() int { return s.concurrency(m) }
+		wg.Go(func() { q.run(ctx, s.cfg.MaxConcurrency) })
 	}
 	streams := dynamodbstreams.NewFromConfig(s.cfg.AWS)
 	for _, m := range s.stack.Streams {

@@ -28,7 +28,11 @@ type queueAPI interface {
 
 // queuePoller plays one SQS event source mapping.
 type queuePoller struct {
-	m      QueueMapping
+	m QueueMapping
+	// live, when set, carries the batch size and concurrency as the
+	// Lambda API last set them.
+	live   *liveMapping
+	limit  func() int // workers polling now (default: all)
 	url    string
 	region string
 	sqs    queueAPI
@@ -38,14 +42,20 @@ type queuePoller struct {
 	maxWait int32
 }
 
-// run polls with concurrency workers until ctx ends; each worker gathers a
-// batch, invokes the function and deletes what succeeded.
+// run polls with up to concurrency workers until ctx ends; each worker
+// gathers a batch, invokes the function and deletes what succeeded. Worker
+// i polls only while i is below the mapping's current limit, so that a
+// mapping update takes effect on the next poll.
 func (q *queuePoller) run(ctx context.Context, concurrency int) {
 	done := make(chan struct{})
-	for range concurrency {
+	for i := range concurrency {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for ctx.Err() == nil {
+				if q.limit != nil && i >= q.limit() {
+					sleep(ctx, 200*time.Millisecond)
+					continue
+				}
 				batch := q.gather(ctx)
 				if len(batch) == 0 {
 					continue
@@ -62,20 +72,24 @@ func (q *queuePoller) run(ctx context.Context, concurrency int) {
 // gather receives up to BatchSize messages: one long poll, then more
 // receives until the batching window closes or the batch is full.
 func (q *queuePoller) gather(ctx context.Context) []sqstypes.Message {
+	size := q.m.BatchSize
+	if q.live != nil {
+		size = int(q.live.batch.Load())
+	}
 	var batch []sqstypes.Message
 	var windowEnd time.Time
 	for {
 		wait := q.maxWait
 		if len(batch) > 0 {
 			left := time.Until(windowEnd)
-			if left <= 0 || len(batch) >= q.m.BatchSize {
+			if left <= 0 || len(batch) >= size {
 				return batch
 			}
 			wait = int32(min(left/time.Second, 20))
 		}
 		out, err := q.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(q.url),
-			MaxNumberOfMessages:         int32(min(q.m.BatchSize-len(batch), 10)),
+			MaxNumberOfMessages:         int32(min(size-len(batch), 10)),
 			WaitTimeSeconds:             wait,
 			MessageAttributeNames:       []string{"All"},
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},

@@ -84,6 +84,16 @@ func New(key string, cfg Config) *Breaker {
 	return &Breaker{key: key, cfg: cfg.withDefaults()}
 }
 
+// threshold is the failures that open the breaker now.
+func (b *Breaker) threshold() int {
+	if b.cfg.Threshold != nil {
+		if n := b.cfg.Threshold(b.key); n > 0 {
+			return n
+		}
+	}
+	return b.cfg.FailureThreshold
+}
+
 // Key returns the key the breaker was made for.
 func (b *Breaker) Key() string { return b.key }
 
@@ -152,7 +162,7 @@ func (t Ticket) Done(success bool) {
 			return
 		}
 		b.failures++
-		if b.failures >= b.cfg.FailureThreshold {
+		if b.failures >= b.threshold() {
 			change = b.setState(Open, now)
 		}
 	case HalfOpen:

@@ -485,3 +485,31 @@ func TestNilFunction(t *testing.T) {
 		t.Fatal("a nil function counted as a failure")
 	}
 }
+
+// TestThresholdOverride: a key's threshold from Config.Threshold replaces
+// FailureThreshold for that key only, and takes effect at the next failure.
+func TestThresholdOverride(t *testing.T) {
+	var over atomic.Int64
+	over.Store(2)
+	s := NewSet(Config{FailureThreshold: 5, Clock: newClock().Now, Threshold: func(key string) int {
+		if key == "slow.example" {
+			return int(over.Load())
+		}
+		return 0
+	}})
+	fail := func(key string, n int) {
+		for range n {
+			_ = s.Do(key, func() error { return errors.New("boom") })
+		}
+	}
+	fail("slow.example", 2)
+	fail("other.example", 4)
+	if s.State("slow.example") != Open || s.State("other.example") != Closed {
+		t.Fatalf("after 2 and 4 failures: %v, %v; want open (threshold 2), closed (threshold 5)", s.State("slow.example"), s.State("other.example"))
+	}
+	over.Store(0) // the override removed: the default applies again
+	fail("third.example", 4)
+	if s.State("third.example") != Closed {
+		t.Fatal("a key without override opened before the default threshold")
+	}
+}

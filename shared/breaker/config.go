@@ -39,6 +39,10 @@ type Config struct {
 	// IsFailure tells whether an error returned by a call counts as a
 	// failure. Default: any non-nil error except context.Canceled.
 	IsFailure func(error) bool
+	// Threshold, if set, is asked for a key's failure threshold at each
+	// failure; a result of 0 or less keeps FailureThreshold. It must not
+	// block (an override read from memory).
+	Threshold func(key string) int
 }
 
 func (c Config) withDefaults() Config {

@@ -64,6 +64,8 @@ type Recommendation struct {
 	To       int64      `json:"to"`
 	Evidence []Evidence `json:"evidence"`
 	Expected Effect     `json:"expected"`
+	// At is the observation the recommendation was planned from.
+	At time.Time `json:"at"`
 }
 
 // recommendationID is a digest of what the recommendation changes and when

@@ -76,7 +76,7 @@ func Plan(o Observation) []Recommendation {
 			return
 		}
 		out = append(out, Recommendation{ID: recommendationID(s, from, to, o.At), Rule: rule, Setting: s,
-			From: from, To: to, Evidence: ev, Expected: eff})
+			From: from, To: to, Evidence: ev, Expected: eff, At: o.At})
 	}
 	out = append(out, planConcurrency(o)...)
 	if o.BatchSize > 0 {
@@ -180,7 +180,7 @@ func planConcurrency(o Observation) []Recommendation {
 	if to == lim {
 		return nil
 	}
-	return []Recommendation{{ID: recommendationID(s, lim, to, o.At), Rule: rule, Setting: s, From: lim, To: to, Evidence: ev, Expected: eff}}
+	return []Recommendation{{ID: recommendationID(s, lim, to, o.At), Rule: rule, Setting: s, From: lim, To: to, Evidence: ev, Expected: eff, At: o.At}}
 }
 
 // String is a one-line account of the recommendation.
