@@ -22,6 +22,7 @@ func traceCmd() *cobra.Command {
 	var (
 		spansPath string
 		width     int
+		fromXRay  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "trace CASE_ID",
@@ -29,9 +30,18 @@ func traceCmd() *cobra.Command {
 		Long: "Read the spans the local trace receiver stored (--spans), pick the traces that hold a span of the case\n" +
 			"(attribute knhk.case_id) and the traces whose spans link into them (a step resumed by a CloudEvent that\n" +
 			"brought a trace of its own), and print each as a tree: name, duration, status, the attributes that matter and\n" +
-			"a bar on the trace's timeline. On AWS, open the case's trace id (the traceId of its log lines) in X-Ray.",
+			"a bar on the trace's timeline. With --xray, read instead the trace the case started in (the traceparent of its\n" +
+			"genesis receipt) from X-Ray, on AWS; traces linked into it are not followed there.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fromXRay {
+				t, err := caseXRayTrace(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				printWaterfall(cmd.OutOrStdout(), t, width)
+				return nil
+			}
 			spans, err := otlpsink.Read(spansPath)
 			if err != nil {
 				return fmt.Errorf("trace: %w (is `make run` or `knhk local serve` running with its trace receiver?)", err)
@@ -48,6 +58,7 @@ func traceCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&spansPath, "spans", DefaultSpansFile, "spans file of the local trace receiver")
 	cmd.Flags().IntVar(&width, "width", 40, "width of the timeline bars")
+	cmd.Flags().BoolVar(&fromXRay, "xray", false, "read the case's trace from X-Ray (the deployed stack's, as the other commands find it) instead of the local spans file")
 	return cmd
 }
 
