@@ -70,7 +70,11 @@ func sampleEvents(t *testing.T) map[string]events.DynamoDBEvent {
 	for k, v := range modify.Change.OldImage {
 		img[k] = v
 	}
-	img["r"] = events.NewStringAttribute(strings.Replace(img["r"].String(), `"ok":true`, `"ok":false`, 1))
+	changed := strings.Replace(img["r"].String(), `"attempt":0`, `"attempt":1`, 1)
+	if changed == img["r"].String() {
+		t.Fatal("the modify sample's receipt has no attempt to change")
+	}
+	img["r"] = events.NewStringAttribute(changed)
 	modify.Change.NewImage = img
 	remove := rec(a[2])
 	remove.EventName = "REMOVE"
