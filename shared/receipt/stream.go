@@ -212,9 +212,13 @@ func attrsAgree(img map[string]events.DynamoDBAttributeValue, first, last *Recei
 	if _, seg := img[AttrReceipts]; seg {
 		checks = append(checks, struct{ name, item, rec string }{AttrLast, fmt.Sprint(attrN(img, AttrLast)), fmt.Sprint(lastSeq)})
 	}
+	caseID := attrS(img, AttrCase) // the finding belongs to the chain that holds the item
+	if caseID == "" {
+		caseID = last.CaseID
+	}
 	for _, a := range checks {
 		if a.item != a.rec {
-			out = append(out, Finding{Kind: Malformed, Tenant: last.Tenant, CaseID: last.CaseID, Seq: last.Seq,
+			out = append(out, Finding{Kind: Malformed, Tenant: last.Tenant, CaseID: caseID, Seq: last.Seq,
 				Expected: a.rec, Actual: a.item, Detail: "item attribute " + a.name + " differs from the receipt"})
 		}
 	}
