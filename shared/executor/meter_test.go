@@ -183,7 +183,20 @@ func TestReceiptUsageIsWhatTheCaseConsumed(t *testing.T) {
 			if sum.HTTPCalls == 0 || sum.LambdaMBms == 0 || sum.InvocationMicros == 0 {
 				t.Errorf("receipts record no HTTP calls or duration: %+v", sum)
 			}
-			t.Logf("%s: %d receipts, %d receipt writes, %v write units; receipts %+v, shared %+v", s.name, len(rs), c.receiptPuts, c.receiptUnits, sum, shared)
+			// Billed write units (one per started KB of each item): the
+			// case's segment items against one item per receipt.
+			before, after := 0, 0
+			for _, r := range rs {
+				before += (store.StoredSize(r) + 1023) / 1024
+			}
+			for _, it := range e.items(t, id) {
+				after += (meter.ItemSize(it) + 1023) / 1024
+			}
+			if after > before {
+				t.Errorf("segments bill %d write units, one item per receipt %d", after, before)
+			}
+			t.Logf("%s: %d receipts; writes %d (one item per receipt: %d); write units %d (one item per receipt: %d); receipts %+v, shared %+v",
+				s.name, len(rs), c.receiptPuts, len(rs), after, before, sum, shared)
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/knhk/knhk/localstack/standin"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/store"
 )
@@ -34,7 +35,15 @@ func TestFiveTaskCaseWritesOneSegment(t *testing.T) {
 	if got := e.ops.get("PutItem", e.receipts); got < 1 || got > 2 {
 		t.Fatalf("PutItem on receipts = %d for a five-task case, want at most 2", got)
 	}
-	t.Logf("five-task case: %d receipts, %d PutItem on receipts", len(rs), e.ops.get("PutItem", e.receipts))
+	before, after := 0, 0
+	for _, r := range rs {
+		before += (store.StoredSize(r) + 1023) / 1024
+	}
+	for _, it := range e.items(t, id) {
+		after += (meter.ItemSize(it) + 1023) / 1024
+	}
+	t.Logf("five-task case: %d receipts, %d PutItem on receipts (one item per receipt: 7), %d write units (one item per receipt: %d)",
+		len(rs), e.ops.get("PutItem", e.receipts), after, before)
 }
 
 // A case whose chain was written one receipt per item (before segments)
@@ -69,15 +78,8 @@ func TestCaseStartedBeforeSegmentsContinues(t *testing.T) {
 // they were written before segments.
 func (e *env) toOldLayout(t *testing.T, caseID string, rs []*receipt.Receipt) {
 	t.Helper()
-	out, err := e.ddb.Query(e.ctx, &dynamodb.QueryInput{TableName: aws.String(e.receipts), ConsistentRead: aws.Bool(true),
-		KeyConditionExpression:    aws.String("#c = :c"),
-		ExpressionAttributeNames:  map[string]string{"#c": receipt.AttrCase},
-		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":c": &stringAttr{Value: caseID}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	segments := 0
-	for _, it := range out.Items {
+	for _, it := range e.items(t, caseID) {
 		if _, ok := it[receipt.AttrReceipts]; ok {
 			segments++
 		}
@@ -105,4 +107,17 @@ func (e *env) sendDecision(t *testing.T, key string) {
 	ev := standin.AdjusterDecision("clm_55102", key)
 	ev["knhktenant"] = "acme"
 	e.send(ev)
+}
+
+// items reads a case's stored receipt items.
+func (e *env) items(t *testing.T, caseID string) []map[string]dbtypes.AttributeValue {
+	t.Helper()
+	out, err := e.ddb.Query(e.ctx, &dynamodb.QueryInput{TableName: aws.String(e.receipts), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("#c = :c"),
+		ExpressionAttributeNames:  map[string]string{"#c": receipt.AttrCase},
+		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":c": &stringAttr{Value: caseID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Items
 }
