@@ -128,35 +128,7 @@ func TestChainAndVerifyFile(t *testing.T) {
 // The deployed path end to end on the local endpoint: append, checkpoint,
 // export a bundle, verify it offline, then rewrite the chain.
 func TestCheckpointAndProofOnLocalEndpoint(t *testing.T) {
-	ep := localaws.StartT(t)
-	ctx := context.Background()
-	cfg, err := ep.Config(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := dynamodb.NewFromConfig(cfg)
-	if err := store.CreateTables(ctx, db, "receipts", "state"); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.CreateCheckpointsTable(ctx, db, "checkpoints"); err != nil {
-		t.Fatal(err)
-	}
-	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("alerts")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region, "AWS_ACCESS_KEY_ID": "test",
-		"AWS_SECRET_ACCESS_KEY": "test", "KNHK_RECEIPTS_TABLE": "receipts", "KNHK_STATE_TABLE": "state",
-		"KNHK_CHECKPOINT_KEY_ID": aws.ToString(key.KeyMetadata.KeyId), "KNHK_CHECKPOINTS_TABLE": "checkpoints",
-		"KNHK_ALERTS_TOPIC_ARN": aws.ToString(topic.TopicArn)} {
-		t.Setenv(k, v)
-	}
-	dir := t.TempDir()
-	outputs := filepath.Join(dir, "none.json")
+	ctx, db, dir, outputs := cliStack(t)
 	cases := store.NewCases(db, "state")
 	write := func(caseID, salt string, n int) {
 		var prev *receipt.Receipt
@@ -237,4 +209,41 @@ func TestCheckpointAndProofOnLocalEndpoint(t *testing.T) {
 	if code != exitTampered || !strings.Contains(out, string(receipt.CheckpointRefused)) || !strings.Contains(out, "checkpoint 0 of 1") {
 		t.Fatalf("rewritten case after a checkpoint run: %d %s", code, out)
 	}
+}
+
+// cliStack starts a local endpoint with the receipts, state and
+// checkpoints tables, a signing key and an alerts topic, and points the
+// CLI's environment at them.
+func cliStack(t *testing.T) (ctx context.Context, db *dynamodb.Client, dir, outputs string) {
+	t.Helper()
+	ep := localaws.StartT(t)
+	ctx = context.Background()
+	cfg, err := ep.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = dynamodb.NewFromConfig(cfg)
+	if err := store.CreateTables(ctx, db, "receipts", "state"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateCheckpointsTable(ctx, db, "checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("alerts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL": ep.URL, "AWS_REGION": localaws.Region, "AWS_ACCESS_KEY_ID": "test",
+		"AWS_SECRET_ACCESS_KEY": "test", "KNHK_RECEIPTS_TABLE": "receipts", "KNHK_STATE_TABLE": "state",
+		"KNHK_CHECKPOINT_KEY_ID": aws.ToString(key.KeyMetadata.KeyId), "KNHK_CHECKPOINTS_TABLE": "checkpoints",
+		"KNHK_ALERTS_TOPIC_ARN": aws.ToString(topic.TopicArn)} {
+		t.Setenv(k, v)
+	}
+	dir = t.TempDir()
+	outputs = filepath.Join(dir, "none.json")
+	return ctx, db, dir, outputs
 }

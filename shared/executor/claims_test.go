@@ -197,24 +197,14 @@ func TestQuarantineRefusesUntilReleased(t *testing.T) {
 	e.send(startMessage("acme", "insurance", "insurance-claim", "q-1", sampleInput(t, "insurance-claim")))
 	e.pump(x, func() bool { subs, _ := e.cases.Subscribers(e.ctx, "acme"); return len(subs) == 1 }, time.Minute)
 	n := len(e.chain(id))
-	item, err := e.ddb.GetItem(e.ctx, getItem(e.receipts, id, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	original := item.Item[receipt.AttrReceipt].(*stringAttr).Value
-	item.Item[receipt.AttrReceipt] = &stringAttr{Value: strings.Replace(original, `"attempt":0`, `"attempt":1`, 1)}
-	if _, err := e.ddb.PutItem(e.ctx, putItem(e.receipts, item.Item)); err != nil {
-		t.Fatal(err)
-	}
+	original, put := e.segmentItem(t, id, 1)
+	put(strings.Replace(original, `"attempt":0`, `"attempt":1`, 1))
 	e.direct(x, sqsEvent(t, []any{forged(id, message.ReasonResume, "", int64(n), time.Time{})}, nil), 30*time.Second)
 	if fs, _ := e.cases.Quarantined(e.ctx, id); len(fs) == 0 {
 		t.Fatal("a modified receipt did not quarantine the case")
 	}
 	// Repaired, but still quarantined: every message is refused.
-	item.Item[receipt.AttrReceipt] = &stringAttr{Value: original}
-	if _, err := e.ddb.PutItem(e.ctx, putItem(e.receipts, item.Item)); err != nil {
-		t.Fatal(err)
-	}
+	put(original)
 	e.ops.reset()
 	resp := e.direct(x, sqsEvent(t, []any{forged(id, message.ReasonResume, "", int64(n), time.Time{}),
 		startMessage("acme", "insurance", "insurance-claim", "q-1", sampleInput(t, "insurance-claim"))}, nil), 30*time.Second)

@@ -39,9 +39,22 @@ type caseRun struct {
 	awaiting   bool              // a listen task waited when the chain was read
 	keys       []store.ListenKey // the listen keys it was subscribed with
 	read       int               // receipts when the chain was read
+	// unsaved are the events decided since the chain was last written,
+	// with the stimuli that produced them (decided again if the write
+	// loses a race); flush writes them as one segment.
+	unsaved  []unsaved
+	consumed []engine.Stimulus
 	// trace is the trace context of the message being handled; the
 	// messages this invocation sends for the case carry it on.
 	trace *message.Trace
+}
+
+// unsaved is one decided event not yet in the chain, with the usage its
+// receipt records and the function that gives that usage back when no
+// receipt is written for it.
+type unsaved struct {
+	p   store.Pending
+	put func()
 }
 
 func (c *caseRun) exists() bool { return len(c.receipts) > 0 }
@@ -221,9 +234,12 @@ func (x *Executor) loadSubflows(ctx context.Context, pins []history.Subflow) (en
 	return subs, nil
 }
 
-// drive feeds stimuli to the engine until the case rests: it appends every
+// drive feeds stimuli to the engine until the case rests: it records every
 // event, performs calls, and sends timers and parallel branches to the
-// queue. only restricts the effects of the first decision (a redrive for a
+// queue. The events of pure steps accumulate and are written as one segment
+// before the next external effect (a call, an emit, a message to the queue)
+// and when the case rests, so the chain always records an intent before its
+// effect. only restricts the effects of the first decision (a redrive for a
 // branch message) to that branch's call.
 func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus, only string) error {
 	pending := []engine.Stimulus{first}
@@ -232,13 +248,65 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 	if err != nil {
 		return err
 	}
+	// retry re-reads the chain after a lost race and re-decides the
+	// stimuli whose events were not written (the engine ignores those the
+	// winner consumed), then walks on.
+	retry := func(err error, again []engine.Stimulus) error {
+		conflicts++
+		x.metrics.Add(telemetry.AppendConflicts, telemetry.Count, 1)
+		if conflicts > x.cfg.MaxConflicts {
+			return fmt.Errorf("case %s: lost %d append races: %w", c.id, conflicts, err)
+		}
+		fresh, err := x.open(ctx, c.tenant, c.id)
+		if err != nil {
+			return err
+		}
+		fresh.trace = c.trace
+		*c = *fresh
+		pending = append(append(again, engine.Resume{Time: x.now()}), pending...)
+		return nil
+	}
+	// flush writes the unsaved events; conflict reports a lost race that
+	// retry handled (the walk continues from the fresh chain).
+	flush := func() (conflict bool, err error) {
+		startless, again := !c.exists(), c.consumed
+		_, start := firstStimulus(again).(engine.Start)
+		err = x.flush(ctx, c)
+		if !errors.Is(err, store.ErrConflict) {
+			return false, err
+		}
+		if start && startless {
+			return true, errCaseExists // the genesis is taken: a duplicate start
+		}
+		return true, retry(err, again)
+	}
 	handBack := func() error {
+		// After a lost race the continuation resumes from the fresh chain:
+		// it redrives whatever the chain shows requested without a result.
+		if _, err := flush(); err != nil {
+			return err
+		}
 		x.metrics.Add(telemetry.DeadlineDeferred, telemetry.Count, 1)
 		x.log.WarnContext(ctx, "invocation nearly out of time: case handed back to the queue")
 		return x.send.Send(ctx, x.continuation(c, message.ReasonResume, "", time.Time{}, 0))
 	}
 	deferred := false // calls left to the resume continuation
-	for len(pending) > 0 {
+	for {
+		if len(pending) == 0 {
+			if deferred {
+				// The resume redrives the calls the chain shows requested
+				// without a result.
+				return handBack()
+			}
+			conflict, err := flush()
+			if err != nil {
+				return err
+			}
+			if !conflict {
+				return x.settle(ctx, c)
+			}
+			continue // decide the lost stimuli again on the fresh chain
+		}
 		// Near the deadline no new call starts, but a result already
 		// obtained is recorded first: calling again would repeat the effect.
 		low := x.lowOnTime(ctx)
@@ -257,27 +325,15 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		if err != nil {
 			return x.faultCase(ctx, c, fmt.Errorf("engine: %w", err))
 		}
-		if err := x.appendAll(ctx, c, dec.Events); errors.Is(err, store.ErrConflict) {
-			if _, ok := s.(engine.Start); ok && !c.exists() {
-				return errCaseExists // the genesis is taken: a duplicate start
-			}
-			conflicts++
-			x.metrics.Add(telemetry.AppendConflicts, telemetry.Count, 1)
-			if conflicts > x.cfg.MaxConflicts {
-				return fmt.Errorf("case %s: lost %d append races: %w", c.id, conflicts, err)
-			}
-			fresh, err := x.open(ctx, c.tenant, c.id)
-			if err != nil {
+		c.consumed = append(c.consumed, s)
+		x.stage(ctx, c, dec.Events)
+		if x.external(dec.Effects, only) || len(c.unsaved) >= receipt.MaxSegmentReceipts {
+			// Persist before the effect; pure steps' events wait.
+			if conflict, err := flush(); err != nil {
 				return err
+			} else if conflict {
+				continue
 			}
-			fresh.trace = c.trace
-			*c = *fresh
-			// Re-decide the stimulus on the fresh history (the engine
-			// ignores it if the winner consumed it), then walk on.
-			pending = append([]engine.Stimulus{s, engine.Resume{Time: x.now()}}, pending...)
-			continue
-		} else if err != nil {
-			return err
 		}
 		next, skipped, err := x.perform(ctx, c, dec.Effects, only, low)
 		if err != nil {
@@ -287,12 +343,36 @@ func (x *Executor) drive(ctx context.Context, c *caseRun, first engine.Stimulus,
 		only = "" // the restriction covers the redriven effects only
 		pending = append(pending, next...)
 	}
-	if deferred {
-		// The resume redrives the calls the chain shows requested without a
-		// result.
-		return handBack()
+}
+
+func firstStimulus(ss []engine.Stimulus) engine.Stimulus {
+	if len(ss) == 0 {
+		return nil
 	}
-	return x.settle(ctx, c)
+	return ss[0]
+}
+
+// external reports whether performing effects reaches outside the case: a
+// call, an emit, or a message to the queue (a timer not yet due, a
+// branch). Only due timers are not: they fire inline.
+func (x *Executor) external(effects []engine.Effect, only string) bool {
+	for _, e := range effects {
+		switch e.Kind {
+		case engine.EffectTimer:
+			if only == "" && e.Due.Sub(x.now()) > 0 {
+				return true
+			}
+		case engine.EffectEmit:
+			if only == "" && e.Event != nil {
+				return true
+			}
+		default:
+			if only == "" || e.ID == only {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // engineOptions adds the case's pinned sub-workflows and the values of the
@@ -321,45 +401,65 @@ func (x *Executor) engineOptions(ctx context.Context, c *caseRun) (engine.Option
 	return opts, nil
 }
 
-// appendAll appends the decision's events, one conditional write each, in
-// one span.
-func (x *Executor) appendAll(ctx context.Context, c *caseRun, evs []history.Event) (err error) {
-	if len(evs) == 0 {
+// stage adds a decision's events to the case's unsaved events, each with
+// the usage metered since the event before it.
+func (x *Executor) stage(ctx context.Context, c *caseRun, evs []history.Event) {
+	for _, ev := range evs {
+		opts, put := usage(ctx)
+		c.unsaved = append(c.unsaved, unsaved{p: store.Pending{Event: ev, Options: opts}, put: put})
+	}
+}
+
+// flush writes the case's unsaved events after its tail, as one segment
+// (more only beyond a segment's bounds), in one span. On store.ErrConflict
+// nothing of them is kept: the caller re-reads the chain.
+func (x *Executor) flush(ctx context.Context, c *caseRun) (err error) {
+	if len(c.unsaved) == 0 {
+		c.consumed = nil
 		return nil
+	}
+	evs := make([]store.Pending, len(c.unsaved))
+	for i, u := range c.unsaved {
+		evs[i] = u.p
 	}
 	if telemetry.Recording(ctx) {
 		types := make([]string, len(evs))
-		for i, ev := range evs {
-			types[i] = string(ev.Type)
+		for i, p := range evs {
+			types[i] = string(p.Event.Type)
 		}
 		var span trace.Span
 		ctx, span = telemetry.StartSpan(ctx, "append receipts", attribute.StringSlice(telemetry.SpanEvents, types),
 			attribute.Int(telemetry.SpanSeq, len(c.receipts)))
 		defer func() { telemetry.EndSpan(span, err) }()
 	}
-	for i := range evs {
-		ev := evs[i]
-		opts, unused := usage(ctx)
-		res, err := x.chains.AppendExact(meter.Off(ctx), c.tail(), c.tenant, c.id, ev, opts...)
-		if err != nil || res.Existing {
-			unused()
+	res, err := x.chains.AppendSegment(meter.Off(ctx), c.tail(), c.tenant, c.id, evs)
+	written := c.unsaved
+	c.unsaved, c.consumed = nil, nil
+	if err != nil || res.Existing {
+		for _, u := range written {
+			u.put()
 		}
-		if err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return err
-			}
-			if errors.Is(err, limits.ErrLimit) {
-				// The engine checks the limits first; this only guards a
-				// value it could not see. Permanent: a redelivery cannot help.
-				return x.faultCase(ctx, c, fmt.Errorf("append %s: %w", ev.Type, err))
-			}
-			return fmt.Errorf("append %s to %s: %w", ev.Type, c.id, err)
+	}
+	if err != nil {
+		// What was written before a later item of the run failed is in
+		// the chain; a re-read picks it up.
+		c.receipts = append(c.receipts, res.Receipts...)
+		if errors.Is(err, store.ErrConflict) {
+			return err
 		}
-		c.receipts = append(c.receipts, res.Receipt)
-		if !res.Existing {
-			x.metrics.Add(telemetry.ReceiptsAppended, telemetry.Count, 1)
+		if errors.Is(err, limits.ErrLimit) {
+			// The engine checks the limits first; this only guards a
+			// value it could not see. Permanent: a redelivery cannot help.
+			return x.faultCase(ctx, c, fmt.Errorf("append: %w", err))
 		}
-		x.count(c, ev)
+		return fmt.Errorf("append %d events to %s: %w", len(evs), c.id, err)
+	}
+	c.receipts = append(c.receipts, res.Receipts...)
+	if !res.Existing {
+		x.metrics.Add(telemetry.ReceiptsAppended, telemetry.Count, float64(len(res.Receipts)))
+	}
+	for _, p := range evs {
+		x.count(c, p.Event)
 	}
 	return nil
 }
@@ -611,8 +711,14 @@ func (x *Executor) faultCase(ctx context.Context, c *caseRun, cause error) error
 	if errors.Is(cause, limits.ErrLimit) {
 		ev.Error.Type, ev.Error.Status, ev.Error.Title = engine.ErrRuntime, 413, "Limit Exceeded"
 	}
-	opts, _ := usage(ctx)
-	if _, err := x.chains.AppendExact(meter.Off(ctx), c.tail(), c.tenant, c.id, ev, opts...); err != nil && !errors.Is(err, store.ErrConflict) {
+	// The fault follows the events decided before it.
+	x.stage(ctx, c, []history.Event{ev})
+	evs := make([]store.Pending, len(c.unsaved))
+	for i, u := range c.unsaved {
+		evs[i] = u.p
+	}
+	c.unsaved, c.consumed = nil, nil
+	if _, err := x.chains.AppendSegment(meter.Off(ctx), c.tail(), c.tenant, c.id, evs); err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record fault of %s (%v): %w", c.id, cause, err)
 	}
 	x.metrics.Add(telemetry.CasesFaulted, telemetry.Count, 1)

@@ -42,10 +42,10 @@ type Chains interface {
 	// Chain reads a case's receipts in order; findings report items that do
 	// not decode.
 	Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error)
-	// AppendExact appends ev right after prev, or fails with
-	// store.ErrConflict when another writer extended the chain first with a
-	// different event.
-	AppendExact(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, ev history.Event, opts ...receipt.Option) (store.Appended, error)
+	// AppendSegment appends evs right after prev as one segment (more when
+	// they exceed a segment's bounds), or fails with store.ErrConflict when
+	// another writer extended the chain first with different events.
+	AppendSegment(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, evs []store.Pending) (store.Appended, error)
 	// Events turns receipts back into the history they record.
 	Events(ctx context.Context, rs []*receipt.Receipt) ([]history.Event, error)
 }

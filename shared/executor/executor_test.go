@@ -15,7 +15,6 @@ import (
 	"github.com/knhk/knhk/localstack/standin"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/message"
-	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/telemetry"
 	"github.com/knhk/knhk/shared/workflow/engine"
@@ -86,10 +85,11 @@ func TestSamplesCompleteWithVerifiableChains(t *testing.T) {
 	x, _ := e.executor(sampleConfig())
 	e.ops.reset()
 	ids, seen := runSamples(t, e, x)
-	total := 0
+	total, limit := 0, 0
 	for name, id := range ids {
 		rs := e.chain(id)
 		total += len(rs)
+		limit += externalEffects(rs) + 1
 		last := rs[len(rs)-1]
 		if last.Type != history.CaseCompleted {
 			t.Fatalf("%s ended with %s %+v: %s", name, last.Type, last.Error, seqs(rs))
@@ -101,10 +101,12 @@ func TestSamplesCompleteWithVerifiableChains(t *testing.T) {
 			t.Errorf("%s genesis %+v", name, g)
 		}
 	}
-	// One conditional write per receipt, and nothing else written to the
-	// receipts table.
-	if got := e.ops.get("PutItem", e.receipts); got != total {
-		t.Errorf("PutItem on receipts = %d for %d receipts", got, total)
+	// At most one conditional write per external effect plus one per case,
+	// and nothing else written to the receipts table.
+	if got := e.ops.get("PutItem", e.receipts); got > limit || got == 0 {
+		t.Errorf("PutItem on receipts = %d for %d receipts, want at most %d", got, total, limit)
+	} else {
+		t.Logf("PutItem on receipts = %d for %d receipts in %d cases (at most %d)", got, total, len(ids), limit)
 	}
 	// One chain read per continuation: a start message of a new case reads
 	// no chain (its genesis write is conditional), and CloudEvents (the
@@ -328,15 +330,8 @@ func TestTamperedChainIsQuarantinedNotExtended(t *testing.T) {
 	}, time.Minute)
 	rs := e.chain(id)
 	// Change one byte of receipt 1's stored JSON.
-	item, err := e.ddb.GetItem(e.ctx, getItem(e.receipts, id, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := strings.Replace(item.Item[receipt.AttrReceipt].(*stringAttr).Value, `"attempt":0`, `"attempt":1`, 1)
-	item.Item[receipt.AttrReceipt] = &stringAttr{Value: forged}
-	if _, err := e.ddb.PutItem(e.ctx, putItem(e.receipts, item.Item)); err != nil {
-		t.Fatal(err)
-	}
+	stored, put := e.segmentItem(t, id, 1)
+	put(strings.Replace(stored, `"attempt":0`, `"attempt":1`, 1))
 	ev := standin.AdjusterDecision("clm_55102", "decision-t")
 	ev["knhktenant"] = "acme"
 	e.send(ev)

@@ -364,3 +364,54 @@ func seqs(rs []*receipt.Receipt) string {
 func withTimeout(e *env, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(e.ctx, d)
 }
+
+// segmentItem reads the stored item that holds a case's receipt at seq and
+// returns it with that receipt's stored form and a function that puts the
+// item back with the receipt's stored form replaced.
+func (e *env) segmentItem(t *testing.T, caseID string, seq int64) (stored string, put func(string)) {
+	t.Helper()
+	out, err := e.ddb.Query(e.ctx, &dynamodb.QueryInput{TableName: aws.String(e.receipts), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("#c = :c AND #s <= :s"),
+		ExpressionAttributeNames:  map[string]string{"#c": receipt.AttrCase, "#s": receipt.AttrSeq},
+		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":c": &stringAttr{Value: caseID}, ":s": &dbtypes.AttributeValueMemberN{Value: strconv.FormatInt(seq, 10)}},
+		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(1)})
+	if err != nil || len(out.Items) == 0 {
+		t.Fatalf("no item holds %s/%d: %v", caseID, seq, err)
+	}
+	item := out.Items[0]
+	first, _ := strconv.ParseInt(item[receipt.AttrSeq].(*dbtypes.AttributeValueMemberN).Value, 10, 64)
+	list := item[receipt.AttrReceipts].(*dbtypes.AttributeValueMemberL).Value
+	i := int(seq - first)
+	if i >= len(list) {
+		t.Fatalf("item at %s/%d does not hold seq %d", caseID, first, seq)
+	}
+	return list[i].(*stringAttr).Value, func(v string) {
+		t.Helper()
+		l := append([]dbtypes.AttributeValue(nil), list...)
+		l[i] = &stringAttr{Value: v}
+		c := map[string]dbtypes.AttributeValue{}
+		for k, a := range item {
+			c[k] = a
+		}
+		c[receipt.AttrReceipts] = &dbtypes.AttributeValueMemberL{Value: l}
+		if _, err := e.ddb.PutItem(e.ctx, putItem(e.receipts, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// externalEffects counts what a chain shows performed outside the case: the
+// calls requested, the events emitted and the timers scheduled (each one
+// sent to the queue or fired inline). The executor persists before each
+// decision that has such effects, so a case's receipt writes are at most
+// this plus one.
+func externalEffects(rs []*receipt.Receipt) int {
+	n := 0
+	for _, r := range rs {
+		switch r.Type {
+		case history.EffectRequested, history.EventEmitted, history.TimerScheduled:
+			n++
+		}
+	}
+	return n
+}

@@ -63,22 +63,33 @@ func (o *object) time(k string, t time.Time) {
 var errRange = errors.New("integer out of the I-JSON range")
 
 func (r *Receipt) appendBody(dst []byte, withHash bool) ([]byte, error) {
-	return r.appendFields(dst, withHash, false)
+	return r.appendFields(dst, withHash, fieldsAll)
 }
 
-// appendFields writes the receipt canonically. eventOnly keeps the members
-// that identify the event (see EventKey).
-func (r *Receipt) appendFields(dst []byte, withHash, eventOnly bool) ([]byte, error) {
+// fields selects the members appendFields writes.
+type fields uint8
+
+const (
+	fieldsAll    fields = iota // the canonical receipt
+	fieldsEvent                // the members that identify the event (see EventKey)
+	fieldsStored               // all but the position members a segment item carries (see Compact)
+)
+
+// appendFields writes the receipt canonically, with the members of sel.
+func (r *Receipt) appendFields(dst []byte, withHash bool, sel fields) ([]byte, error) {
 	if r.Seq < 0 || r.Seq > jcs.MaxSafeInt || r.Attempt < 0 || r.DurationMs < 0 || r.DurationMs > jcs.MaxSafeInt {
 		return nil, errRange
 	}
-	full := !eventOnly
+	full := sel != fieldsEvent
+	placed := sel == fieldsAll // tenant, caseId, seq, prevHash
 	o := object{b: dst}
 	o.b = append(o.b, '{')
 	o.int("attempt", int64(r.Attempt))
 	o.optStr("branch", r.Branch)
-	if full {
+	if placed {
 		o.str("caseId", r.CaseID)
+	}
+	if full {
 		o.raw("data", r.Data)
 	}
 	o.optStr("dataHash", r.DataHash)
@@ -119,13 +130,13 @@ func (r *Receipt) appendFields(dst []byte, withHash, eventOnly bool) ([]byte, er
 		o.raw("output", r.Output)
 	}
 	o.optStr("outputHash", r.OutputHash)
-	if full {
+	if placed {
 		o.str("prevHash", r.PrevHash)
 		o.int("seq", r.Seq)
 	}
 	o.time("started", r.Started)
 	o.optStr("task", r.Task)
-	if full {
+	if placed {
 		o.str("tenant", r.Tenant)
 	}
 	o.str("type", string(r.Type))

@@ -354,7 +354,7 @@ func (r *Receipt) EventKey() (string, error) {
 	k := Receipt{Type: r.Type, Task: r.Task, Key: r.Key, Branch: r.Branch, Attempt: r.Attempt,
 		InputHash: r.InputHash, OutputHash: r.OutputHash, DataHash: r.DataHash,
 		Error: r.Error, Genesis: r.Genesis, Started: r.Started, Ended: r.Ended}
-	b, err := k.appendFields(nil, false, true)
+	b, err := k.appendFields(nil, false, fieldsEvent)
 	if err != nil {
 		return "", err
 	}

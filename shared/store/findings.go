@@ -201,9 +201,10 @@ func decodeFinding(it map[string]types.AttributeValue) (receipt.Finding, error) 
 	return f, nil
 }
 
-// Range reads the receipts of a case with seq in [from, to] in seq order,
-// with one strongly consistent (paginated) Query. Items that do not decode
-// are returned as Malformed findings instead of receipts.
+// Range reads the receipts of a case with seq in [from, to] in seq order:
+// a strongly consistent Query, newest first from to, of the items up to the
+// one that holds from (a segment may start before it). Receipts that do not
+// decode are returned as Malformed findings instead.
 func (s *Receipts) Range(ctx context.Context, caseID string, from, to int64) ([]*receipt.Receipt, []receipt.Finding, error) {
 	if from < 0 {
 		from = 0
@@ -213,29 +214,42 @@ func (s *Receipts) Range(ctx context.Context, caseID string, from, to int64) ([]
 	}
 	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:                aws.String(s.table),
-		KeyConditionExpression:   aws.String("#c = :c AND #s BETWEEN :a AND :b"),
+		KeyConditionExpression:   aws.String("#c = :c AND #s <= :b"),
 		ExpressionAttributeNames: map[string]string{"#c": receipt.AttrCase, "#s": receipt.AttrSeq},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":c": &types.AttributeValueMemberS{Value: caseID},
-			":a": &types.AttributeValueMemberN{Value: strconv.FormatInt(from, 10)},
 			":b": &types.AttributeValueMemberN{Value: strconv.FormatInt(to, 10)},
 		},
-		ConsistentRead: aws.Bool(true),
+		ScanIndexForward: aws.Bool(false),
+		ConsistentRead:   aws.Bool(true),
 	})
-	var rs []*receipt.Receipt
-	var bad []receipt.Finding
+	var items []map[string]types.AttributeValue
+pages:
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s seq %d..%d: %w", caseID, from, to, err)
 		}
 		for _, it := range page.Items {
-			r, err := decodeItem(it)
-			if err != nil {
-				bad = append(bad, receipt.Finding{Kind: receipt.Malformed, CaseID: caseID, Seq: itemSeq(it), Detail: err.Error()})
-				continue
+			items = append(items, it)
+			if itemSeq(it) <= from {
+				break pages
 			}
-			rs = append(rs, r)
+		}
+	}
+	var rs []*receipt.Receipt
+	var bad []receipt.Finding
+	for i := len(items) - 1; i >= 0; i-- {
+		got, fs := itemReceipts(items[i])
+		for _, r := range got {
+			if r.Seq >= from && r.Seq <= to {
+				rs = append(rs, r)
+			}
+		}
+		for _, f := range fs {
+			if f.Seq >= from && f.Seq <= to || f.Seq < 0 {
+				bad = append(bad, f)
+			}
 		}
 	}
 	return rs, bad, nil

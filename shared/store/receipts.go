@@ -61,9 +61,12 @@ func NewReceipts(db DynamoDB, table string) *Receipts {
 
 // Appended is the outcome of an Append.
 type Appended struct {
-	Receipt *receipt.Receipt // the receipt now in the chain
-	// Existing is true when the event was already the chain's tail and
-	// nothing was written (an idempotent re-append).
+	Receipt *receipt.Receipt // the (last) receipt now in the chain
+	// Receipts are the receipts now in the chain, in seq order (an
+	// AppendSegment's; Receipt's alone otherwise).
+	Receipts []*receipt.Receipt
+	// Existing is true when the events were already in the chain at that
+	// position and nothing was written (an idempotent re-append).
 	Existing bool
 	Attempts int // PutItem calls made
 	// WriteUnits and ReadUnits are the capacity the append consumed, as
@@ -91,9 +94,9 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 	}
 	for {
 		res.Attempts++
-		err := s.put(ctx, r, &res)
+		err := s.put(ctx, []*receipt.Receipt{r}, &res)
 		if err == nil {
-			res.Receipt = r
+			res.Receipt, res.Receipts = r, []*receipt.Receipt{r}
 			return res, nil
 		}
 		var ccf *types.ConditionalCheckFailedException
@@ -108,7 +111,7 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 			return res, fmt.Errorf("append %s seq %d: condition failed but the chain is empty", caseID, r.Seq)
 		}
 		if k, err := tail.EventKey(); err == nil && k == key {
-			res.Receipt, res.Existing = tail, true
+			res.Receipt, res.Receipts, res.Existing = tail, []*receipt.Receipt{tail}, true
 			return res, nil
 		}
 		if prev == nil {
@@ -133,40 +136,97 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 // depend on what the chain holds (the executor) uses it, re-reading and
 // deciding again on conflict.
 func (s *Receipts) AppendExact(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, ev history.Event, opts ...receipt.Option) (Appended, error) {
-	res := Appended{Attempts: 1}
-	r, err := receipt.New(prev, tenant, caseID, ev, opts...)
-	if err != nil {
-		return res, err
-	}
-	if err := s.putBlobs(ctx, r); err != nil {
-		return res, err
-	}
-	err = s.put(ctx, r, &res)
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		res.Receipt = r
-		return res, nil
-	case !errors.As(err, &ccf):
-		return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, err)
-	}
-	taken, err := s.at(ctx, caseID, r.Seq, &res)
-	if err != nil {
-		return res, err
-	}
-	if taken != nil {
-		want, err1 := r.EventKey()
-		got, err2 := taken.EventKey()
-		if err1 == nil && err2 == nil && want == got && taken.PrevHash == r.PrevHash {
-			res.Receipt, res.Existing = taken, true
-			return res, nil
-		}
-	}
-	return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, ErrConflict)
+	return s.AppendSegment(ctx, prev, tenant, caseID, []Pending{{Event: ev, Options: opts}})
 }
 
-// at reads the receipt at one seq, strongly consistent (nil when absent).
-func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Appended) (*receipt.Receipt, error) {
+// Pending is one event of a segment to append, with the options (usage)
+// of its receipt.
+type Pending struct {
+	Event   history.Event
+	Options []receipt.Option
+}
+
+// AppendSegment records evs, in order, right after prev (nil when the
+// first is a genesis), as segments: one item and one conditional PutItem per
+// receipt.MaxSegmentReceipts receipts or receipt.MaxSegmentBytes stored
+// bytes, usually one. Each item's sort key is its first seq and it is
+// written only if absent, so like AppendExact it never writes elsewhere: a
+// position taken by the same events (a retried write) is returned as
+// Existing, one taken by other events fails with ErrConflict, after the
+// segments before it were written (Receipts holds them). prev must be the
+// last receipt of a stored item (the chain's tail as read or as written),
+// which is what makes segments impossible to overlap (docs/receipts.md).
+func (s *Receipts) AppendSegment(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, evs []Pending) (Appended, error) {
+	var res Appended
+	if len(evs) == 0 {
+		return res, nil
+	}
+	rs := make([]*receipt.Receipt, 0, len(evs))
+	sizes := make([]int, 0, len(evs))
+	last := prev
+	for _, p := range evs {
+		r, err := receipt.New(last, tenant, caseID, p.Event, p.Options...)
+		if err != nil {
+			return res, err
+		}
+		c, err := r.Compact()
+		if err != nil {
+			return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, err)
+		}
+		rs, sizes, last = append(rs, r), append(sizes, len(c)), r
+	}
+	for _, r := range rs {
+		if err := s.putBlobs(ctx, r); err != nil {
+			return res, err
+		}
+	}
+	existing := true
+	for _, run := range receipt.Split(rs, sizes) {
+		res.Attempts++
+		err := s.put(ctx, run, &res)
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case err == nil:
+			existing = false
+			res.Receipts = append(res.Receipts, run...)
+			continue
+		case !errors.As(err, &ccf):
+			return res, fmt.Errorf("append %s seq %d: %w", caseID, run[0].Seq, err)
+		}
+		taken, err := s.at(ctx, caseID, run[0].Seq, &res)
+		if err != nil {
+			return res, err
+		}
+		if !sameEvents(taken, run) {
+			return res, fmt.Errorf("append %s seq %d: %w", caseID, run[0].Seq, ErrConflict)
+		}
+		res.Receipts = append(res.Receipts, taken...)
+	}
+	res.Existing = existing
+	res.Receipt = res.Receipts[len(res.Receipts)-1]
+	return res, nil
+}
+
+// sameEvents reports whether stored, the receipts of the item at run's
+// position, record exactly run's events at the same positions (a retried
+// write whose first try landed).
+func sameEvents(stored, run []*receipt.Receipt) bool {
+	if len(stored) != len(run) || stored[0].PrevHash != run[0].PrevHash {
+		return false
+	}
+	for i := range run {
+		want, err1 := run[i].EventKey()
+		got, err2 := stored[i].EventKey()
+		if err1 != nil || err2 != nil || want != got {
+			return false
+		}
+	}
+	return true
+}
+
+// at reads the receipts of the item at one seq, strongly consistent (nil
+// when absent).
+func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Appended) ([]*receipt.Receipt, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table),
 		Key: map[string]types.AttributeValue{
@@ -183,11 +243,11 @@ func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Append
 	if out.Item == nil {
 		return nil, nil
 	}
-	r, err := decodeItem(out.Item)
+	rs, err := decodeItem(out.Item)
 	if err != nil {
 		return nil, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
 	}
-	return r, nil
+	return rs, nil
 }
 
 // Events turns receipts back into the history they record, fetching
@@ -227,8 +287,9 @@ func (s *Receipts) sleep(ctx context.Context, attempt int) error {
 	}
 }
 
-func (s *Receipts) put(ctx context.Context, r *receipt.Receipt, res *Appended) error {
-	item, err := Item(r)
+// put writes rs, one linked run, as one segment item if absent.
+func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended) error {
+	item, err := SegmentItem(rs)
 	if err != nil {
 		return err
 	}
@@ -268,8 +329,10 @@ func (s *Receipts) putBlobs(ctx context.Context, r *receipt.Receipt) error {
 // join the case's trace. It is no part of the receipt and proves nothing.
 const AttrTraceParent = "traceparent"
 
-// Item is the stored form of a receipt: the canonical JSON in "r" plus the
-// key and the attributes that queries use.
+// Item is the stored form of one receipt as written before segments: the
+// canonical JSON in "r" plus the key and the attributes that queries use.
+// Such items are still read (a chain may mix them with segments); new
+// receipts are written as segments (SegmentItem).
 func Item(r *receipt.Receipt) (map[string]types.AttributeValue, error) {
 	c, err := r.Canonical()
 	if err != nil {
@@ -283,6 +346,32 @@ func Item(r *receipt.Receipt) (map[string]types.AttributeValue, error) {
 		receipt.AttrPrevHash: &types.AttributeValueMemberS{Value: r.PrevHash},
 		receipt.AttrType:     &types.AttributeValueMemberS{Value: string(r.Type)},
 		receipt.AttrTenant:   &types.AttributeValueMemberS{Value: r.Tenant},
+	}, nil
+}
+
+// SegmentItem is the stored form of rs, consecutive linked receipts of one
+// case: the key (case, first seq), the last seq, tenant, the first
+// receipt's prevHash, the last one's hash and type, and each receipt's
+// Compact form in "rs".
+func SegmentItem(rs []*receipt.Receipt) (map[string]types.AttributeValue, error) {
+	seg, err := receipt.NewSegment(rs)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]types.AttributeValue, len(seg.Receipts))
+	for i, b := range seg.Receipts {
+		list[i] = &types.AttributeValueMemberS{Value: string(b)}
+	}
+	last := rs[len(rs)-1]
+	return map[string]types.AttributeValue{
+		receipt.AttrCase:     &types.AttributeValueMemberS{Value: seg.CaseID},
+		receipt.AttrSeq:      &types.AttributeValueMemberN{Value: strconv.FormatInt(seg.First, 10)},
+		receipt.AttrLast:     &types.AttributeValueMemberN{Value: strconv.FormatInt(last.Seq, 10)},
+		receipt.AttrTenant:   &types.AttributeValueMemberS{Value: seg.Tenant},
+		receipt.AttrPrevHash: &types.AttributeValueMemberS{Value: seg.PrevHash},
+		receipt.AttrHash:     &types.AttributeValueMemberS{Value: last.Hash},
+		receipt.AttrType:     &types.AttributeValueMemberS{Value: string(last.Type)},
+		receipt.AttrReceipts: &types.AttributeValueMemberL{Value: list},
 	}, nil
 }
 
@@ -316,19 +405,62 @@ func (s *Receipts) tail(ctx context.Context, caseID string, res *Appended) (*rec
 	if len(out.Items) == 0 {
 		return nil, nil
 	}
-	r, err := decodeItem(out.Items[0])
+	rs, err := decodeItem(out.Items[0])
 	if err != nil {
 		return nil, fmt.Errorf("read tail of %s: %w", caseID, err)
 	}
-	return r, nil
+	return rs[len(rs)-1], nil
 }
 
-func decodeItem(item map[string]types.AttributeValue) (*receipt.Receipt, error) {
-	v, ok := item[receipt.AttrReceipt].(*types.AttributeValueMemberS)
-	if !ok {
-		return nil, fmt.Errorf("item has no %q string attribute", receipt.AttrReceipt)
+// decodeItem returns the receipts an item holds: a segment's, or the one
+// receipt of an item written before segments. It fails unless all decode.
+func decodeItem(item map[string]types.AttributeValue) ([]*receipt.Receipt, error) {
+	rs, bad := itemReceipts(item)
+	if len(bad) > 0 {
+		return nil, errors.New(bad[0].Detail)
 	}
-	return receipt.Decode([]byte(v.Value))
+	return rs, nil
+}
+
+// itemReceipts returns the receipts of an item that decode and a Malformed
+// finding for each seq it holds that does not.
+func itemReceipts(item map[string]types.AttributeValue) ([]*receipt.Receipt, []receipt.Finding) {
+	caseID, seq := attrS(item, receipt.AttrCase), itemSeq(item)
+	malformed := func(seq int64, detail string) receipt.Finding {
+		return receipt.Finding{Kind: receipt.Malformed, Tenant: attrS(item, receipt.AttrTenant), CaseID: caseID, Seq: seq, Detail: detail}
+	}
+	l, ok := item[receipt.AttrReceipts].(*types.AttributeValueMemberL)
+	if !ok {
+		v, ok := item[receipt.AttrReceipt].(*types.AttributeValueMemberS)
+		if !ok {
+			return nil, []receipt.Finding{malformed(seq, fmt.Sprintf("item has neither %q nor %q", receipt.AttrReceipts, receipt.AttrReceipt))}
+		}
+		r, err := receipt.Decode([]byte(v.Value))
+		if err != nil {
+			return nil, []receipt.Finding{malformed(seq, err.Error())}
+		}
+		return []*receipt.Receipt{r}, nil
+	}
+	seg := receipt.Segment{Tenant: attrS(item, receipt.AttrTenant), CaseID: caseID, First: seq, PrevHash: attrS(item, receipt.AttrPrevHash)}
+	for _, e := range l.Value {
+		var b []byte
+		if s, ok := e.(*types.AttributeValueMemberS); ok {
+			b = []byte(s.Value)
+		}
+		seg.Receipts = append(seg.Receipts, b)
+	}
+	if len(seg.Receipts) == 0 || seg.Tenant == "" || caseID == "" || seq < 0 {
+		return nil, []receipt.Finding{malformed(seq, "segment item lacks its receipts, case, tenant or first seq")}
+	}
+	rs, err := seg.Decode()
+	if err == nil {
+		return rs, nil
+	}
+	var bad []receipt.Finding
+	for s := seg.First + int64(len(rs)); s <= seg.Last(); s++ {
+		bad = append(bad, malformed(s, err.Error()))
+	}
+	return rs, bad
 }
 
 func itemSeq(item map[string]types.AttributeValue) int64 {
@@ -341,8 +473,9 @@ func itemSeq(item map[string]types.AttributeValue) int64 {
 }
 
 // Chain reads a case's receipts in seq order with strongly consistent,
-// paginated Query calls. Items that do not decode are returned as Malformed
-// findings instead of receipts, so a verifier still sees the rest.
+// paginated Query calls, segments and items written before segments alike.
+// Receipts that do not decode are returned as Malformed findings instead,
+// so a verifier still sees the rest.
 func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error) {
 	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
@@ -359,12 +492,8 @@ func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt
 			return nil, nil, fmt.Errorf("read chain of %s: %w", caseID, err)
 		}
 		for _, it := range page.Items {
-			r, err := decodeItem(it)
-			if err != nil {
-				bad = append(bad, receipt.Finding{Kind: receipt.Malformed, CaseID: caseID, Seq: itemSeq(it), Detail: err.Error()})
-				continue
-			}
-			rs = append(rs, r)
+			got, fs := itemReceipts(it)
+			rs, bad = append(rs, got...), append(bad, fs...)
 		}
 	}
 	return rs, bad, nil

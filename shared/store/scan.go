@@ -14,7 +14,7 @@ import (
 )
 
 // EachChain reads the whole receipts table (a paginated Scan) and calls fn
-// with each case's receipts in order. Items that do not decode are
+// with each case's receipts in order. Receipts that do not decode are
 // skipped and counted in bad; a chain's integrity is the caller's to check.
 func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*receipt.Receipt) error) (bad int, err error) {
 	chains := map[string][]*receipt.Receipt{}
@@ -26,15 +26,14 @@ func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*r
 			return bad, fmt.Errorf("scan receipts: %w", err)
 		}
 		for _, it := range page.Items {
-			r, err := decodeItem(it)
-			if err != nil {
-				bad++
-				continue
+			rs, fs := itemReceipts(it)
+			bad += len(fs)
+			for _, r := range rs {
+				if _, ok := chains[r.CaseID]; !ok {
+					order = append(order, r.CaseID)
+				}
+				chains[r.CaseID] = append(chains[r.CaseID], r)
 			}
-			if _, ok := chains[r.CaseID]; !ok {
-				order = append(order, r.CaseID)
-			}
-			chains[r.CaseID] = append(chains[r.CaseID], r)
 		}
 	}
 	for _, id := range order {

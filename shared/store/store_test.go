@@ -233,7 +233,8 @@ func mapsEqual(a, b map[string]int) bool {
 	return true
 }
 
-// appendN writes a chain of n receipts and returns them.
+// appendN writes a chain of n receipts as items of one receipt each, the
+// layout written before segments, and returns them.
 func appendN(t *testing.T, s *Receipts, caseID string, n int) []*receipt.Receipt {
 	t.Helper()
 	var prev *receipt.Receipt
@@ -243,11 +244,18 @@ func appendN(t *testing.T, s *Receipts, caseID string, n int) []*receipt.Receipt
 		if i == 0 {
 			ev = genesis("acme")
 		}
-		res, err := s.Append(context.Background(), prev, "acme", caseID, ev)
+		r, err := receipt.New(prev, "acme", caseID, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		prev = res.Receipt
+		it, err := Item(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: it}); err != nil {
+			t.Fatal(err)
+		}
+		prev = r
 		out = append(out, prev)
 	}
 	return out

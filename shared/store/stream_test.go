@@ -23,14 +23,25 @@ func lambdaImage(img map[string]stypes.AttributeValue) map[string]events.DynamoD
 	}
 	out := map[string]events.DynamoDBAttributeValue{}
 	for k, v := range img {
-		switch v := v.(type) {
-		case *stypes.AttributeValueMemberS:
-			out[k] = events.NewStringAttribute(v.Value)
-		case *stypes.AttributeValueMemberN:
-			out[k] = events.NewNumberAttribute(v.Value)
-		}
+		out[k] = lambdaValue(v)
 	}
 	return out
+}
+
+func lambdaValue(v stypes.AttributeValue) events.DynamoDBAttributeValue {
+	switch v := v.(type) {
+	case *stypes.AttributeValueMemberS:
+		return events.NewStringAttribute(v.Value)
+	case *stypes.AttributeValueMemberN:
+		return events.NewNumberAttribute(v.Value)
+	case *stypes.AttributeValueMemberL:
+		l := make([]events.DynamoDBAttributeValue, len(v.Value))
+		for i, e := range v.Value {
+			l[i] = lambdaValue(e)
+		}
+		return events.NewListAttribute(l)
+	}
+	return events.NewNullAttribute()
 }
 
 // The stream of a real (local) receipts table: appends verify, a later

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"fmt"
 	"strconv"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -143,37 +142,23 @@ func selfHashOK(r *receipt.Receipt) bool {
 	return err == nil && h == r.Hash
 }
 
-// Inserted decodes the receipt of an INSERT record strictly from its "r"
-// attribute and checks what it proves on its own (hash, payloads, genesis)
-// and that the item's key and query attributes agree with it. A record
-// that does not decode yields nil and a Malformed finding.
-func Inserted(rec events.DynamoDBEventRecord) (*receipt.Receipt, []receipt.Finding) {
-	img := rec.Change.NewImage
+// Inserted decodes the receipts of an INSERT record, a segment's or the one
+// receipt of an item written before segments (receipt.StreamReceipts), and
+// checks what they prove on their own (hashes, payloads, genesis, the links
+// inside the segment) and that the item's key and attributes agree with
+// them. What does not decode yields Malformed findings instead of receipts.
+func Inserted(rec events.DynamoDBEventRecord) ([]*receipt.Receipt, []receipt.Finding) {
 	caseID, seq := keyOf(rec)
-	raw, ok := stringAttr(img, receipt.AttrReceipt)
-	if !ok {
-		return nil, []receipt.Finding{{Kind: receipt.Malformed, Tenant: strAttr(img, receipt.AttrTenant), CaseID: caseID, Seq: seq,
-			Detail: fmt.Sprintf("item has no %q string attribute", receipt.AttrReceipt)}}
-	}
-	r, err := receipt.Decode([]byte(raw))
-	if err != nil {
-		return nil, []receipt.Finding{{Kind: receipt.Malformed, Tenant: strAttr(img, receipt.AttrTenant), CaseID: caseID, Seq: seq, Detail: err.Error()}}
-	}
-	fs := receipt.VerifyReceipt(r)
-	for _, a := range []struct{ name, item, rec string }{
-		{receipt.AttrCase, caseID, r.CaseID},
-		{receipt.AttrSeq, strconv.FormatInt(seq, 10), strconv.FormatInt(r.Seq, 10)},
-		{receipt.AttrTenant, strAttr(img, receipt.AttrTenant), r.Tenant},
-		{receipt.AttrHash, strAttr(img, receipt.AttrHash), r.Hash},
-		{receipt.AttrPrevHash, strAttr(img, receipt.AttrPrevHash), r.PrevHash},
-		{receipt.AttrType, strAttr(img, receipt.AttrType), string(r.Type)},
-	} {
-		if a.item != a.rec {
-			fs = append(fs, receipt.Finding{Kind: receipt.Malformed, Tenant: r.Tenant, CaseID: caseID, Seq: r.Seq,
-				Expected: a.rec, Actual: a.item, Detail: "item attribute " + a.name + " differs from the receipt"})
+	rs, fs := receipt.StreamReceipts(rec.Change.NewImage)
+	for i := range fs {
+		if fs[i].CaseID == "" {
+			fs[i].CaseID = caseID
+		}
+		if fs[i].Seq < 0 {
+			fs[i].Seq = seq
 		}
 	}
-	return r, fs
+	return rs, fs
 }
 
 // keyOf returns the case and seq of a record's key (seq -1 when absent).
@@ -188,15 +173,10 @@ func keyOf(rec events.DynamoDBEventRecord) (string, int64) {
 	return caseID, seq
 }
 
-func stringAttr(img map[string]events.DynamoDBAttributeValue, name string) (string, bool) {
+func strAttr(img map[string]events.DynamoDBAttributeValue, name string) string {
 	a, ok := img[name]
 	if !ok || a.DataType() != events.DataTypeString {
-		return "", false
+		return ""
 	}
-	return a.String(), true
-}
-
-func strAttr(img map[string]events.DynamoDBAttributeValue, name string) string {
-	s, _ := stringAttr(img, name)
-	return s
+	return a.String()
 }

@@ -121,7 +121,8 @@ func TestInserted(t *testing.T) {
 			[]receipt.Kind{receipt.Malformed}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, fs := Inserted(tc.rec)
+			got, fs := Inserted(tc.rec)
+			r := only(got)
 			if (r != nil) != tc.ok {
 				t.Fatalf("decoded %v, want %v", r != nil, tc.ok)
 			}

@@ -27,7 +27,8 @@ func FuzzInsert(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		rec := insertRecord(t, rs[2], 1)
 		rec.Change.NewImage["r"] = events.NewStringAttribute(raw)
-		r, fs := Inserted(rec)
+		got, fs := Inserted(rec)
+		r := only(got)
 		if r == nil {
 			if len(fs) != 1 || fs[0].Kind != receipt.Malformed || fs[0].CaseID != "case-fz" || fs[0].Seq != 2 {
 				t.Fatalf("undecodable item: %+v", fs)

@@ -69,9 +69,37 @@ func lambdaAttrs(item map[string]types.AttributeValue) map[string]events.DynamoD
 			out[k] = events.NewBinaryAttribute(v.Value)
 		case *types.AttributeValueMemberBOOL:
 			out[k] = events.NewBooleanAttribute(v.Value)
+		case *types.AttributeValueMemberL:
+			l := make([]events.DynamoDBAttributeValue, len(v.Value))
+			for i, e := range v.Value {
+				l[i] = lambdaAttrs(map[string]types.AttributeValue{"e": e})["e"]
+			}
+			out[k] = events.NewListAttribute(l)
 		}
 	}
 	return out
+}
+
+// only is the one receipt of an item written before segments (nil when it
+// did not decode).
+func only(rs []*receipt.Receipt) *receipt.Receipt {
+	if len(rs) != 1 {
+		return nil
+	}
+	return rs[0]
+}
+
+// segmentRecord is the stream record of a segment's write.
+func segmentRecord(t testing.TB, rs []*receipt.Receipt, seqNo int) events.DynamoDBEventRecord {
+	t.Helper()
+	item, err := store.SegmentItem(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := lambdaAttrs(item)
+	return events.DynamoDBEventRecord{EventName: "INSERT", EventSource: "aws:dynamodb", AWSRegion: "eu-west-1",
+		Change: events.DynamoDBStreamRecord{Keys: keysOf(img), NewImage: img, SequenceNumber: fmt.Sprintf("%021d", seqNo),
+			StreamViewType: "NEW_AND_OLD_IMAGES"}}
 }
 
 func keysOf(img map[string]events.DynamoDBAttributeValue) map[string]events.DynamoDBAttributeValue {

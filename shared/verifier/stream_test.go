@@ -275,6 +275,12 @@ func streamAttrs(img map[string]stypes.AttributeValue) map[string]events.DynamoD
 			out[k] = events.NewBinaryAttribute(v.Value)
 		case *stypes.AttributeValueMemberBOOL:
 			out[k] = events.NewBooleanAttribute(v.Value)
+		case *stypes.AttributeValueMemberL:
+			l := make([]events.DynamoDBAttributeValue, len(v.Value))
+			for i, e := range v.Value {
+				l[i] = streamAttrs(map[string]stypes.AttributeValue{"e": e})["e"]
+			}
+			out[k] = events.NewListAttribute(l)
 		}
 	}
 	return out
@@ -316,21 +322,15 @@ func (e *env) alertsFor(t *testing.T, caseID string) int {
 
 var caseNo atomic.Int64
 
-// appendCase writes n receipts of a new case through the store and returns
-// the case id and the receipts.
+// appendCase writes n receipts of a new case one item each, the layout
+// written before segments (which the verifier still reads), and returns the
+// case id and the receipts.
 func (e *env) appendCase(t *testing.T, name string, n int) (string, []*receipt.Receipt) {
 	t.Helper()
 	caseID := fmt.Sprintf("%s-%03d", name, caseNo.Add(1))
-	s := store.NewReceipts(e.db, e.receipts)
-	var prev *receipt.Receipt
-	var out []*receipt.Receipt
-	for _, ev := range caseEvents("acme", n) {
-		res, err := s.AppendExact(context.Background(), prev, "acme", caseID, ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev = res.Receipt
-		out = append(out, prev)
+	out := buildChain(t, "acme", caseID, n)
+	for _, r := range out {
+		e.putReceipt(t, r)
 	}
 	return caseID, out
 }
@@ -417,6 +417,7 @@ func TestOnLocalEndpoint(t *testing.T) {
 	e := newEnv(t)
 
 	t.Run("service levels", func(t *testing.T) { testServiceLevels(t, e) })
+	t.Run("segments", func(t *testing.T) { testSegments(t, e) })
 
 	t.Run("clean chain", func(t *testing.T) {
 		caseID, rs := e.appendCase(t, "clean", 20)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -287,13 +288,30 @@ func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecor
 	return err
 }
 
+// insert verifies the receipts of an inserted item (a segment holds
+// several, in seq order) against the case's verified position.
 func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
 	d := inv.v.d
-	r, fs := Inserted(rec)
-	if r == nil {
+	rs, fs := Inserted(rec)
+	if len(rs) == 0 {
 		return inv.report(ctx, cs, fs)
 	}
-	d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, 1)
+	d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, float64(len(rs)))
+	own := slices.Clone(fs) // each receipt's own checks, which Advance repeats
+	for _, r := range rs {
+		more, err := inv.step(ctx, caseID, cs, r, own)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, more...)
+	}
+	return inv.report(ctx, cs, fs)
+}
+
+// step verifies one inserted receipt and returns its findings beyond own.
+func (inv *invocation) step(ctx context.Context, caseID string, cs *caseState, r *receipt.Receipt, own []receipt.Finding) ([]receipt.Finding, error) {
+	d := inv.v.d
+	var fs []receipt.Finding
 	switch Classify(cs.cur, r.Seq) {
 	case Redelivery:
 		h, ok := cs.known[r.Seq]
@@ -303,7 +321,7 @@ func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState,
 			// known already.
 			stored, _, err := d.Chains.Range(ctx, caseID, r.Seq-1, cs.stored.Seq)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for seq, hash := range VerifiedHashes(cs.stored, stored) {
 				if _, seen := cs.known[seq]; !seen {
@@ -317,12 +335,12 @@ func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState,
 		var link []receipt.Finding
 		cs.cur, link = Advance(cs.cur, nil, r)
 		cs.noteEnd(r)
-		fs = append(fs, withoutSelf(link, fs)...)
+		fs = append(fs, withoutSelf(link, own)...)
 		cs.known[r.Seq] = r.Hash
 	case CatchUp:
 		missing, bad, err := d.Chains.Range(ctx, caseID, cs.cur.Seq+1, r.Seq-1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		d.Log.InfoContext(ctx, "verifier catching up", "from", cs.cur.Seq+1, "to", r.Seq-1, "read", len(missing))
 		d.Metrics.Add(telemetry.ReceiptsVerified, telemetry.Count, float64(len(missing)))
@@ -330,13 +348,13 @@ func (inv *invocation) insert(ctx context.Context, caseID string, cs *caseState,
 		cs.cur, link = Advance(cs.cur, missing, r)
 		cs.noteEnd(append(missing, r)...)
 		fs = append(fs, bad...)
-		fs = append(fs, withoutSelf(link, fs)...)
+		fs = append(fs, withoutSelf(link, append(slices.Clone(own), bad...))...)
 		for _, m := range missing {
 			cs.known[m.Seq] = m.Hash
 		}
 		cs.known[r.Seq] = r.Hash
 	}
-	return inv.report(ctx, cs, fs)
+	return fs, nil
 }
 
 // withoutSelf drops from fs the findings already present in have (the

@@ -29,6 +29,7 @@ import (
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
+	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
 )
 
@@ -132,20 +133,25 @@ func TestTamperFindings(t *testing.T) {
 	for _, c := range cases {
 		readChain(t, ctx, c.ID)
 	}
-	// Change one receipt's stored JSON (its output) and delete another.
+	// Change one receipt's stored JSON inside its segment and delete the
+	// segment that holds another.
 	rs := readChain(t, ctx, modified.ID)
 	target := rs[len(rs)/2]
-	forged := strings.Replace(string(mustCanonical(t, target)), `"attempt":0`, `"attempt":1`, 1)
-	if _, err := suite.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(suite.res.ReceiptsTable),
-		Key:                       receiptKey(modified.ID, target.Seq),
-		UpdateExpression:          aws.String("SET #r = :r"),
-		ExpressionAttributeNames:  map[string]string{"#r": receipt.AttrReceipt},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":r": &ddbtypes.AttributeValueMemberS{Value: forged}},
-	}); err != nil {
+	it, i := itemHolding(t, ctx, modified.ID, target.Seq)
+	list := slices.Clone(it[receipt.AttrReceipts].(*ddbtypes.AttributeValueMemberL).Value)
+	stored := list[i].(*ddbtypes.AttributeValueMemberS).Value
+	forged := strings.Replace(stored, `"attempt":0`, `"attempt":1`, 1)
+	if forged == stored {
+		t.Fatalf("receipt %d has no attempt 0: %s", target.Seq, stored)
+	}
+	list[i] = &ddbtypes.AttributeValueMemberS{Value: forged}
+	it[receipt.AttrReceipts] = &ddbtypes.AttributeValueMemberL{Value: list}
+	if _, err := suite.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(suite.res.ReceiptsTable), Item: it}); err != nil {
 		t.Fatal(err)
 	}
+	gone, _ := itemHolding(t, ctx, removed.ID, 2)
 	if _, err := suite.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(suite.res.ReceiptsTable),
-		Key: receiptKey(removed.ID, 2)}); err != nil {
+		Key: map[string]ddbtypes.AttributeValue{receipt.AttrCase: gone[receipt.AttrCase], receipt.AttrSeq: gone[receipt.AttrSeq]}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []struct {
@@ -203,6 +209,59 @@ func mustCanonical(t *testing.T, r *receipt.Receipt) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// itemHolding reads the stored segment item that holds a case's receipt at
+// seq and the receipt's index in it.
+func itemHolding(t *testing.T, ctx context.Context, caseID string, seq int64) (map[string]ddbtypes.AttributeValue, int) {
+	t.Helper()
+	out, err := suite.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(suite.res.ReceiptsTable), ConsistentRead: aws.Bool(true),
+		KeyConditionExpression:    aws.String("#c = :c AND #s <= :s"),
+		ExpressionAttributeNames:  map[string]string{"#c": receipt.AttrCase, "#s": receipt.AttrSeq},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":c": &ddbtypes.AttributeValueMemberS{Value: caseID}, ":s": &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(seq, 10)}},
+		ScanIndexForward:          aws.Bool(false), Limit: aws.Int32(1)})
+	if err != nil || len(out.Items) == 0 {
+		t.Fatalf("no item holds %s/%d: %v", caseID, seq, err)
+	}
+	it := out.Items[0]
+	first, _ := strconv.ParseInt(it[receipt.AttrSeq].(*ddbtypes.AttributeValueMemberN).Value, 10, 64)
+	l, ok := it[receipt.AttrReceipts].(*ddbtypes.AttributeValueMemberL)
+	if !ok || int(seq-first) >= len(l.Value) {
+		t.Fatalf("item %s/%d does not hold seq %d", caseID, first, seq)
+	}
+	return it, int(seq - first)
+}
+
+// dropTail removes a case's last n receipts as a writer with table access
+// would: segments wholly in the tail are deleted, the one it cuts is
+// rewritten shorter. It returns the stream finding that shows it: Removed
+// when whole segments went, Modified when one was cut.
+func dropTail(t *testing.T, ctx context.Context, rs []*receipt.Receipt, n int) receipt.Kind {
+	t.Helper()
+	kind := receipt.Removed
+	keep := rs[:len(rs)-n]
+	for len(rs) > len(keep) {
+		last := rs[len(rs)-1]
+		_, i := itemHolding(t, ctx, last.CaseID, last.Seq)
+		first := last.Seq - int64(i)
+		if first >= int64(len(keep)) {
+			if _, err := suite.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(suite.res.ReceiptsTable),
+				Key: receiptKey(last.CaseID, first)}); err != nil {
+				t.Fatal(err)
+			}
+			rs = rs[:first]
+			continue
+		}
+		short, err := store.SegmentItem(keep[first:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := suite.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(suite.res.ReceiptsTable), Item: short}); err != nil {
+			t.Fatal(err)
+		}
+		rs, kind = keep, receipt.Modified
+	}
+	return kind
 }
 
 func receiptKey(caseID string, seq int64) map[string]ddbtypes.AttributeValue {
