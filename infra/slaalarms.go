@@ -99,16 +99,11 @@ func objectiveWorkflows(cfg stackconfig.Config) []string {
 	if cfg.SLAObjectives == "" {
 		return nil
 	}
-	c, err := slajob.ConfigFromEnv(func(k string) string {
-		if k == slajob.EnvObjectives {
-			return cfg.SLAObjectives
-		}
-		return ""
-	})
+	_, objs, err := slajob.ParseObjectives(cfg.SLAObjectives)
 	if err != nil {
 		return nil
 	}
-	return slices.Sorted(maps.Keys(c.Objectives))
+	return slices.Sorted(maps.Keys(objs))
 }
 
 // burnAlarms creates, for the level wf (slajob.Overall or a workflow), per

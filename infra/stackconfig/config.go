@@ -317,12 +317,7 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 	}
 	c.VisibilityTimeoutSecs = vis
 	if c.SLAObjectives, err = jsonContext(lookup, CtxSLAObjectives, func(v string) error {
-		_, err := slajob.ConfigFromEnv(func(k string) string {
-			if k == slajob.EnvObjectives {
-				return v
-			}
-			return ""
-		})
+		_, _, err := slajob.ParseObjectives(v)
 		return err
 	}); err != nil {
 		return Config{}, err

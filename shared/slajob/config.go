@@ -50,30 +50,43 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.Guard.MinEvents = n
 	}
 	if v := getenv(EnvObjectives); v != "" {
-		var raw map[string]objectiveJSON
-		if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		def, objs, err := ParseObjectives(v)
+		if err != nil {
 			return cfg, fmt.Errorf("%s: %w", EnvObjectives, err)
 		}
-		if d, ok := raw["*"]; ok {
-			o, err := d.apply(cfg.Default)
-			if err != nil {
-				return cfg, fmt.Errorf("%s default: %w", EnvObjectives, err)
-			}
-			cfg.Default = o
-		}
-		cfg.Objectives = map[string]sla.Objective{}
-		for wf, j := range raw {
-			if wf == "*" {
-				continue
-			}
-			o, err := j.apply(cfg.Default)
-			if err != nil {
-				return cfg, fmt.Errorf("%s %s: %w", EnvObjectives, wf, err)
-			}
-			cfg.Objectives[wf] = o
-		}
+		cfg.Default, cfg.Objectives = def, objs
 	}
 	return cfg, nil
+}
+
+// ParseObjectives reads objectives as EnvObjectives spells them: the
+// default (the built-in one, overridden by the key "*") and the objective of
+// every workflow named.
+func ParseObjectives(v string) (sla.Objective, map[string]sla.Objective, error) {
+	def := sla.DefaultObjective()
+	var raw map[string]objectiveJSON
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return def, nil, err
+	}
+	if d, ok := raw["*"]; ok {
+		o, err := d.apply(def)
+		if err != nil {
+			return def, nil, fmt.Errorf("default: %w", err)
+		}
+		def = o
+	}
+	objs := map[string]sla.Objective{}
+	for wf, j := range raw {
+		if wf == "*" {
+			continue
+		}
+		o, err := j.apply(def)
+		if err != nil {
+			return def, nil, fmt.Errorf("%s: %w", wf, err)
+		}
+		objs[wf] = o
+	}
+	return def, objs, nil
 }
 
 func (j objectiveJSON) apply(o sla.Objective) (sla.Objective, error) {
