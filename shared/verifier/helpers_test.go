@@ -96,6 +96,11 @@ func segmentRecord(t testing.TB, rs []*receipt.Receipt, seqNo int) events.Dynamo
 	if err != nil {
 		t.Fatal(err)
 	}
+	return itemInsert(item, seqNo)
+}
+
+// itemInsert is the stream record of an item's first write.
+func itemInsert(item map[string]types.AttributeValue, seqNo int) events.DynamoDBEventRecord {
 	img := lambdaAttrs(item)
 	return events.DynamoDBEventRecord{EventName: "INSERT", EventSource: "aws:dynamodb", AWSRegion: "eu-west-1",
 		Change: events.DynamoDBStreamRecord{Keys: keysOf(img), NewImage: img, SequenceNumber: fmt.Sprintf("%021d", seqNo),
@@ -113,10 +118,7 @@ func insertRecord(t testing.TB, r *receipt.Receipt, seqNo int) events.DynamoDBEv
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := lambdaAttrs(item)
-	return events.DynamoDBEventRecord{EventName: "INSERT", EventSource: "aws:dynamodb", AWSRegion: "eu-west-1",
-		Change: events.DynamoDBStreamRecord{Keys: keysOf(img), NewImage: img, SequenceNumber: fmt.Sprintf("%021d", seqNo),
-			StreamViewType: "NEW_AND_OLD_IMAGES"}}
+	return itemInsert(item, seqNo)
 }
 
 // forgeAfter builds a receipt with a correct hash of its own at the seq
