@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	stypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
+	"github.com/knhk/knhk/localstack/lambdasvc"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/receipt"
 )
@@ -534,9 +534,7 @@ func TestStreamRecordsOfSegments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range recs.Records {
-			ev := events.DynamoDBEventRecord{EventName: string(r.EventName), Change: events.DynamoDBStreamRecord{
-				Keys: lambdaImage(r.Dynamodb.Keys), NewImage: lambdaImage(r.Dynamodb.NewImage), OldImage: lambdaImage(r.Dynamodb.OldImage)}}
+		for _, ev := range lambdasvc.DynamoDBEvent(recs.Records, "", "").Records {
 			names = append(names, ev.EventName)
 			if ev.EventName == "INSERT" {
 				got, _ := receipt.StreamReceipts(ev.Change.NewImage)

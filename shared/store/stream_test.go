@@ -5,44 +5,15 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	stypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
+	"github.com/knhk/knhk/localstack/lambdasvc"
 	"github.com/knhk/knhk/shared/receipt"
 )
-
-// lambdaImage converts a stream image to the Lambda event form the
-// verifier function receives.
-func lambdaImage(img map[string]stypes.AttributeValue) map[string]events.DynamoDBAttributeValue {
-	if img == nil {
-		return nil
-	}
-	out := map[string]events.DynamoDBAttributeValue{}
-	for k, v := range img {
-		out[k] = lambdaValue(v)
-	}
-	return out
-}
-
-func lambdaValue(v stypes.AttributeValue) events.DynamoDBAttributeValue {
-	switch v := v.(type) {
-	case *stypes.AttributeValueMemberS:
-		return events.NewStringAttribute(v.Value)
-	case *stypes.AttributeValueMemberN:
-		return events.NewNumberAttribute(v.Value)
-	case *stypes.AttributeValueMemberL:
-		l := make([]events.DynamoDBAttributeValue, len(v.Value))
-		for i, e := range v.Value {
-			l[i] = lambdaValue(e)
-		}
-		return events.NewListAttribute(l)
-	}
-	return events.NewNullAttribute()
-}
 
 // The stream of a real (local) receipts table: appends verify, a later
 // change and a deletion are reported.
@@ -80,9 +51,7 @@ func TestStreamRecordsOfTheTable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range recs.Records {
-			ev := events.DynamoDBEventRecord{EventName: string(r.EventName), Change: events.DynamoDBStreamRecord{
-				Keys: lambdaImage(r.Dynamodb.Keys), NewImage: lambdaImage(r.Dynamodb.NewImage), OldImage: lambdaImage(r.Dynamodb.OldImage)}}
+		for _, ev := range lambdasvc.DynamoDBEvent(recs.Records, "", "").Records {
 			names = append(names, ev.EventName)
 			for _, f := range receipt.VerifyStreamRecord(ev) {
 				if f.CaseID != "streamed" {
