@@ -125,7 +125,7 @@ func NewAlarms(scope constructs.Construct, cfg stackconfig.Config, specs []Alarm
 	for _, s := range specs {
 		a := awscloudwatch.NewAlarm(scope, jsii.String(s.ConstructID), &awscloudwatch.AlarmProps{
 			AlarmName:        jsii.String(cfg.NamePrefix + "-" + s.ID),
-			AlarmDescription: jsii.String(s.Summary + " Runbook: " + cfg.RunbookBaseURL + s.ID + ".md"),
+			AlarmDescription: jsii.String(s.Summary + runbookLink(cfg, s.ID)),
 			Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 				Namespace:     jsii.String(s.Metric.Namespace),
 				MetricName:    jsii.String(s.Metric.Name),
@@ -144,4 +144,10 @@ func NewAlarms(scope constructs.Construct, cfg stackconfig.Config, specs []Alarm
 		out[s.ID] = a
 	}
 	return out
+}
+
+// runbookLink is the sentence that ends every alarm description: the link
+// to the alarm's runbook.
+func runbookLink(cfg stackconfig.Config, id string) string {
+	return " Runbook: " + cfg.RunbookBaseURL + id + ".md"
 }

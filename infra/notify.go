@@ -109,13 +109,12 @@ type HealthAlarms struct {
 // newHealthAlarms creates the canary failure alarm (page) and "KNHK
 // unhealthy", in ALARM while any page alarm is.
 func newHealthAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notifications, slaAlarms SLAAlarms) HealthAlarms {
-	runbook := func(id string) string { return " Runbook: " + cfg.RunbookBaseURL + id + ".md" }
 	page := awscloudwatchactions.NewSnsAction(n.Page)
 	var h HealthAlarms
 	h.Canary = awscloudwatch.NewAlarm(scope, jsii.String("CanaryFailureAlarm"), &awscloudwatch.AlarmProps{
 		AlarmName: jsii.String(cfg.NamePrefix + "-" + AlarmCanaryFailure),
 		AlarmDescription: jsii.String("PAGE: for 3 minutes no canary case completed with a verified chain within " +
-			cfg.CanaryFreshness.String() + " of its submission (or the canary reported nothing)." + runbook(AlarmCanaryFailure)),
+			cfg.CanaryFreshness.String() + " of its submission (or the canary reported nothing)." + runbookLink(cfg, AlarmCanaryFailure)),
 		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 			Namespace: jsii.String(telemetry.Namespace), MetricName: jsii.String(telemetry.CanarySuccess), Statistic: jsii.String("Minimum"),
 			DimensionsMap: &map[string]*string{telemetry.DimFunction: jsii.String(CanaryName)},
@@ -138,7 +137,7 @@ func newHealthAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notif
 	}
 	h.Unhealthy = awscloudwatch.NewCompositeAlarm(scope, jsii.String("UnhealthyAlarm"), &awscloudwatch.CompositeAlarmProps{
 		CompositeAlarmName: jsii.String(cfg.NamePrefix + "-" + AlarmUnhealthy),
-		AlarmDescription:   jsii.String("KNHK unhealthy: a page alarm (canary failure or a page burn-rate rule) is in ALARM." + runbook(AlarmUnhealthy)),
+		AlarmDescription:   jsii.String("KNHK unhealthy: a page alarm (canary failure or a page burn-rate rule) is in ALARM." + runbookLink(cfg, AlarmUnhealthy)),
 		AlarmRule:          awscloudwatch.AlarmRule_AnyOf(rules...),
 		// Its inputs page on their own; the composite is the one state to
 		// watch (dashboards, status pages, deploy gates).

@@ -72,14 +72,13 @@ func slaMetric(name string, dims map[string]*string) awscloudwatch.Metric {
 func newSLAAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notifications) SLAAlarms {
 	out := SLAAlarms{Windows: map[string]awscloudwatch.Alarm{}, Composites: map[string]awscloudwatch.CompositeAlarm{},
 		Workflows: map[string]map[string]awscloudwatch.CompositeAlarm{}}
-	runbook := func(id string) string { return " Runbook: " + cfg.RunbookBaseURL + id + ".md" }
 	out.Composites = burnAlarms(scope, cfg, n, slajob.Overall, out.Windows)
 	for _, wf := range objectiveWorkflows(cfg) {
 		out.Workflows[wf] = burnAlarms(scope, cfg, n, wf, out.Windows)
 	}
 	out.Latency = awscloudwatch.NewAlarm(scope, jsii.String("SlaLatencyBreachAlarm"), &awscloudwatch.AlarmProps{
 		AlarmName:          jsii.String(cfg.NamePrefix + "-" + AlarmSLALatencyBreach),
-		AlarmDescription:   jsii.String("The platform's p50 or p99 case latency over the objective's window exceeds the objective for 5 minutes." + runbook(AlarmSLALatencyBreach)),
+		AlarmDescription:   jsii.String("The platform's p50 or p99 case latency over the objective's window exceeds the objective for 5 minutes." + runbookLink(cfg, AlarmSLALatencyBreach)),
 		Metric:             slaMetric(telemetry.SLALatencyBreach, map[string]*string{telemetry.DimWorkflow: jsii.String(slajob.Overall)}),
 		Threshold:          jsii.Number(1),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -112,7 +111,6 @@ func objectiveWorkflows(cfg stackconfig.Config) []string {
 // notifying the topic of the rule's severity. The platform's alarms keep
 // their names; a workflow's end in -<workflow>.
 func burnAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notifications, wf string, windows map[string]awscloudwatch.Alarm) map[string]awscloudwatch.CompositeAlarm {
-	runbook := func(id string) string { return " Runbook: " + cfg.RunbookBaseURL + id + ".md" }
 	suffix, idSuffix, who := "", "", "the platform's"
 	if wf != slajob.Overall {
 		suffix, idSuffix, who = "-"+wf, "Wf"+camel(wf), "workflow "+wf+"'s"
@@ -125,7 +123,7 @@ func burnAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notificati
 			w := slajob.WindowLabel(r, long)
 			a := awscloudwatch.NewAlarm(scope, jsii.String("SlaBurn"+camel(w)+idSuffix), &awscloudwatch.AlarmProps{
 				AlarmName: jsii.String(cfg.NamePrefix + "-sla-burn-" + w + suffix),
-				AlarmDescription: jsii.String(fmt.Sprintf("%s error budget burns at %gx or more over the %s window of rule %s (one input of %s-%s%s)."+runbook(id),
+				AlarmDescription: jsii.String(fmt.Sprintf("%s error budget burns at %gx or more over the %s window of rule %s (one input of %s-%s%s)."+runbookLink(cfg, id),
 					upperFirst(who), r.Factor, map[bool]string{true: "long", false: "short"}[long], r.Name, cfg.NamePrefix, id, suffix)),
 				Metric:             slaMetric(telemetry.SLABurnRate, map[string]*string{telemetry.DimWorkflow: jsii.String(wf), telemetry.DimWindow: jsii.String(w)}),
 				Threshold:          jsii.Number(r.Factor),
@@ -140,7 +138,7 @@ func burnAlarms(scope constructs.Construct, cfg stackconfig.Config, n Notificati
 		c := awscloudwatch.NewCompositeAlarm(scope, jsii.String("SlaBurn"+camel(r.Name)+idSuffix),
 			&awscloudwatch.CompositeAlarmProps{
 				CompositeAlarmName: jsii.String(cfg.NamePrefix + "-" + id + suffix),
-				AlarmDescription: jsii.String(fmt.Sprintf("%s: %s error budget burns at %gx or more over both %v and %v (SRE Workbook multi-window rule %s)."+runbook(id),
+				AlarmDescription: jsii.String(fmt.Sprintf("%s: %s error budget burns at %gx or more over both %v and %v (SRE Workbook multi-window rule %s)."+runbookLink(cfg, id),
 					strings.ToUpper(string(r.Severity)), who, r.Factor, r.Long, r.Short, r.Name)),
 				AlarmRule: awscloudwatch.AlarmRule_AllOf(awscloudwatch.AlarmRule_FromAlarm(parts[0], awscloudwatch.AlarmState_ALARM),
 					awscloudwatch.AlarmRule_FromAlarm(parts[1], awscloudwatch.AlarmState_ALARM)),
