@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -166,24 +167,13 @@ func TestSQSSamplesStart(t *testing.T) {
 	if suite.external {
 		t.Skip("the sample's fixed idempotency key may have run on a deployed stack before")
 	}
-	root, err := localaws.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := ctxFor(t, 120*time.Second)
 	for _, name := range []string{"start-payment.json", "start-latest.json"} {
-		body, err := os.ReadFile(filepath.Join(root, "events", "sqs", name))
-		if err != nil {
-			t.Fatal(err)
+		body, m := sqsSample(t, name)
+		if m.Start == nil {
+			t.Fatalf("%s: not a start message", name)
 		}
-		m, err := message.Decode(body)
-		if err != nil || m.Start == nil {
-			t.Fatalf("%s: not a start message: %v", name, err)
-		}
-		if _, err := suite.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(suite.res.WorkQueueURL),
-			MessageBody: aws.String(string(body))}); err != nil {
-			t.Fatal(err)
-		}
+		sendBody(t, ctx, body)
 		rs := awaitChain(t, ctx, m.Start.CaseID(), func(rs []*receipt.Receipt) bool {
 			return len(rs) > 0 && rs[len(rs)-1].Type.Terminal()
 		})
@@ -214,24 +204,6 @@ func TestSQSSamplesThroughTheStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxFor(t, 180*time.Second)
-	sample := func(name string) (string, *message.Message) {
-		t.Helper()
-		body, err := os.ReadFile(filepath.Join(root, "events", "sqs", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := message.Decode(body)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return string(body), &m
-	}
-	send := func(body string) {
-		t.Helper()
-		if _, err := suite.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(suite.res.WorkQueueURL), MessageBody: aws.String(body)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ended := func(rs []*receipt.Receipt) bool { return len(rs) > 0 && rs[len(rs)-1].Type.Terminal() }
 	since := time.Now()
 
@@ -241,7 +213,7 @@ func TestSQSSamplesThroughTheStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(input)
-	byRef, m := sample("start-by-reference.json")
+	byRef, m := sqsSample(t, "start-by-reference.json")
 	if m.Start == nil || m.Start.InputRef != "sha256:"+hex.EncodeToString(sum[:]) {
 		t.Fatalf("start-by-reference.json names %v, want the hash of events/inputs/cross-border-payment.json", m.Start)
 	}
@@ -249,21 +221,21 @@ func TestSQSSamplesThroughTheStack(t *testing.T) {
 	if err := payloads.PutBlob(ctx, receipt.Blob{Hash: hex.EncodeToString(sum[:]), Bytes: input}); err != nil {
 		t.Fatal(err)
 	}
-	send(byRef)
+	sendBody(t, ctx, byRef)
 	if got := output(t, awaitChain(t, ctx, m.Start.CaseID(), ended)); got != standin.Outputs["cross-border-payment"] {
 		t.Errorf("start-by-reference.json: output %s, want %s", got, standin.Outputs["cross-border-payment"])
 	}
 
 	// A claim that waits for its adjuster, and the adjuster's CloudEvent.
-	claim, m := sample("start-claim.json")
-	send(claim)
+	claim, m := sqsSample(t, "start-claim.json")
+	sendBody(t, ctx, claim)
 	claimID := m.Start.CaseID()
 	awaitChain(t, ctx, claimID, func(rs []*receipt.Receipt) bool { return count(rs, history.EventAwaited) > 0 })
-	decision, ev := sample("cloudevent-adjuster-decision.json")
+	decision, ev := sqsSample(t, "cloudevent-adjuster-decision.json")
 	if ev.Event == nil {
 		t.Fatal("cloudevent-adjuster-decision.json is not a CloudEvent")
 	}
-	send(decision)
+	sendBody(t, ctx, decision)
 	if got := output(t, awaitChain(t, ctx, claimID, ended)); got != standin.Outputs["insurance-claim"] {
 		t.Errorf("the claim resumed by the CloudEvent sample: output %s, want %s", got, standin.Outputs["insurance-claim"])
 	}
@@ -272,8 +244,8 @@ func TestSQSSamplesThroughTheStack(t *testing.T) {
 	// Messages that name no case or no workflow: dropped, no case opened.
 	var refused []string
 	for _, name := range []string{"continue-timer.json", "continue-branch.json", "poison-unknown-workflow.json"} {
-		body, m := sample(name)
-		send(body)
+		body, m := sqsSample(t, name)
+		sendBody(t, ctx, body)
 		if m.Continue != nil {
 			refused = append(refused, m.Continue.CaseID)
 		} else {
@@ -285,5 +257,32 @@ func TestSQSSamplesThroughTheStack(t *testing.T) {
 		if tail, err := suite.chains.Tail(ctx, id); err != nil || tail != nil {
 			t.Errorf("a refused sample opened case %s: %+v, %v", id, tail, err)
 		}
+	}
+}
+
+// sqsSample reads events/sqs/name as written and decodes it.
+func sqsSample(t *testing.T, name string) (string, message.Message) {
+	t.Helper()
+	root, err := localaws.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(filepath.Join(root, "events", "sqs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := message.Decode(body)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return string(body), m
+}
+
+// sendBody puts a body on the work queue as `aws sqs send-message
+// --message-body file://...` does: the bytes, no message attributes.
+func sendBody(t *testing.T, ctx context.Context, body string) {
+	t.Helper()
+	if _, err := suite.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(suite.res.WorkQueueURL), MessageBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
 	}
 }
