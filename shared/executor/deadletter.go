@@ -48,7 +48,7 @@ func (x *Executor) deadLetterWorkflow(ctx context.Context, m events.SQSMessage) 
 	default:
 		return sla.Unattributed
 	}
-	rs, _, err := x.chains.Chain(ctx, caseID)
+	rs, _, err := x.chains.Range(ctx, caseID, 0, 0) // the genesis alone
 	if err != nil || len(rs) == 0 || rs[0].Genesis == nil || rs[0].Tenant != tenant || rs[0].Genesis.Workflow == "" {
 		return sla.Unattributed
 	}

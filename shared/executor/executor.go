@@ -42,6 +42,8 @@ type Chains interface {
 	// Chain reads a case's receipts in order; findings report items that do
 	// not decode.
 	Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error)
+	// Range reads the receipts with seq in [from, to].
+	Range(ctx context.Context, caseID string, from, to int64) ([]*receipt.Receipt, []receipt.Finding, error)
 	// AppendSegment appends evs right after prev as one segment (more when
 	// they exceed a segment's bounds), or fails with store.ErrConflict when
 	// another writer extended the chain first with different events.
