@@ -168,11 +168,6 @@ func TestReplayFindsAChangedDecision(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(m.Run())
-}
-
 // secretValues lists the string leaves of a secrets map.
 func secretValues(v any) []string {
 	switch v := v.(type) {
