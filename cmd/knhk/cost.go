@@ -131,7 +131,7 @@ func deployedCases(cmd *cobra.Command, month string) ([]chargeback.Case, []store
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	chains := store.NewReceipts(db, res.ReceiptsTable)
-	cases, skipped, err := chargeback.Collect(ctx, chains, registry.New(db, res.StateTable), month, store.StoredSize)
+	cases, skipped, err := chargeback.Collect(ctx, chains, registry.New(db, res.StateTable), month)
 	if err != nil {
 		return nil, nil, 0, err
 	}

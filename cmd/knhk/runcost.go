@@ -29,14 +29,14 @@ func printRunCost(ctx context.Context, w io.Writer, chains *store.Receipts, outs
 		if o.Status == "" {
 			continue
 		}
-		rs, _, err := chains.Chain(ctx, o.Case.ID)
+		rs, items, _, err := chains.StoredChain(ctx, o.Case.ID)
 		if err != nil {
 			return err
 		}
 		if len(receipt.VerifyChain(rs)) > 0 {
 			continue
 		}
-		c, err := chargeback.FromChain(rs, store.StoredSize)
+		c, err := chargeback.FromChain(rs, items)
 		if err != nil {
 			continue
 		}

@@ -98,7 +98,6 @@ func build(ctx context.Context) (handler.Function, handler.Func[json.RawMessage,
 		Export:      objects.New(objects.NewClient(awsCfg), s.bucket),
 		Prices:      prices,
 		Config:      s.conf,
-		ItemSize:    store.StoredSize,
 		Log:         log,
 	}
 	h := func(ctx context.Context, _ json.RawMessage) (costjob.Result, error) {

@@ -49,9 +49,11 @@ type Case struct {
 	Transitions                                              int64      // as Step Functions would bill them
 }
 
-// FromChain sums a verified chain's usage. itemSize gives each receipt's
-// stored size, which prices the chain's own writes (meter.ReceiptWrite).
-func FromChain(rs []*receipt.Receipt, itemSize func(*receipt.Receipt) int) (Case, error) {
+// FromChain sums a verified chain's usage. items are the billed sizes of
+// the table items that store the chain (one per segment, or per receipt in
+// the layout before segments): each was one write of the chain's own
+// (meter.ReceiptWrite), which the receipts' usage cannot include.
+func FromChain(rs []*receipt.Receipt, items []int) (Case, error) {
 	if len(rs) == 0 || rs[0].Genesis == nil {
 		return Case{}, fmt.Errorf("chargeback: a chain starts with its genesis")
 	}
@@ -63,7 +65,6 @@ func FromChain(rs []*receipt.Receipt, itemSize func(*receipt.Receipt) int) (Case
 		if r.Usage != nil {
 			c.Usage.Add(meter.Usage(*r.Usage))
 		}
-		c.Usage.Add(meter.ReceiptWrite(itemSize(r)))
 		types = append(types, r.Type)
 		for _, t := range []time.Time{r.Started, r.Ended} {
 			if !t.IsZero() && (c.Started.IsZero() || t.Before(c.Started)) {
@@ -73,6 +74,9 @@ func FromChain(rs []*receipt.Receipt, itemSize func(*receipt.Receipt) int) (Case
 				c.Ended = t
 			}
 		}
+	}
+	for _, size := range items {
+		c.Usage.Add(meter.ReceiptWrite(size))
 	}
 	c.Transitions = cost.Transitions(types)
 	return c, nil

@@ -56,7 +56,15 @@ func fiveTaskCase(t *testing.T, tenant, ns, name, id string) []*receipt.Receipt 
 	return append(rs, r)
 }
 
-func small(*receipt.Receipt) int { return 500 }
+// perReceipt stores each receipt of rs as an item of its own of 500 bytes,
+// the layout before segments and the one docs/cost.md's example prices.
+func perReceipt(rs []*receipt.Receipt) ([]*receipt.Receipt, []int) {
+	items := make([]int, len(rs))
+	for i := range items {
+		items[i] = 500
+	}
+	return rs, items
+}
 
 func rat(t *testing.T, s string) *big.Rat {
 	t.Helper()
@@ -75,7 +83,7 @@ func TestWorkedExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), small)
+	c, err := chargeback.FromChain(perReceipt(fiveTaskCase(t, "acme", "payments", "five", "c1")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +109,44 @@ func TestWorkedExample(t *testing.T) {
 	}
 }
 
+// TestSegmentIsOneWrite: the same chain stored as one segment item of
+// 3,500 bytes is one write request of 4 units, not seven of one: the case
+// costs $0.000005045008, docs/cost.md's figure for the segment layout.
+func TestSegmentIsOneWrite(t *testing.T) {
+	tab, err := cost.Load(cost.DefaultVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		items    []int
+		requests int64
+		units    float64
+		total    string
+	}{
+		{"one segment", []int{3500}, 2, 4, "0.000005045008"},
+		{"two segments", []int{1024, 1025}, 3, 3, "0.000004420008"},
+		{"no items read", nil, 1, 0, "0.000002545008"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), tc.items)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Usage.WriteUnits != tc.units || c.Usage.DynamoRequests != tc.requests || c.Receipts != 7 {
+				t.Fatalf("usage %+v, receipts %d: want %d requests, %v write units", c.Usage, c.Receipts, tc.requests, tc.units)
+			}
+			r, err := chargeback.Build(tab, "2026-12", chargeback.ByWorkflow, []chargeback.Case{c}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Lines[0].Total(); got.Cmp(rat(t, tc.total)) != 0 {
+				t.Fatalf("total %s, want %s", got.FloatString(12), tc.total)
+			}
+		})
+	}
+}
+
 // TestSharedSplitAndGroupings: shared cost goes to owners in proportion to
 // their direct cost, idle to nobody; every grouping charges the same total.
 func TestSharedSplitAndGroupings(t *testing.T) {
@@ -109,7 +155,7 @@ func TestSharedSplitAndGroupings(t *testing.T) {
 	for i, w := range []struct{ tenant, ns, name, dept string }{
 		{"acme", "payments", "pay", "finance"}, {"acme", "payments", "pay", "finance"}, {"globex", "energy", "grid", "ops"},
 	} {
-		c, err := chargeback.FromChain(fiveTaskCase(t, w.tenant, w.ns, w.name, fmt.Sprint("c", i)), small)
+		c, err := chargeback.FromChain(perReceipt(fiveTaskCase(t, w.tenant, w.ns, w.name, fmt.Sprint("c", i))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +248,7 @@ func TestBudgetThresholdsOncePerPeriod(t *testing.T) {
 	}
 	claims := store.NewBudgetAlerts(dynamodb.NewFromConfig(cfg), outs[stack.OutStateTable])
 	tab, _ := cost.Load(cost.DefaultVersion)
-	c, _ := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), small)
+	c, _ := chargeback.FromChain(perReceipt(fiveTaskCase(t, "acme", "payments", "five", "c1")))
 	report := func(period string) chargeback.Report {
 		r, err := chargeback.Build(tab, period, chargeback.ByTenant, []chargeback.Case{c}, nil, nil)
 		if err != nil {
@@ -244,7 +290,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	tab, _ := cost.Load(cost.DefaultVersion)
 	var cases []chargeback.Case
 	for i, tenant := range []string{"acme", "globex", "acme"} {
-		c, err := chargeback.FromChain(fiveTaskCase(t, tenant, "payments", "pay", fmt.Sprint("c", i)), small)
+		c, err := chargeback.FromChain(perReceipt(fiveTaskCase(t, tenant, "payments", "pay", fmt.Sprint("c", i))))
 		if err != nil {
 			t.Fatal(err)
 		}

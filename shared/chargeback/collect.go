@@ -11,7 +11,7 @@ import (
 
 // Chains walks every case's chain (store.Receipts).
 type Chains interface {
-	EachChain(ctx context.Context, fn func(caseID string, rs []*receipt.Receipt) error) (bad int, err error)
+	EachChain(ctx context.Context, fn func(caseID string, rs []*receipt.Receipt, items []int) error) (bad int, err error)
 }
 
 // Descriptors loads the workflow version a case pinned (registry.Registry).
@@ -26,17 +26,17 @@ func Period(t time.Time) string { return t.UTC().Format("2006-01") }
 // verify, with their departments from their workflow documents. Chains that
 // do not verify are counted in skipped, not priced (the verifier reports
 // them).
-func Collect(ctx context.Context, chains Chains, descs Descriptors, period string, itemSize func(*receipt.Receipt) int) (cases []Case, skipped int, err error) {
+func Collect(ctx context.Context, chains Chains, descs Descriptors, period string) (cases []Case, skipped int, err error) {
 	if _, err := time.Parse("2006-01", period); err != nil {
 		return nil, 0, fmt.Errorf("chargeback: period %q: want YYYY-MM", period)
 	}
 	depts := map[string]string{}
-	bad, err := chains.EachChain(ctx, func(_ string, rs []*receipt.Receipt) error {
+	bad, err := chains.EachChain(ctx, func(_ string, rs []*receipt.Receipt, items []int) error {
 		if len(receipt.VerifyChain(rs)) > 0 {
 			skipped++
 			return nil
 		}
-		c, err := FromChain(rs, itemSize)
+		c, err := FromChain(rs, items)
 		if err != nil {
 			skipped++
 			return nil

@@ -18,7 +18,6 @@ import (
 
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/cost"
-	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/store"
 )
 
@@ -98,7 +97,6 @@ type Deps struct {
 	Export      Exporter
 	Prices      *cost.Table
 	Config      Config
-	ItemSize    func(*receipt.Receipt) int
 	Owner       string // this run's lease owner (the invocation's request id)
 	LeaseTTL    time.Duration
 	Now         func() time.Time
@@ -139,7 +137,7 @@ func Run(ctx context.Context, d Deps) (Result, error) {
 			log.Warn("cost job: lease not released", "error", err.Error())
 		}
 	}()
-	cases, skipped, err := chargeback.Collect(ctx, d.Chains, d.Descriptors, res.Period, d.ItemSize)
+	cases, skipped, err := chargeback.Collect(ctx, d.Chains, d.Descriptors, res.Period)
 	if err != nil {
 		return res, err
 	}

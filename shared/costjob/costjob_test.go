@@ -103,7 +103,7 @@ func TestRunIsLeasedAndIdempotent(t *testing.T) {
 	out, alerts := &exports{objs: map[string][]byte{}}, &topic{}
 	deps := func(owner string) costjob.Deps {
 		return costjob.Deps{Leases: leases, Chains: chains, Descriptors: reg, Overheads: over, Claims: store.NewBudgetAlerts(db, outs[stack.OutStateTable]),
-			Alerts: alerts, Export: out, Prices: prices, Config: conf, ItemSize: store.StoredSize, Owner: owner, Now: func() time.Time { return now }}
+			Alerts: alerts, Export: out, Prices: prices, Config: conf, Owner: owner, Now: func() time.Time { return now }}
 	}
 	if ok, err := leases.Acquire(ctx, costjob.LeaseName, "other-run", time.Minute); !ok || err != nil {
 		t.Fatalf("lease %v %v", ok, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/telemetry"
 )
@@ -477,6 +478,14 @@ func itemSeq(item map[string]types.AttributeValue) int64 {
 // Receipts that do not decode are returned as Malformed findings instead,
 // so a verifier still sees the rest.
 func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error) {
+	rs, _, bad, err := s.StoredChain(ctx, caseID)
+	return rs, bad, err
+}
+
+// StoredChain is Chain with the billed sizes of the items that store the
+// receipts (one per segment or single-receipt item, meter.ItemSize), which
+// price the chain's own writes.
+func (s *Receipts) StoredChain(ctx context.Context, caseID string) ([]*receipt.Receipt, []int, []receipt.Finding, error) {
 	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
 		KeyConditionExpression:    aws.String("#c = :c"),
@@ -485,16 +494,20 @@ func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt
 		ConsistentRead:            aws.Bool(true),
 	})
 	var rs []*receipt.Receipt
+	var sizes []int
 	var bad []receipt.Finding
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read chain of %s: %w", caseID, err)
+			return nil, nil, nil, fmt.Errorf("read chain of %s: %w", caseID, err)
 		}
 		for _, it := range page.Items {
 			got, fs := itemReceipts(it)
 			rs, bad = append(rs, got...), append(bad, fs...)
+			if len(got) > 0 {
+				sizes = append(sizes, meter.ItemSize(it))
+			}
 		}
 	}
-	return rs, bad, nil
+	return rs, sizes, bad, nil
 }

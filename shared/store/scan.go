@@ -14,10 +14,13 @@ import (
 )
 
 // EachChain reads the whole receipts table (a paginated Scan) and calls fn
-// with each case's receipts in order. Receipts that do not decode are
-// skipped and counted in bad; a chain's integrity is the caller's to check.
-func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*receipt.Receipt) error) (bad int, err error) {
+// with each case's receipts in order and the billed sizes of the items that
+// store them (one per segment or single-receipt item, meter.ItemSize), which
+// price the chain's own writes. Receipts that do not decode are skipped and
+// counted in bad; a chain's integrity is the caller's to check.
+func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*receipt.Receipt, items []int) error) (bad int, err error) {
 	chains := map[string][]*receipt.Receipt{}
+	sizes := map[string][]int{}
 	var order []string
 	p := dynamodb.NewScanPaginator(s.db, &dynamodb.ScanInput{TableName: aws.String(s.table), ConsistentRead: aws.Bool(true)})
 	for p.HasMorePages() {
@@ -34,12 +37,15 @@ func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*r
 				}
 				chains[r.CaseID] = append(chains[r.CaseID], r)
 			}
+			if len(rs) > 0 {
+				sizes[rs[0].CaseID] = append(sizes[rs[0].CaseID], meter.ItemSize(it))
+			}
 		}
 	}
 	for _, id := range order {
 		rs := chains[id]
 		slices.SortFunc(rs, func(a, b *receipt.Receipt) int { return cmp.Compare(a.Seq, b.Seq) })
-		if err := fn(id, rs); err != nil {
+		if err := fn(id, rs, sizes[id]); err != nil {
 			return bad, err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
 	"github.com/knhk/knhk/shared/history"
+	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/receipt"
 )
 
@@ -556,5 +557,57 @@ func TestStreamRecordsOfSegments(t *testing.T) {
 	}
 	if !slices.Equal(fs, want) {
 		t.Fatalf("findings %v\nwant %v", fs, want)
+	}
+}
+
+// StoredChain and EachChain report one billed size per stored item, so a
+// chain's own writes are priced per segment, not per receipt: segments of
+// 1, 3 and 4 receipts are three items, and a chain kept one item per
+// receipt (the layout before segments) is one item per receipt.
+func TestStoredItemSizes(t *testing.T) {
+	db, rt, _ := tables(t)
+	ctx := context.Background()
+	s := NewReceipts(db, rt)
+	appendSegments(t, s, "segs", 1, 3, 4)
+	var prev *receipt.Receipt
+	for _, ev := range append([]history.Event{genesis("acme")}, tasks(0, 1, 2)...) {
+		res, err := s.Append(ctx, prev, "acme", "legacy", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = res.Receipt
+	}
+	billed := func(caseID string) []int {
+		var out []int
+		for _, it := range items(t, db, rt, caseID) {
+			out = append(out, meter.ItemSize(it))
+		}
+		return out
+	}
+	rs, sizes, bad, err := s.StoredChain(ctx, "segs")
+	if err != nil || len(bad) != 0 || len(rs) != 8 {
+		t.Fatalf("stored chain: %v %v %d receipts", err, bad, len(rs))
+	}
+	if want := billed("segs"); len(want) != 3 || !slices.Equal(sizes, want) {
+		t.Fatalf("item sizes %v, want the three items' %v", sizes, want)
+	}
+	got := map[string][]int{}
+	if _, err := s.EachChain(ctx, func(caseID string, rs []*receipt.Receipt, items []int) error {
+		got[caseID] = items
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"segs", "legacy"} {
+		want := billed(id)
+		slices.Sort(want)
+		have := slices.Clone(got[id])
+		slices.Sort(have)
+		if !slices.Equal(have, want) {
+			t.Errorf("EachChain %s: item sizes %v, want %v", id, got[id], want)
+		}
+	}
+	if len(got["legacy"]) != 3 {
+		t.Errorf("a chain of one item per receipt: %d sizes for 3 receipts", len(got["legacy"]))
 	}
 }
