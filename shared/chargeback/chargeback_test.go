@@ -126,7 +126,7 @@ func TestSegmentIsOneWrite(t *testing.T) {
 	}{
 		{"one segment", []int{3500}, 2, 4, "0.000005045008"},
 		{"two segments", []int{1024, 1025}, 3, 3, "0.000004420008"},
-		{"no items read", nil, 1, 0, "0.000002545008"},
+		{"no items given", nil, 1, 0, "0.000002545008"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := chargeback.FromChain(fiveTaskCase(t, "acme", "payments", "five", "c1"), tc.items)

@@ -52,8 +52,10 @@ func (s *Receipts) EachChain(ctx context.Context, fn func(caseID string, rs []*r
 	return bad, nil
 }
 
-// StoredSize is the size DynamoDB bills for the stored form of r (0 when r
-// does not encode).
+// StoredSize is the size DynamoDB would bill for r stored as an item of its
+// own, the layout before segments (0 when r does not encode). Chains are
+// priced from their real items (EachChain, StoredChain); this measures what
+// one item per receipt would have cost.
 func StoredSize(r *receipt.Receipt) int {
 	it, err := Item(r)
 	if err != nil {
