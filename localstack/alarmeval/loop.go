@@ -41,12 +41,8 @@ func (e *Evaluator) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		began := time.Now()
 		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
 			e.logger().Warn("alarm evaluation", "err", err)
-		}
-		if took := time.Since(began); took > interval {
-			e.logger().Warn("alarm evaluation pass overran its interval", "took", took.Round(time.Millisecond), "interval", interval)
 		}
 		select {
 		case <-ctx.Done():
@@ -121,15 +117,30 @@ func (e *Evaluator) metricAlarm(ctx context.Context, a cwtypes.MetricAlarm, now 
 	// before it are the look-back.
 	end := now.Truncate(period).Add(period)
 	start := end.Add(-2 * time.Duration(n) * period)
+	in := &cloudwatch.GetMetricStatisticsInput{Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions,
+		StartTime: aws.Time(start), EndTime: aws.Time(end), Period: a.Period, Unit: a.Unit}
+	if a.ExtendedStatistic != nil {
+		in.ExtendedStatistics = []string{aws.ToString(a.ExtendedStatistic)}
+	} else {
+		in.Statistics = []cwtypes.Statistic{a.Statistic}
+	}
+	out, err := e.CW.GetMetricStatistics(ctx, in)
+	if err != nil {
+		return current, fmt.Errorf("alarm %s: metric statistics: %w", name, err)
+	}
 	points := make([]Datapoint, 2*n)
 	stamps := make([]time.Time, 2*n)
 	for i := range points {
+		points[i].Missing = true
 		stamps[i] = start.Add(time.Duration(i) * period)
-		p, err := e.period(ctx, a, stamps[i], period)
-		if err != nil {
-			return current, fmt.Errorf("alarm %s: metric statistics: %w", name, err)
+	}
+	for _, d := range out.Datapoints {
+		i := int(aws.ToTime(d.Timestamp).Sub(start) / period)
+		if i < 0 || i >= len(points) {
+			continue
 		}
-		points[i] = p
+		v, ok := Value(d, a)
+		points[i] = Datapoint{Value: v, Missing: !ok}
 	}
 	rule := Rule{EvaluationPeriods: n, DatapointsToAlarm: int(aws.ToInt32(a.DatapointsToAlarm)), Threshold: aws.ToFloat64(a.Threshold),
 		Comparison: string(a.ComparisonOperator), TreatMissing: aws.ToString(a.TreatMissingData)}
@@ -143,32 +154,6 @@ func (e *Evaluator) metricAlarm(ctx context.Context, a cwtypes.MetricAlarm, now 
 	reason, data := metricReason(a, rule, o, points, stamps, current, now)
 	return o.State, e.transition(ctx, name, aws.ToString(a.AlarmDescription), aws.ToString(a.AlarmArn), current, o.State, reason, data, now,
 		actionsFor(o.State, a.AlarmActions, a.OKActions, a.InsufficientDataActions, aws.ToBool(a.ActionsEnabled)), trigger(a))
-}
-
-// period reads the alarm's statistic over the one period [from, from+len),
-// Missing when it holds no data. Each period is its own request because
-// the local endpoint aligns a response's buckets to its first datapoint,
-// not to the period boundaries CloudWatch aligns them to: asked for two
-// minutes at once, it can return the current minute's datapoint inside a
-// bucket stamped with the previous minute.
-func (e *Evaluator) period(ctx context.Context, a cwtypes.MetricAlarm, from time.Time, length time.Duration) (Datapoint, error) {
-	in := &cloudwatch.GetMetricStatisticsInput{Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions,
-		StartTime: aws.Time(from), EndTime: aws.Time(from.Add(length)), Period: a.Period, Unit: a.Unit}
-	if a.ExtendedStatistic != nil {
-		in.ExtendedStatistics = []string{aws.ToString(a.ExtendedStatistic)}
-	} else {
-		in.Statistics = []cwtypes.Statistic{a.Statistic}
-	}
-	out, err := e.CW.GetMetricStatistics(ctx, in)
-	if err != nil {
-		return Datapoint{}, err
-	}
-	for _, d := range out.Datapoints {
-		if v, ok := Value(d, a); ok {
-			return Datapoint{Value: v}, nil
-		}
-	}
-	return Datapoint{Missing: true}, nil
 }
 
 // Value is the alarm's statistic in a GetMetricStatistics datapoint.
