@@ -478,7 +478,7 @@ func itemSeq(item map[string]types.AttributeValue) int64 {
 // Receipts that do not decode are returned as Malformed findings instead,
 // so a verifier still sees the rest.
 func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt, []receipt.Finding, error) {
-	rs, _, bad, err := s.StoredChain(ctx, caseID)
+	rs, _, bad, err := s.chain(ctx, caseID, false)
 	return rs, bad, err
 }
 
@@ -486,6 +486,12 @@ func (s *Receipts) Chain(ctx context.Context, caseID string) ([]*receipt.Receipt
 // receipts (one per segment or single-receipt item, meter.ItemSize), which
 // price the chain's own writes.
 func (s *Receipts) StoredChain(ctx context.Context, caseID string) ([]*receipt.Receipt, []int, []receipt.Finding, error) {
+	return s.chain(ctx, caseID, true)
+}
+
+// chain reads the case's items; it sizes them only when asked, so that the
+// executor's read of its chain on every step does not.
+func (s *Receipts) chain(ctx context.Context, caseID string, sized bool) ([]*receipt.Receipt, []int, []receipt.Finding, error) {
 	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
 		KeyConditionExpression:    aws.String("#c = :c"),
@@ -504,7 +510,7 @@ func (s *Receipts) StoredChain(ctx context.Context, caseID string) ([]*receipt.R
 		for _, it := range page.Items {
 			got, fs := itemReceipts(it)
 			rs, bad = append(rs, got...), append(bad, fs...)
-			if len(got) > 0 {
+			if sized && len(got) > 0 {
 				sizes = append(sizes, meter.ItemSize(it))
 			}
 		}
