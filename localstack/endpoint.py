@@ -59,6 +59,14 @@ DescribeAlarmHistory, answering a StateUpdate item in CloudWatch's shape for
 every change of an alarm's state; every new alarm starts in
 INSUFFICIENT_DATA, as on AWS, and a replaced one keeps its history. Alarms are not evaluated here: the local stack's evaluator does that
 and sets their state through SetAlarmState.
+
+GetMetricStatistics: moto starts a response's buckets at the first datapoint
+in the range, so a datapoint early in a minute, after one late in the
+previous minute, was filed under the previous minute. The launcher buckets
+as CloudWatch does: from StartTime rounded down to the minute (to the period
+below a minute), in steps of Period. moto also walked every datapoint ever
+put on each request; the launcher keeps them indexed by namespace and metric
+name, so a request costs the size of that one metric's series.
 """
 
 import argparse
@@ -87,7 +95,8 @@ import moto.core.utils
 import moto.dynamodb.models
 import moto.sqs.models
 import moto.sts.models
-from moto.cloudwatch.models import Alarm, CloudWatchBackend
+from moto.cloudwatch.exceptions import InvalidParameterValue
+from moto.cloudwatch.models import Alarm, CloudWatchBackend, Statistics
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
@@ -434,6 +443,57 @@ def describe_alarm_history(self):
     return moto.core.responses.ActionResult({"AlarmHistoryItems": items[: p("MaxRecords") or 100]})
 
 
+SERIES_LOCK = threading.Lock()
+
+
+def series(backend, namespace, name):
+    """The datapoints put on one metric, from an index kept beside moto's
+    list of every datapoint (extended as that list grows, rebuilt if it was
+    replaced); for AWS/ namespaces also the services' own metrics."""
+    data = backend.metric_data
+    with SERIES_LOCK:
+        index = backend.__dict__.get("knhk_series")
+        if index is None or index["data"] is not data or index["seen"] > len(data):
+            index = {"data": data, "seen": 0, "by": {}}
+            backend.knhk_series = index
+        upto = len(data)
+        for datum in data[index["seen"]:upto]:
+            index["by"].setdefault((datum.namespace, datum.name), []).append(datum)
+        index["seen"] = upto
+        found = list(index["by"].get((namespace, name), ()))
+    if namespace.startswith("AWS/"):
+        found += [d for d in backend.aws_metric_data if d.namespace == namespace and d.name == name]
+    return found
+
+
+def get_metric_statistics(self, namespace, metric_name, start_time, end_time, period, stats, dimensions, unit=None):
+    """CloudWatchBackend.get_metric_statistics with CloudWatch's buckets:
+    StartTime rounded down to the minute (to the period, below a minute),
+    then one bucket per Period; only buckets holding data are answered."""
+    start = start_time.replace(microsecond=0)
+    end = end_time.replace(microsecond=0)
+    if start >= end:
+        raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+    period = int(period)
+    grain = min(period, 60)
+    start = start.replace(second=start.second - start.second % grain)
+    buckets = {}
+    for datum in series(self, namespace, metric_name):
+        if not start <= datum.timestamp < end:
+            continue
+        if unit and datum.unit != unit:
+            continue
+        if dimensions and not datum.filter(None, None, dimensions):
+            continue
+        i = int((datum.timestamp - start).total_seconds()) // period
+        bucket = buckets.get(i)
+        if bucket is None:
+            bucket = buckets[i] = Statistics(stats, start + datetime.timedelta(seconds=i * period))
+        bucket.metric_data.append(datum)
+        bucket.unit = datum.unit
+    return [buckets[i] for i in sorted(buckets)]
+
+
 def patch_moto(stats=None):
     """Apply the changes the module docstring lists; with stats, count the
     walks of a queue's messages."""
@@ -454,6 +514,7 @@ def patch_moto(stats=None):
     CloudWatchResponse.describe_alarm_history = describe_alarm_history
     Alarm.update_state = state_recorded(Alarm.update_state)
     CloudWatchBackend.put_metric_alarm = history_kept(CloudWatchBackend.put_metric_alarm)
+    CloudWatchBackend.get_metric_statistics = get_metric_statistics
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules
     moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)

@@ -41,8 +41,12 @@ func (e *Evaluator) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		began := time.Now()
 		if err := e.Tick(ctx); err != nil && ctx.Err() == nil {
 			e.logger().Warn("alarm evaluation", "err", err)
+		}
+		if took := time.Since(began); took > interval {
+			e.logger().Warn("alarm evaluation pass overran its interval", "took", took.Round(time.Millisecond), "interval", interval)
 		}
 		select {
 		case <-ctx.Done():

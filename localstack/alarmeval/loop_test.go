@@ -144,3 +144,56 @@ func receive(t *testing.T, q *sqs.Client, url string) map[string]any {
 	}
 	return msg
 }
+
+// TestEvaluatorAlignsPeriods pins the evaluation to period boundaries: a
+// datapoint early in the current minute, after one late in the previous
+// minute, is the current minute's, though the endpoint buckets a range's
+// data from its first datapoint (the burn-rate gauges of a job scheduled
+// every minute arrive exactly so).
+func TestEvaluatorAlignsPeriods(t *testing.T) {
+	ep := localaws.StartT(t)
+	ctx := context.Background()
+	cfg, err := ep.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw := localaws.NewCloudWatch(cfg)
+	dims := []cwtypes.Dimension{{Name: aws.String("Window"), Value: aws.String("page-1h-long")}}
+	if _, err := cw.PutMetricAlarm(ctx, &cloudwatch.PutMetricAlarmInput{AlarmName: aws.String("burn"), Namespace: aws.String("KNHK"),
+		MetricName: aws.String("SLABurnRate"), Statistic: cwtypes.StatisticMaximum, Dimensions: dims,
+		Period: aws.Int32(60), EvaluationPeriods: aws.Int32(1), DatapointsToAlarm: aws.Int32(1), Threshold: aws.Float64(14.4),
+		ComparisonOperator: cwtypes.ComparisonOperatorGreaterThanOrEqualToThreshold, TreatMissingData: aws.String(NotBreaching)}); err != nil {
+		t.Fatal(err)
+	}
+	minute := time.Now().Truncate(time.Minute)
+	for _, p := range []struct {
+		at time.Duration
+		v  float64
+	}{{-43 * time.Second, 0}, {2 * time.Second, 923}} {
+		if _, err := cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("KNHK"), MetricData: []cwtypes.MetricDatum{{
+			MetricName: aws.String("SLABurnRate"), Dimensions: dims, Value: aws.Float64(p.v), Timestamp: aws.Time(minute.Add(p.at))}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func(now time.Time) cwtypes.StateValue {
+		t.Helper()
+		ev := &Evaluator{CW: cw, Region: cfg.Region, Now: func() time.Time { return now }}
+		if err := ev.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out, err := cw.DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{AlarmNames: []string{"burn"}})
+		if err != nil || len(out.MetricAlarms) != 1 {
+			t.Fatalf("describe: %v", err)
+		}
+		return out.MetricAlarms[0].StateValue
+	}
+	if s := state(minute.Add(-5 * time.Second)); s != cwtypes.StateValueOk {
+		t.Errorf("in the previous minute (burn 0): %s, want OK", s)
+	}
+	if s := state(minute.Add(5 * time.Second)); s != cwtypes.StateValueAlarm {
+		t.Errorf("in the minute of the breaching datapoint: %s, want ALARM", s)
+	}
+	if s := state(minute.Add(65 * time.Second)); s != cwtypes.StateValueOk {
+		t.Errorf("a minute without data (notBreaching): %s, want OK", s)
+	}
+}

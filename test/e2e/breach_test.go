@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +19,6 @@ import (
 // TestSLABreachPagesAndRecovers runs (more than the suite's minimum-events
 // guard), and breachRounds bounds a phase's rounds.
 const (
-	// breachEnv opts in to the scenario (docs/e2e.md).
-	breachEnv    = "KNHK_E2E_BREACH"
 	breachCases  = 12
 	breachRounds = 4
 )
@@ -39,12 +36,6 @@ const (
 func TestSLABreachPagesAndRecovers(t *testing.T) {
 	if suite.external || suite.env == nil {
 		t.Skip("needs the self-contained suite's shortened SLA windows")
-	}
-	if os.Getenv(breachEnv) != "1" {
-		// Alone it passes (about 90 s); after the rest of the suite the
-		// page composite has been seen to stay OK for minutes although the
-		// job's report fires, which is not understood yet.
-		t.Skipf("opt in with %s=1 (docs/e2e.md)", breachEnv)
 	}
 	noteFailure(t)
 	ctx := ctxFor(t, 10*time.Minute)
