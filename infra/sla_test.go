@@ -17,7 +17,7 @@ import (
 // divisor and guard of the context, and its role reaches neither the
 // receipts nor the checkpoints nor the signing key.
 func TestSLAJob(t *testing.T) {
-	s := synth(t, "sla", map[string]any{stackconfig.CtxSLAObjectives: `{"payments":{"availability":0.9995}}`,
+	s := synth(t, "sla", map[string]any{stackconfig.CtxSLAObjectives: `{"billing/payments":{"availability":0.9995}}`,
 		stackconfig.CtxSLAWindowDivisor: "60", stackconfig.CtxSLAMinEvents: "3"})
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	var env map[string]any
@@ -39,7 +39,7 @@ func TestSLAJob(t *testing.T) {
 			}
 		}
 	}
-	if env[slajob.EnvObjectives] != `{"payments":{"availability":0.9995}}` || env[slajob.EnvWindowDivisor] != "60" ||
+	if env[slajob.EnvObjectives] != `{"billing/payments":{"availability":0.9995}}` || env[slajob.EnvWindowDivisor] != "60" ||
 		env[slajob.EnvMinEvents] != "3" || env[stack.EnvName(stack.OutStateTable)] == nil {
 		t.Fatalf("SLA environment %v", env)
 	}
@@ -57,9 +57,9 @@ func TestSLAJob(t *testing.T) {
 func TestSLAAlarms(t *testing.T) {
 	// payments and refunds have objectives of their own: they get burn-rate
 	// alarms of their own; "*" (the default) does not.
-	s := synth(t, "sla-objectives", map[string]any{stackconfig.CtxSLAObjectives: `{"payments":{"availability":0.9995},"refunds":{"p99":"3s"},"*":{"p50":"200ms"}}`})
+	s := synth(t, "sla-objectives", map[string]any{stackconfig.CtxSLAObjectives: `{"billing/payments":{"availability":0.9995},"billing/refunds":{"p99":"3s"},"*":{"p50":"200ms"}}`})
 	res := templateJSON(t, s)["Resources"].(map[string]any)
-	levels := []string{slajob.Overall, "payments", "refunds"}
+	levels := []string{slajob.Overall, "billing/payments", "billing/refunds"}
 	emitted := map[string]bool{} // name|dims as the job publishes them
 	for _, r := range sla.WorkbookRules() {
 		for _, long := range []bool{true, false} {
@@ -109,14 +109,14 @@ func TestSLAAlarms(t *testing.T) {
 		t.Errorf("%d burn-rate composites, want %d: %v", len(composites), want, composites)
 	}
 	for _, r := range sla.WorkbookRules() {
-		for _, name := range []string{"knhk-prod-" + SLABurnAlarmID(r), "knhk-prod-" + SLABurnAlarmID(r) + "-payments", "knhk-prod-" + SLABurnAlarmID(r) + "-refunds"} {
+		for _, name := range []string{"knhk-prod-" + SLABurnAlarmID(r), "knhk-prod-" + SLABurnAlarmID(r) + "-billing/payments", "knhk-prod-" + SLABurnAlarmID(r) + "-billing/refunds"} {
 			rule, ok := composites[name]
 			if !ok || !strings.Contains(rule, "ALARM(") || !strings.Contains(rule, " AND ") {
 				t.Errorf("composite %s: %q, want ALARM(long) AND ALARM(short)", name, rule)
 			}
 		}
 		// A workflow's composite combines that workflow's window alarms.
-		if rule := composites["knhk-prod-"+SLABurnAlarmID(r)+"-payments"]; !strings.Contains(rule, camel(slajob.WindowLabel(r, true))+"WfPayments") {
+		if rule := composites["knhk-prod-"+SLABurnAlarmID(r)+"-billing/payments"]; !strings.Contains(rule, camel(slajob.WindowLabel(r, true))+"WfBillingPayments") {
 			t.Errorf("payments composite of %s does not watch payments' window alarms: %s", r.Name, rule)
 		}
 	}

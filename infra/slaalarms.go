@@ -49,10 +49,8 @@ func SLAAlarmIDs() []string {
 // camel turns page-1h-long into Page1hLong, for construct ids.
 func camel(s string) string {
 	var b strings.Builder
-	for _, p := range strings.Split(s, "-") {
-		if p != "" {
-			b.WriteString(strings.ToUpper(p[:1]) + p[1:])
-		}
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == '-' || r == '/' }) {
+		b.WriteString(strings.ToUpper(p[:1]) + p[1:])
 	}
 	return b.String()
 }

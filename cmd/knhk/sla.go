@@ -95,7 +95,7 @@ func init() {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&workflow, "workflow", "", "only this workflow's report ("+slajob.Overall+" for the platform)")
+	cmd.Flags().StringVar(&workflow, "workflow", "", "only this workflow's report, as NAMESPACE/NAME ("+slajob.Overall+" for the platform, "+sla.CanaryProbes+" for the canary)")
 	cmd.Flags().StringVar(&window, "window", "", "compute now over this window (e.g. 30d, 6h) instead of printing the stored reports")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	root.AddCommand(cmd)

@@ -230,7 +230,7 @@ func TestSLAObjectivesContext(t *testing.T) {
 		v    any
 		want string
 	}{
-		{"string", ` {"payments":{"availability":0.9995}} `, `{"payments":{"availability":0.9995}}`},
+		{"string", ` {"billing/payments":{"availability":0.9995}} `, `{"billing/payments":{"availability":0.9995}}`},
 		{"cdk.json object", map[string]any{"*": map[string]any{"p99": "2s"}}, `{"*":{"p99":"2s"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,7 +240,7 @@ func TestSLAObjectivesContext(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []any{`{"payments":`, `{"payments":{"availability":1.5}}`, `{"payments":{"p99":"soon"}}`, `["payments"]`} {
+	for _, bad := range []any{`{"payments":{"availability":0.9995}}`, `{"billing/":{}}`, `{"a/b/c":{}}`, `{"payments":`, `{"payments":{"availability":1.5}}`, `{"payments":{"p99":"soon"}}`, `["payments"]`} {
 		if _, err := FromContext(lookupOf(map[string]any{CtxSLAObjectives: bad})); err == nil {
 			t.Errorf("context %s=%v accepted", CtxSLAObjectives, bad)
 		}

@@ -52,5 +52,5 @@ func (x *Executor) deadLetterWorkflow(ctx context.Context, m events.SQSMessage) 
 	if err != nil || len(rs) == 0 || rs[0].Genesis == nil || rs[0].Tenant != tenant || rs[0].Genesis.Workflow == "" {
 		return sla.Unattributed
 	}
-	return rs[0].Genesis.Workflow
+	return sla.WorkflowKey(rs[0].Genesis.Namespace, rs[0].Genesis.Workflow)
 }

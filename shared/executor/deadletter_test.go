@@ -72,8 +72,8 @@ func TestDeadLetterWorkflowComesFromTheChain(t *testing.T) {
 		m    events.SQSMessage
 		want string
 	}{
-		{"a continuation of the case", body(forged(id, message.ReasonResume, "", 1, time.Time{})), "insurance-claim"},
-		{"the case's start again", body(startMessage("acme", "insurance", "insurance-claim", "dlq-attr", sampleInput(t, "insurance-claim"))), "insurance-claim"},
+		{"a continuation of the case", body(forged(id, message.ReasonResume, "", 1, time.Time{})), "insurance/insurance-claim"},
+		{"the case's start again", body(startMessage("acme", "insurance", "insurance-claim", "dlq-attr", sampleInput(t, "insurance-claim"))), "insurance/insurance-claim"},
 		{"another tenant naming the case", body(other), sla.Unattributed},
 		{"a case that does not exist", body(forged(message.CaseID("acme", "insurance", "insurance-claim", "nope"), message.ReasonResume, "", 1, time.Time{})), sla.Unattributed},
 		{"not a message", events.SQSMessage{MessageId: "m", Body: "{"}, sla.Unattributed},

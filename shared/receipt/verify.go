@@ -68,17 +68,19 @@ type Watermark struct {
 	// Ended is the seq of the chain's terminal receipt at or below Seq, 0
 	// while the case has not ended (seq 0 is always the genesis).
 	Ended int64 `json:"ended,omitempty"`
-	// Workflow and Started are the genesis receipt's workflow name and
-	// time, kept so that the case's latency and outcome can be measured
-	// when its terminal receipt is verified, without reading the chain.
-	Workflow string    `json:"workflow,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
+	// Namespace, Workflow and Started are the genesis receipt's workflow
+	// namespace, name and time, kept so that the case's latency and outcome
+	// can be measured when its terminal receipt is verified, without
+	// reading the chain.
+	Namespace string    `json:"namespace,omitempty"`
+	Workflow  string    `json:"workflow,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
 }
 
 // noteGenesis records the workflow and time of a genesis receipt.
 func (w *Watermark) noteGenesis(r *Receipt) {
 	if r.Seq == 0 && r.Genesis != nil {
-		w.Workflow, w.Started = r.Genesis.Workflow, r.Started
+		w.Namespace, w.Workflow, w.Started = r.Genesis.Namespace, r.Genesis.Workflow, r.Started
 	}
 }
 

@@ -35,6 +35,17 @@ const (
 	DeadLettered
 )
 
+// WorkflowKey is the Workflow key of a workflow's service level: its
+// namespace and name as namespace/name (the DSL names a workflow by both; two
+// namespaces may hold a workflow of one name). A namespace left empty, by
+// positions recorded before namespaces were kept, gives the name alone.
+func WorkflowKey(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
 // CanaryProbes is the Workflow key of the canary's service level, the
 // second SLI: one outcome per judged probe, so that it holds when real
 // traffic is quiet. It cannot name a workflow (the DSL's names are lower
@@ -121,7 +132,7 @@ var sketchMapping = func() mapping.IndexMapping {
 // the cases that ended in it (milliseconds from submission to the terminal
 // receipt).
 type Bucket struct {
-	Workflow string
+	Workflow string // WorkflowKey, CanaryProbes or Unattributed
 	Minute   time.Time
 	Counts   Counts
 	Latency  *ddsketch.DDSketch

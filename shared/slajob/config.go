@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/knhk/knhk/shared/sla"
@@ -11,8 +12,9 @@ import (
 
 // The job's environment (set by the stack from CDK context).
 const (
-	// EnvObjectives is a JSON object of workflow name to objective, e.g.
-	// {"payments":{"availability":0.9995,"p50":"200ms","p99":"2s","window":"720h"}};
+	// EnvObjectives is a JSON object of workflow (namespace/name, as
+	// sla.WorkflowKey spells it) to objective, e.g.
+	// {"billing/payments":{"availability":0.9995,"p50":"200ms","p99":"2s","window":"720h"}};
 	// omitted fields take the defaults. The key "*" sets the default.
 	EnvObjectives = "KNHK_SLA_OBJECTIVES"
 	// EnvWindowDivisor shortens every burn-rate window by this factor (1 or
@@ -61,7 +63,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 
 // ParseObjectives reads objectives as EnvObjectives spells them: the
 // default (the built-in one, overridden by the key "*") and the objective of
-// every workflow named.
+// every workflow named (namespace/name).
 func ParseObjectives(v string) (sla.Objective, map[string]sla.Objective, error) {
 	def := sla.DefaultObjective()
 	var raw map[string]objectiveJSON
@@ -80,6 +82,10 @@ func ParseObjectives(v string) (sla.Objective, map[string]sla.Objective, error) 
 		if wf == "*" {
 			continue
 		}
+		if !objectiveKey(wf) {
+			return def, nil, fmt.Errorf("objective key %q: want a workflow's namespace/name, %s, %s, or \"*\" for the default",
+				wf, sla.CanaryProbes, sla.Unattributed)
+		}
 		o, err := j.apply(def)
 		if err != nil {
 			return def, nil, fmt.Errorf("%s: %w", wf, err)
@@ -87,6 +93,17 @@ func ParseObjectives(v string) (sla.Objective, map[string]sla.Objective, error) 
 		objs[wf] = o
 	}
 	return def, objs, nil
+}
+
+// objectiveKey reports whether k names a level the job reports: a
+// workflow as sla.WorkflowKey spells it, the canary's probes or the
+// unattributed dead letters.
+func objectiveKey(k string) bool {
+	if k == sla.CanaryProbes || k == sla.Unattributed {
+		return true
+	}
+	ns, name, ok := strings.Cut(k, "/")
+	return ok && ns != "" && name != "" && !strings.Contains(name, "/")
 }
 
 func (j objectiveJSON) apply(o sla.Objective) (sla.Objective, error) {

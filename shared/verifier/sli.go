@@ -82,7 +82,7 @@ func (inv *invocation) ended() []Ended {
 		if !ok {
 			continue
 		}
-		out = append(out, Ended{CaseID: id, Workflow: cs.cur.Workflow, Started: cs.cur.Started, Outcome: o, At: cs.end.Started})
+		out = append(out, Ended{CaseID: id, Workflow: sla.WorkflowKey(cs.cur.Namespace, cs.cur.Workflow), Started: cs.cur.Started, Outcome: o, At: cs.end.Started})
 	}
 	return out
 }

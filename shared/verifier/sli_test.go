@@ -79,7 +79,7 @@ func testServiceLevels(t *testing.T, e *env) {
 			for _, r := range endedChain(t, fmt.Sprintf("sli-%s-%03d", prefix, i), wf, start, latency, term) {
 				recs = append(recs, insertRecord(t, r, len(recs)+1))
 			}
-			key := wf + "@" + start.Add(latency).Truncate(time.Minute).Format(time.RFC3339)
+			key := sla.WorkflowKey("sli", wf) + "@" + start.Add(latency).Truncate(time.Minute).Format(time.RFC3339)
 			c := counts[key]
 			c.Record(o)
 			counts[key] = c

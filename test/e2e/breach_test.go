@@ -120,7 +120,7 @@ func TestSLABreachPagesAndRecovers(t *testing.T) {
 	awaitNotification(t, ctx, alerts, composite, "ALARM")
 
 	phase("slow", false, func(r sla.Report) bool { return !firing(r) })
-	if wf := report("flaky-dependency"); !wf.Latency || wf.P99 < time.Second || !wf.LatencyBreach {
+	if wf := report(sla.WorkflowKey("e2e", "flaky-dependency")); !wf.Latency || wf.P99 < time.Second || !wf.LatencyBreach {
 		t.Errorf("flaky-dependency report p99 %s breach %v, want the slow dependency's second to breach the 1 s objective", wf.P99, wf.LatencyBreach)
 	}
 	state(cwtypes.StateValueOk)

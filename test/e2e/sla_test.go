@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/knhk/knhk/localstack/localrun"
+	"github.com/knhk/knhk/shared/sla"
 	"github.com/knhk/knhk/shared/slajob"
 )
 
@@ -83,7 +84,7 @@ func TestSLAFromVerifiedReceipts(t *testing.T) {
 	r := runSLA(t, ctx)
 	var wf, all bool
 	for _, rep := range r.Reports {
-		if rep.Workflow == "five-tasks" {
+		if rep.Workflow == sla.WorkflowKey("e2e", "five-tasks") {
 			// Set tasks run within one invocation share its time, so the
 			// latency read from their receipts may be 0 ms; it is recorded.
 			wf = rep.Counts.Completed >= int64(len(cases)) && rep.Latency
