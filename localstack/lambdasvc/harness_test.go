@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // tools builds the test function into a host build folder and finds (or
 // builds) the emulator; it skips the test when the emulator is missing and
 // cannot be built.
-func tools(t *testing.T) (string, string) {
+func tools(t testing.TB) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "lambdasvc-build-")
