@@ -67,6 +67,12 @@ as CloudWatch does: from StartTime rounded down to the minute (to the period
 below a minute), in steps of Period. moto also walked every datapoint ever
 put on each request; the launcher keeps them indexed by namespace and metric
 name, so a request costs the size of that one metric's series.
+
+X-Ray GetTraceSummaries: moto refuses every FilterExpression. The launcher
+answers the one form KNHK uses, annotation.KEY = "VALUE" (traces with a
+segment or subsegment annotated so); any other expression is refused as
+before. moto answers a summary's Users as an object, which the SDKs cannot
+read; it is answered as the list X-Ray's API declares.
 """
 
 import argparse
@@ -76,6 +82,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -102,6 +109,7 @@ from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
 from moto.iam.models import get_account_id_from
 from moto.sqs.models import Message, Queue, SQSBackend
+from moto.xray.models import SegmentCollection
 from moto.sts.models import STSBackend
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import run_simple
@@ -494,6 +502,43 @@ def get_metric_statistics(self, namespace, metric_name, start_time, end_time, pe
     return [buckets[i] for i in sorted(buckets)]
 
 
+ANNOTATION_FILTER = re.compile(r'^\s*annotation\.([A-Za-z0-9_]+)\s*=\s*"((?:[^"\\]|\\.)*)"\s*$')
+
+
+def annotated(segments, key, value):
+    """Whether a segment, or a subsegment at any depth, carries the
+    annotation key = value."""
+    docs = [{"annotations": s.annotations, "subsegments": s.subsegments} for s in segments]
+    while docs:
+        doc = docs.pop()
+        if (doc.get("annotations") or {}).get(key) == value:
+            return True
+        docs.extend(doc.get("subsegments") or [])
+    return False
+
+
+def trace_summaries(summary):
+    """Wrap SegmentCollection.summary to answer annotation.KEY = "VALUE"."""
+
+    def wrapped(self, start_time, end_time, filter_expression=None):
+        match = None
+        if filter_expression is not None:
+            match = ANNOTATION_FILTER.match(filter_expression)
+            if match is None:
+                return summary(self, start_time, end_time, filter_expression)
+        result = summary(self, start_time, end_time)
+        if match is not None:
+            key, value = match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+            result["TraceSummaries"] = [s for s in result["TraceSummaries"]
+                                        if annotated(self._traces[s["Id"]]["segments"], key, value)]
+            result["TracesProcessedCount"] = len(result["TraceSummaries"])
+        for s in result["TraceSummaries"]:
+            s["Users"] = list(s.get("Users") or [])
+        return result
+
+    return wrapped
+
+
 def patch_moto(stats=None):
     """Apply the changes the module docstring lists; with stats, count the
     walks of a queue's messages."""
@@ -515,6 +560,7 @@ def patch_moto(stats=None):
     Alarm.update_state = state_recorded(Alarm.update_state)
     CloudWatchBackend.put_metric_alarm = history_kept(CloudWatchBackend.put_metric_alarm)
     CloudWatchBackend.get_metric_statistics = get_metric_statistics
+    SegmentCollection.summary = trace_summaries(SegmentCollection.summary)
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules
     moto.core.responses.method_names_from_class = functools.cache(moto.core.responses.method_names_from_class)

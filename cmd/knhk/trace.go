@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/otlpsink"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 func init() { root.AddCommand(traceCmd()) }
@@ -30,16 +31,18 @@ func traceCmd() *cobra.Command {
 		Long: "Read the spans the local trace receiver stored (--spans), pick the traces that hold a span of the case\n" +
 			"(attribute knhk.case_id) and the traces whose spans link into them (a step resumed by a CloudEvent that\n" +
 			"brought a trace of its own), and print each as a tree: name, duration, status, the attributes that matter and\n" +
-			"a bar on the trace's timeline. With --xray, read instead the trace the case started in (the traceparent of its\n" +
-			"genesis receipt) from X-Ray, on AWS; traces linked into it are not followed there.",
+			"a bar on the trace's timeline. With --xray, read instead from X-Ray, on AWS, the trace the case started in (the\n" +
+			"traceparent of its genesis receipt) and every trace holding a span annotated with the case's id (" + telemetry.XRayCaseAnnotation + ").",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if fromXRay {
-				t, err := caseXRayTrace(cmd.Context(), args[0])
+				traces, err := caseXRayTraces(cmd.Context(), args[0], time.Now())
 				if err != nil {
 					return err
 				}
-				printWaterfall(cmd.OutOrStdout(), t, width)
+				for _, t := range traces {
+					printWaterfall(cmd.OutOrStdout(), t, width)
+				}
 				return nil
 			}
 			spans, err := otlpsink.Read(spansPath)

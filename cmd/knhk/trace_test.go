@@ -74,7 +74,7 @@ func TestTraceFromXRay(t *testing.T) {
 	const tp = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
 	chains := store.NewReceipts(dynamodb.NewFromConfig(cfg), outs[stack.OutReceiptsTable])
 	withTrace := message.CaseID("acme", "ns", "wf", "traced")
-	g := history.Event{Type: history.CaseStarted, Input: json.RawMessage(`{}`),
+	g := history.Event{Type: history.CaseStarted, Input: json.RawMessage(`{}`), Started: time.Now().Add(-30 * time.Second),
 		Genesis: &history.Genesis{Tenant: "acme", Namespace: "ns", Workflow: "wf", Version: "1", DescriptorHash: strings.Repeat("ab", 32), TraceParent: tp}}
 	if _, err := chains.Append(ctx, nil, "acme", withTrace, g); err != nil {
 		t.Fatal(err)
@@ -87,25 +87,35 @@ func TestTraceFromXRay(t *testing.T) {
 	start := float64(time.Now().Add(-time.Minute).Unix())
 	docs := []string{
 		fmt.Sprintf(`{"id":"70de5b6f19ff9a0a","name":"executor","trace_id":"1-5759e988-bd862e3fe1be46a994272793","start_time":%f,"end_time":%f,
-		  "annotations":{"knhk.case_id":%q},
+		  "annotations":{"knhk_case_id":%q},
 		  "subsegments":[{"id":"70de5b6f19ff9a0b","name":"DynamoDB","start_time":%f,"end_time":%f,"aws":{"operation":"PutItem"}},
 		                 {"id":"70de5b6f19ff9a0c","name":"quotes.knhk.local","start_time":%f,"end_time":%f,"fault":true,
 		                  "http":{"request":{"method":"GET","url":"https://quotes.knhk.local/quote"},"response":{"status":503}}}]}`,
 			start, start+0.5, withTrace, start+0.1, start+0.2, start+0.25, start+0.45),
 		fmt.Sprintf(`{"id":"80de5b6f19ff9a0d","name":"verifier","trace_id":"1-5759e988-bd862e3fe1be46a994272793","parent_id":"70de5b6f19ff9a0b","start_time":%f,"end_time":%f}`,
 			start+0.6, start+0.7),
+		// A step of the case resumed by a CloudEvent, in the event's trace.
+		fmt.Sprintf(`{"id":"90de5b6f19ff9a0e","name":"resumed-by-event","trace_id":"1-5759e988-aaaaaaaaaaaaaaaaaaaaaaaa","start_time":%f,"end_time":%f,
+		  "annotations":{"knhk_case_id":%q}}`, start+0.8, start+0.9, withTrace),
+		// Another case's trace.
+		fmt.Sprintf(`{"id":"a0de5b6f19ff9a0f","name":"another-case","trace_id":"1-5759e988-bbbbbbbbbbbbbbbbbbbbbbbb","start_time":%f,"end_time":%f,
+		  "annotations":{"knhk_case_id":%q}}`, start+0.8, start+0.9, untraced),
 	}
 	if _, err := xray.NewFromConfig(cfg).PutTraceSegments(ctx, &xray.PutTraceSegmentsInput{TraceSegmentDocuments: docs}); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := run(t, "trace", withTrace, "--xray", "--outputs", outFile)
 	if code != 0 {
-		t.Fatalf("trace --xray exited %d: %s", code, errOut)
+		t.Fatalf("trace --xray exited %d: %s%s", code, errOut, out)
 	}
-	for _, want := range []string{"executor", "DynamoDB", "PutItem", "quotes.knhk.local", "503", "verifier", withTrace} {
+	for _, want := range []string{"executor", "DynamoDB", "PutItem", "quotes.knhk.local", "503", "verifier", withTrace,
+		"linked trace 1-5759e988-aaaaaaaaaaaaaaaaaaaaaaaa", "resumed-by-event"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("waterfall lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "another-case") || strings.Count(out, "1-5759e988-bd862e3fe1be46a994272793") != 1 {
+		t.Errorf("another case's trace shown, or the case's own trace twice:\n%s", out)
 	}
 	// The verifier's segment hangs below the DynamoDB write it read.
 	if a, b := strings.Index(out, "DynamoDB"), strings.Index(out, "verifier"); a < 0 || b < a {

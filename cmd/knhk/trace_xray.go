@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/shared/stack"
 	"github.com/knhk/knhk/shared/store"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // xrayTraceID turns the trace id of a W3C traceparent into X-Ray's form,
@@ -65,6 +67,9 @@ func xraySpans(docs []string) ([]otlpsink.Span, error) {
 		sp := otlpsink.Span{TraceID: traceID, SpanID: s.ID, ParentSpanID: parent, Name: s.Name,
 			Start: epoch(s.StartTime), End: epoch(s.EndTime), Attributes: map[string]any{}}
 		for k, v := range s.Annotations {
+			if k == telemetry.XRayCaseAnnotation {
+				k = telemetry.SpanCaseID // the span attribute X-Ray indexed
+			}
 			sp.Attributes[k] = v
 		}
 		for _, ns := range s.Metadata {
@@ -142,30 +147,96 @@ func xrayTrace(ctx context.Context, c traceBatchGetter, id string) (otlpsink.Tra
 	return t, nil
 }
 
-// caseXRayTrace reads the trace a case started in (the traceparent its
-// genesis receipt recorded) from X-Ray.
-func caseXRayTrace(ctx context.Context, caseID string) (otlpsink.Trace, error) {
+// xraySummaryWindow is the span of one GetTraceSummaries request: X-Ray
+// answers time ranges of up to 6 hours.
+const xraySummaryWindow = 6 * time.Hour
+
+// xrayRetention is how far back X-Ray keeps traces.
+const xrayRetention = 30 * 24 * time.Hour
+
+// caseXRayTraces reads from X-Ray the trace a case started in (the
+// traceparent its genesis receipt recorded), then every other trace that
+// holds a span of the case (annotated with its id: a step resumed by a
+// CloudEvent runs in the event's trace), between the genesis and a few
+// minutes after the chain's last receipt.
+func caseXRayTraces(ctx context.Context, caseID string, now time.Time) ([]otlpsink.Trace, error) {
 	cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable)
 	if err != nil {
-		return otlpsink.Trace{}, err
+		return nil, err
 	}
 	rs, _, err := store.NewReceipts(dynamodb.NewFromConfig(cfg), res.ReceiptsTable).Chain(ctx, caseID)
 	if err != nil {
-		return otlpsink.Trace{}, err
+		return nil, err
 	}
 	if len(rs) == 0 || rs[0].Genesis == nil {
-		return otlpsink.Trace{}, withExit(2, fmt.Errorf("trace: case %s has no genesis receipt", caseID))
+		return nil, withExit(2, fmt.Errorf("trace: case %s has no genesis receipt", caseID))
 	}
 	if rs[0].Genesis.TraceParent == "" {
-		return otlpsink.Trace{}, withExit(1, fmt.Errorf("trace: case %s recorded no trace context when it started", caseID))
+		return nil, withExit(1, fmt.Errorf("trace: case %s recorded no trace context when it started", caseID))
 	}
 	id, err := xrayTraceID(rs[0].Genesis.TraceParent)
 	if err != nil {
-		return otlpsink.Trace{}, err
+		return nil, err
 	}
-	t, err := xrayTrace(ctx, xray.NewFromConfig(cfg), id)
-	if err == nil && len(t.Spans) == 0 {
-		err = withExit(1, fmt.Errorf("trace: X-Ray holds no segment of trace %s (case %s) yet", id, caseID))
+	c := xray.NewFromConfig(cfg)
+	t, err := xrayTrace(ctx, c, id)
+	if err != nil {
+		return nil, err
 	}
-	return t, err
+	if len(t.Spans) == 0 {
+		return nil, withExit(1, fmt.Errorf("trace: X-Ray holds no segment of trace %s (case %s) yet", id, caseID))
+	}
+	from, to := rs[0].Started.Add(-time.Minute), rs[len(rs)-1].Started.Add(5*time.Minute)
+	if oldest := now.Add(-xrayRetention); from.Before(oldest) {
+		from = oldest
+	}
+	if to.After(now) {
+		to = now
+	}
+	ids, err := xrayCaseTraceIDs(ctx, c, caseID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := []otlpsink.Trace{t}
+	for _, other := range ids {
+		if other == id {
+			continue
+		}
+		lt, err := xrayTrace(ctx, c, other)
+		if err != nil {
+			return nil, err
+		}
+		lt.Linked = true
+		out = append(out, lt)
+	}
+	return out, nil
+}
+
+// xrayCaseTraceIDs lists, in the order X-Ray answers them, the ids of the
+// traces in [from, to) that hold a segment annotated with the case's id.
+func xrayCaseTraceIDs(ctx context.Context, c xray.GetTraceSummariesAPIClient, caseID string, from, to time.Time) ([]string, error) {
+	filter := fmt.Sprintf("annotation.%s = %s", telemetry.XRayCaseAnnotation, strconv.Quote(caseID))
+	var ids []string
+	seen := map[string]bool{}
+	for start := from; start.Before(to); start = start.Add(xraySummaryWindow) {
+		end := start.Add(xraySummaryWindow)
+		if end.After(to) {
+			end = to
+		}
+		p := xray.NewGetTraceSummariesPaginator(c, &xray.GetTraceSummariesInput{StartTime: aws.Time(start), EndTime: aws.Time(end),
+			FilterExpression: aws.String(filter)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("x-ray traces of case %s: %w", caseID, err)
+			}
+			for _, s := range page.TraceSummaries {
+				if id := aws.ToString(s.Id); id != "" && !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	return ids, nil
 }

@@ -183,7 +183,7 @@ func Messages(h func(context.Context, events.SQSMessage) error) func(context.Con
 			attribute.String("messaging.operation.type", "process"), attribute.String("messaging.message.id", m.MessageId),
 			attribute.String("messaging.destination.name", queueName)}
 		if a, ok := m.MessageAttributes[queue.CaseAttribute]; ok && a.StringValue != nil {
-			attrs = append(attrs, attribute.String(telemetry.SpanCaseID, *a.StringValue))
+			attrs = append(attrs, telemetry.CaseAttributes(*a.StringValue)...)
 		}
 		ctx, span := telemetry.StartMessage(ctx, "process "+queueName, MessageContext(m), attrs...)
 		err := h(ctx, m)

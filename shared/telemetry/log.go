@@ -116,7 +116,7 @@ func fieldsFrom(ctx context.Context) fields {
 // own (a message's); LogCase where the span covers several cases.
 func WithCase(ctx context.Context, tenant, caseID string) context.Context {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(attribute.String(SpanTenant, tenant), attribute.String(SpanCaseID, caseID))
+		span.SetAttributes(append(CaseAttributes(caseID), attribute.String(SpanTenant, tenant))...)
 	}
 	return LogCase(ctx, tenant, caseID)
 }

@@ -49,6 +49,22 @@ const (
 	SpanIdempotencyKey = "knhk.idempotency_key"
 )
 
+// X-Ray indexes only a segment's annotations. The collector's X-Ray exporter
+// turns the attributes that SpanXRayAnnotations lists into annotations,
+// with every character but letters, digits and '_' made '_': SpanCaseID
+// becomes XRayCaseAnnotation, which a GetTraceSummaries filter can find.
+const (
+	SpanXRayAnnotations = "aws.xray.annotations"
+	XRayCaseAnnotation  = "knhk_case_id"
+)
+
+// CaseAttributes are the attributes of a span that is one case's: its id,
+// indexed on X-Ray, so that every trace holding a span of the case can be
+// found there (a step resumed by a CloudEvent runs in the event's trace).
+func CaseAttributes(caseID string) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String(SpanCaseID, caseID), attribute.StringSlice(SpanXRayAnnotations, []string{SpanCaseID})}
+}
+
 // TracerName is the instrumentation scope of KNHK's own spans.
 const TracerName = "github.com/knhk/knhk"
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/knhk/knhk/localstack/localrun"
 	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/shared/queue"
+	"github.com/knhk/knhk/shared/telemetry"
 )
 
 // caseTrace waits until the case's trace holds spans that ok accepts, and
@@ -163,11 +165,16 @@ func TestTraceOfListenResumedByEvent(t *testing.T) {
 	}
 	caseTraceID := g.TraceParent[3:35]
 	// The resumed step's spans are in the event's trace (they carry the
-	// case id, so it is one of the case's traces) and link to the case's.
+	// case id, so it is one of the case's traces, listed for X-Ray to
+	// index) and link to the case's.
+	indexed := func(s otlpsink.Span) bool {
+		keys, _ := s.Attributes[telemetry.SpanXRayAnnotations].([]any)
+		return slices.Contains(keys, any(telemetry.SpanCaseID))
+	}
 	linksCase := func(tr otlpsink.Trace) bool {
 		return has(tr, func(s otlpsink.Span) bool {
 			for _, l := range s.Links {
-				if l.TraceID == caseTraceID && s.Attributes["knhk.case_id"] == c.ID {
+				if l.TraceID == caseTraceID && s.Attributes[telemetry.SpanCaseID] == c.ID && indexed(s) {
 					return true
 				}
 			}
