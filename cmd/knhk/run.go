@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -55,13 +56,14 @@ func runCmd() *cobra.Command {
 			ctx, cfg := ls.ctx, ls.cfg
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "endpoint  %s\n", ls.endpoint)
-			env, err := localrun.Up(ctx, localrun.Config{AWS: cfg, TemplatePath: templatePath, StatePath: statePath,
+			upCfg := localrun.Config{AWS: cfg, TemplatePath: templatePath, StatePath: statePath,
 				OutputsPath: outputsFile, LogDir: logDir, HostDir: hostDir, Concurrency: concurrency, SpansPath: spansPath,
-				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			env, err := localrun.Up(ctx, upCfg)
 			if err != nil {
 				return err
 			}
-			defer env.Close()
+			defer func() { _ = env.Close() }()
 			for _, f := range env.Lambda.Stack().Functions {
 				fmt.Fprintf(w, "function  %s (log %s)\n", f.Name, filepath.Join(logDir, f.Name+".log"))
 			}
@@ -72,28 +74,12 @@ func runCmd() *cobra.Command {
 
 			db, sq := dynamodb.NewFromConfig(cfg), sqs.NewFromConfig(cfg)
 			o := env.Outputs
-			reg := registry.New(db, o[stack.OutStateTable])
 			samples, err := localrun.LoadSamples(eventsDir)
 			if err != nil {
 				return err
 			}
-			for _, s := range samples {
-				e, res, err := reg.Push(ctx, s.Body)
-				if err != nil {
-					return err
-				}
-				// The samples serve every tenant of the demo load.
-				if err := reg.Share(ctx, e.Namespace, true); err != nil {
-					return err
-				}
-				fmt.Fprintf(w, "workflow  %s %s\n", e.Ref(), res)
-			}
-			seeded, err := localrun.SeedSecrets(ctx, secretsmanager.NewFromConfig(cfg), secrets.DefaultPrefix, samples)
-			if err != nil {
+			if err := publishSamples(ctx, w, cfg, o[stack.OutStateTable], samples); err != nil {
 				return err
-			}
-			for _, id := range seeded {
-				fmt.Fprintf(w, "secret    %s (demo value for the samples)\n", id)
 			}
 			runID := time.Now().UTC().Format("20060102T150405")
 			load, err := localrun.Mix(samples, cases, tenant, runID)
@@ -169,8 +155,13 @@ func runCmd() *cobra.Command {
 				return nil
 			}
 			fmt.Fprintln(w, "\nserving until Ctrl-C; send your own messages (see README, Runbook of the local stack)")
-			<-ctx.Done()
-			return nil
+			// A restarted or reset endpoint, or a deploy from another
+			// shell, is noticed within the interval and served again.
+			env, err = localrun.Keep(ctx, upCfg, env, driftInterval, func(line string) { fmt.Fprintln(w, "stack    ", line) },
+				func(e *localrun.Env) error {
+					return publishSamples(ctx, io.Discard, cfg, e.Outputs[stack.OutStateTable], samples)
+				})
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -189,6 +180,34 @@ func runCmd() *cobra.Command {
 }
 
 // progressBar redraws one line: [#####.....] done/total.
+// driftInterval is how often a serving `knhk run` checks that its stack
+// still matches the endpoint.
+const driftInterval = 5 * time.Second
+
+// publishSamples pushes the sample workflows to the registry, shared with
+// every tenant of the demo load, and seeds their demo secrets.
+func publishSamples(ctx context.Context, w io.Writer, cfg aws.Config, stateTable string, samples []localrun.Sample) error {
+	reg := registry.New(dynamodb.NewFromConfig(cfg), stateTable)
+	for _, s := range samples {
+		e, res, err := reg.Push(ctx, s.Body)
+		if err != nil {
+			return err
+		}
+		if err := reg.Share(ctx, e.Namespace, true); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "workflow  %s %s\n", e.Ref(), res)
+	}
+	seeded, err := localrun.SeedSecrets(ctx, secretsmanager.NewFromConfig(cfg), secrets.DefaultPrefix, samples)
+	if err != nil {
+		return err
+	}
+	for _, id := range seeded {
+		fmt.Fprintf(w, "secret    %s (demo value for the samples)\n", id)
+	}
+	return nil
+}
+
 func progressBar(w io.Writer) func(done, total int) {
 	const width = 40
 	return func(done, total int) {

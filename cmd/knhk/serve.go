@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,11 +9,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
 	"github.com/knhk/knhk/localstack/localrun"
 	"github.com/knhk/knhk/localstack/otlpsink"
+	"github.com/knhk/knhk/localstack/provision"
+	"github.com/knhk/knhk/shared/stack"
 )
 
 // init runs after local.go's init (files are initialised in name order), so
@@ -67,23 +71,50 @@ func localServeCmd() *cobra.Command {
 				env = localrun.TracingEnv(sink.Endpoint())
 				fmt.Fprintf(cmd.OutOrStdout(), "traces %s/v1/traces (spans in %s; view: knhk trace CASE_ID)\n", sink.Endpoint(), spansPath)
 			}
-			svc, err := lambdasvc.New(lambdasvc.Config{
+			svcCfg := lambdasvc.Config{
 				TemplatePath: templatePath, StatePath: statePath, LogDir: logDir, AWS: cfg, RIE: rie,
 				StackOptions:       lambdasvc.StackOptions{AssetDir: filepath.Dir(templatePath), HostDir: hostDir},
 				DefaultConcurrency: concurrency, MaxConcurrency: maxConcurrency,
 				ScheduleSpeedup: speedup, FireAtStart: fireAtStart, Logger: log, Override: env,
-			})
+			}
+			svc, err := lambdasvc.New(svcCfg)
 			if err != nil {
 				return withExit(2, fmt.Errorf("local serve: %w", err))
 			}
 			printServePlan(cmd.OutOrStdout(), svc.Stack(), logDir)
-			if err := svc.Run(ctx); err != nil {
-				return fmt.Errorf("local serve: %w", err)
+			w := cmd.OutOrStdout()
+			db := dynamodb.NewFromConfig(cfg)
+			for {
+				// Serve until interrupted; a restarted or reset endpoint, or
+				// a deploy from another shell, makes the stack drift: deploy
+				// it again from the same template and state, and serve that.
+				runCtx, stopRun := context.WithCancel(ctx)
+				ran := make(chan error, 1)
+				go func() { ran <- svc.Run(runCtx) }()
+				why := localrun.AwaitDrift(runCtx, db, svc.Stack(), driftInterval, func(l string) { fmt.Fprintln(w, l) })
+				stopRun()
+				if err := <-ran; err != nil {
+					return fmt.Errorf("local serve: %w", err)
+				}
+				for _, st := range svc.Status() {
+					fmt.Fprintf(w, "%s: %d invocations, %d restarts\n", st.Name, st.Invocations, st.Restarts)
+				}
+				if why == "" {
+					return nil
+				}
+				d, err := provision.DeployFile(ctx, cfg, templatePath, provision.Options{StateFile: statePath,
+					OutputsFile: filepath.Join(filepath.Dir(statePath), filepath.Base(stack.DefaultOutputsFile))})
+				if err == nil {
+					err = localrun.GrantDeployer(ctx, cfg, d.Outputs[stack.OutStateTable])
+				}
+				if err == nil {
+					svc, err = lambdasvc.New(svcCfg)
+				}
+				if err != nil {
+					return fmt.Errorf("local serve: redeploy after %s: %w", why, err)
+				}
+				fmt.Fprintf(w, "%s: deployed the stack again; its stream mappings now read the new streams\n", why)
 			}
-			for _, st := range svc.Status() {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d invocations, %d restarts\n", st.Name, st.Invocations, st.Restarts)
-			}
-			return nil
 		},
 	}
 	f := cmd.Flags()
