@@ -264,7 +264,7 @@ func TestLostRaceIsChargedToTheCase(t *testing.T) {
 		t.Fatalf("store reported lost %+v, want a failed write and its read", lost)
 	}
 	for _, c := range []struct {
-		name            string
+		name             string
 		got, receipts, l float64
 	}{
 		{"DynamoDB requests", float64(shared.DynamoRequests), float64(sum.DynamoRequests), float64(lost.DynamoRequests)},
