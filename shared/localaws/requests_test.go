@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -76,5 +77,49 @@ func TestEndpointLogsTracedRequests(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("request %d: %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// BenchmarkTracedPutItem is one traced DynamoDB PutItem on the endpoint
+// without and with its request log (KNHK_ENDPOINT_REQUESTS): the log's cost
+// per request is the difference.
+func BenchmarkTracedPutItem(b *testing.B) {
+	for _, logged := range []bool{false, true} {
+		name := "log off"
+		if logged {
+			name = "log on"
+		}
+		b.Run(name, func(b *testing.B) {
+			if logged {
+				b.Setenv(EnvRequests, filepath.Join(b.TempDir(), "requests.jsonl"))
+			}
+			ep, err := Start(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = ep.Stop() }()
+			ctx := context.Background()
+			cfg, err := ep.Config(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+				o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+			})
+			if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{TableName: aws.String("t"), BillingMode: types.BillingModePayPerRequest,
+				AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("k"), AttributeType: types.ScalarAttributeTypeS}},
+				KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("k"), KeyType: types.KeyTypeHash}}}); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i++
+				if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("t"), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+					Item: map[string]types.AttributeValue{"k": &types.AttributeValueMemberS{Value: strconv.Itoa(i)}}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -135,7 +135,7 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 		}
 		// The item in place is at r's seq, not necessarily the tail read
 		// next: its size is unknown, so the offered one is charged.
-		res.lose(offered, 0)
+		res.lose(meter.ItemSize(offered), 0)
 		tail, err := s.tail(ctx, caseID, &res)
 		if err != nil {
 			return res, err
@@ -227,7 +227,7 @@ func (s *Receipts) AppendSegment(ctx context.Context, prev *receipt.Receipt, ten
 			return res, fmt.Errorf("append %s seq %d: %w", caseID, run[0].Seq, err)
 		}
 		taken, inPlace, err := s.at(ctx, caseID, run[0].Seq, &res)
-		res.lose(offered, inPlace)
+		res.lose(meter.ItemSize(offered), inPlace)
 		if err != nil {
 			return res, err
 		}
@@ -326,11 +326,11 @@ func (s *Receipts) sleep(ctx context.Context, attempt int) error {
 }
 
 // put writes rs, one linked run, as one segment item if absent, and
-// returns the item's size.
-func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended) (int, error) {
+// returns the item (sized only when the write failed).
+func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended) (map[string]types.AttributeValue, error) {
 	item, err := SegmentItem(rs)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if tp := telemetry.TraceParent(ctx); tp != "" {
 		item[AttrTraceParent] = &types.AttributeValueMemberS{Value: tp}
@@ -345,7 +345,7 @@ func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended
 	if out != nil {
 		res.WriteUnits += units(out.ConsumedCapacity)
 	}
-	return meter.ItemSize(item), err
+	return item, err
 }
 
 func (s *Receipts) putBlobs(ctx context.Context, r *receipt.Receipt) error {
