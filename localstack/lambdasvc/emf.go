@@ -218,6 +218,13 @@ func (f *forwarder) flush(ctx context.Context) {
 		for len(data) > 0 {
 			n := min(len(data), maxDatums)
 			_, err := f.cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(ns), MetricData: data[:n]})
+			if err != nil && ctx.Err() != nil {
+				// Stopping: the final flush sends them.
+				f.mu.Lock()
+				f.pending[ns] = append(data, f.pending[ns]...)
+				f.mu.Unlock()
+				break
+			}
 			if err != nil {
 				f.log.Warn("put metric data", "namespace", ns, "metrics", n, "err", err)
 			} else {

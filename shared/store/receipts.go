@@ -91,14 +91,15 @@ func (a *Appended) lose(offered, inPlace int) {
 }
 
 // lostRead records a read that resolved a failed write: its units as
-// DynamoDB reported them, else a strongly consistent read of size bytes.
-func (a *Appended) lostRead(c *types.ConsumedCapacity, size int) {
+// DynamoDB reported them, else a strongly consistent read of the item it
+// returned (nil: none).
+func (a *Appended) lostRead(c *types.ConsumedCapacity, item map[string]types.AttributeValue) {
 	a.Lost.DynamoRequests++
 	if c != nil && c.CapacityUnits != nil {
 		a.Lost.ReadUnits += *c.CapacityUnits
 		return
 	}
-	a.Lost.ReadUnits += float64(max((size+4<<10-1)/(4<<10), 1))
+	a.Lost.ReadUnits += float64(max((meter.ItemSize(item)+4<<10-1)/(4<<10), 1))
 }
 
 // kb is the number of started kilobytes of n bytes, at least one.
@@ -275,12 +276,12 @@ func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Append
 		res.Lost.DynamoRequests++ // a failed read is a request, no units
 		return nil, 0, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
 	}
-	size := meter.ItemSize(out.Item)
 	res.ReadUnits += units(out.ConsumedCapacity)
-	res.lostRead(out.ConsumedCapacity, size)
+	res.lostRead(out.ConsumedCapacity, out.Item)
 	if out.Item == nil {
 		return nil, 0, nil
 	}
+	size := meter.ItemSize(out.Item)
 	rs, err := decodeItem(out.Item)
 	if err != nil {
 		return nil, size, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
@@ -442,11 +443,11 @@ func (s *Receipts) tail(ctx context.Context, caseID string, res *Appended) (*rec
 		return nil, fmt.Errorf("read tail of %s: %w", caseID, err)
 	}
 	res.ReadUnits += units(out.ConsumedCapacity)
-	size := 0
+	var first map[string]types.AttributeValue
 	if len(out.Items) > 0 {
-		size = meter.ItemSize(out.Items[0])
+		first = out.Items[0]
 	}
-	res.lostRead(out.ConsumedCapacity, size)
+	res.lostRead(out.ConsumedCapacity, first)
 	if len(out.Items) == 0 {
 		return nil, nil
 	}
