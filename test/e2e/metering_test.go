@@ -28,9 +28,9 @@ import (
 // per service, DynamoDB's capacity as the endpoint reported it included;
 // the chain's own writes, which the receipts cannot carry, are exactly the
 // endpoint's successful PutItems on the receipts table, one per stored
-// item. Calls made outside the case's messages (the invocation's own, the
-// function's overhead writes) are shared cost and left out, as the trace
-// shows them.
+// item. Calls made outside the case's messages (the invocation's own: the
+// tuner overrides' read, the overhead write) are shared cost and left out,
+// as the trace shows them.
 func TestReceiptUsageMatchesTheEndpoint(t *testing.T) {
 	if suite.requests == "" || suite.external {
 		t.Skip("needs the self-contained stack's endpoint request log")
@@ -76,8 +76,8 @@ func meteredLikeTheEndpoint(t *testing.T, ctx context.Context, c localrun.Case) 
 	}
 	// A call belongs to the case when it was made while one of its messages
 	// was processed (under a "process" span); the invocation's own calls
-	// (under the function's span: its overhead writes, the reads before
-	// the batch is split) are shared cost. The spans arrive in export batches: wait a
+	// (under the function's span: the read of the tuner's overrides, the
+	// overhead write) are shared cost. The spans arrive in export batches: wait a
 	// little for all of them, and count a span never exported as outside.
 	spans := map[string]otlpsink.Span{}
 	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
