@@ -167,3 +167,42 @@ func TestBucketGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestCostJobGrants pins the cost job's role: exactly what docs/cost.md
+// lists, cloudwatch:GetMetricStatistics (no resource-level permission) for
+// the polling of the work queue, whose name the job is told.
+func TestCostJobGrants(t *testing.T) {
+	s := synth(t, "buckets", bucketsContext)
+	tmpl := templateJSON(t, s)
+	res := tmpl["Resources"].(map[string]any)
+	costID, cost := only(t, resourcesOf(res, "AWS::Lambda::Function", "Cost"), "cost functions")
+	chargebackID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "ChargebackBucket"), "chargeback buckets")
+	receiptsID, _ := only(t, resourcesOf(res, "AWS::DynamoDB::Table", "ReceiptsTable"), "receipts tables")
+	stateID, _ := only(t, resourcesOf(res, "AWS::DynamoDB::Table", "StateTable"), "state tables")
+	topicID, _ := only(t, resourcesOf(res, "AWS::SNS::Topic", "AlertsTopic"), "alerts topics")
+	keyID, _ := only(t, resourcesOf(res, "AWS::KMS::Key", "DataKey"), "data keys")
+	logsID, _ := only(t, resourcesOf(res, "AWS::Logs::LogGroup", "CostLogGroup"), "cost log groups")
+	workID, _ := only(t, resourcesOf(res, "AWS::SQS::Queue", "WorkQueue"), "work queues")
+	state := getAtt(stateID, "Arn")
+	diffGrants(t, "cost job", grants(t, tmpl, costID), expectGrants(map[string][]any{
+		"xray:PutTraceSegments":          {"*"},
+		"xray:PutTelemetryRecords":       {"*"},
+		"cloudwatch:GetMetricStatistics": {"*"},
+		"logs:CreateLogStream":           {getAtt(logsID, "Arn")},
+		"logs:PutLogEvents":              {getAtt(logsID, "Arn")},
+		"dynamodb:Scan":                  {getAtt(receiptsID, "Arn")},
+		"dynamodb:GetItem":               {state},
+		"dynamodb:Query":                 {state},
+		"dynamodb:PutItem":               {state},
+		"dynamodb:UpdateItem":            {state},
+		"dynamodb:DeleteItem":            {state},
+		"sns:Publish":                    {ref(topicID)},
+		"s3:PutObject":                   {map[string]any{"Fn::Join": []any{"", []any{getAtt(chargebackID, "Arn"), "/chargeback/*"}}}},
+		"kms:Decrypt":                    {getAtt(keyID, "Arn")},
+		"kms:GenerateDataKey":            {getAtt(keyID, "Arn")},
+	}))
+	vars := cost["Environment"].(map[string]any)["Variables"].(map[string]any)
+	if got := compact(vars[costjob.EnvPolledQueues]); got != `{"Fn::GetAtt":["`+workID+`","QueueName"]}` {
+		t.Errorf("cost environment %s = %s, want the work queue's name", costjob.EnvPolledQueues, got)
+	}
+}

@@ -29,8 +29,10 @@ type CostJob struct {
 // newCostJob creates the cost job, run every CostEveryHours with the
 // budgets of context costConfig: it reads the
 // receipts (a Scan), the registry, its lease and budget claims in the state
-// table, writes its lease and claims, publishes budget alerts and writes the
-// month's exports to the chargeback bucket, and nowhere else.
+// table and the work queue's AWS/SQS metrics (the mapping's polling, priced
+// as shared and idle cost), writes its lease and claims, publishes budget
+// alerts and writes the month's exports to the chargeback bucket, and
+// nowhere else.
 func newCostJob(scope constructs.Construct, cfg stackconfig.Config, keys Keys, tables Tables, msg Messaging, buckets Buckets) CostJob {
 	var j CostJob
 	j.Role = newFunctionRole(scope, "CostRole", "KNHK cost job: prices the month's cases and writes the chargeback exports")
@@ -40,6 +42,7 @@ func newCostJob(scope constructs.Construct, cfg stackconfig.Config, keys Keys, t
 		stack.EnvName(stack.OutStateTable):       tables.State.TableName(),
 		stack.EnvName(stack.OutAlertsTopicArn):   msg.Alerts.TopicArn(),
 		stack.EnvName(stack.OutChargebackBucket): buckets.Chargeback.BucketName(),
+		costjob.EnvPolledQueues:                  msg.Work.QueueName(),
 		EnvLogLevel:                              jsii.String(cfg.LogLevel),
 	}
 	if cfg.CostConfig != "" {
@@ -53,7 +56,9 @@ func newCostJob(scope constructs.Construct, cfg stackconfig.Config, keys Keys, t
 	allow(j.Role, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(j.Role, []string{"s3:PutObject"}, buckets.Chargeback.ArnForObjects(jsii.String("chargeback/*")))
 	allow(j.Role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
-	suppressXRay(j.Role, "")
+	// GetMetricStatistics supports no resource-level permission.
+	allow(j.Role, []string{"cloudwatch:GetMetricStatistics"}, jsii.String("*"))
+	suppressXRay(j.Role, ", and for cloudwatch:GetMetricStatistics, which has no resource-level permission either (the job reads the work queue's AWS/SQS metrics; it can write no metric)")
 	suppressObjectPrefix(j.Role, "ChargebackBucket", "chargeback", "s3:PutObject on the objects under chargeback/ of the chargeback bucket only: the exports' keys are per month and grouping, chargeback/<YYYY-MM>/by-<key>.{csv,json}.")
 	j.Schedule = awsevents.NewRule(scope, jsii.String("CostSchedule"), &awsevents.RuleProps{
 		Description: jsii.String("Runs the KNHK cost job"),

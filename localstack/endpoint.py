@@ -50,7 +50,12 @@ endpoint's time under load); --log-requests turns them on. With the
 environment variable KNHK_ENDPOINT_STATS set to a file name, the endpoint
 writes there, every 5 s and at exit, each operation's count and seconds,
 and under "SQS queue scans" how many times a queue's messages were walked
-(count) and the messages visited ("messages").
+(count) and the messages visited ("messages"). With KNHK_ENDPOINT_REQUESTS
+set to a file name, the endpoint appends there one JSON line per request that
+carries a W3C traceparent header (an instrumented client's call): its
+operation, signing access key, trace and parent span ids, HTTP status and,
+for DynamoDB, the capacity its response reported, so that what a traced case
+made the endpoint do can be counted on the endpoint's side.
 
 CloudWatch alarms: moto stores composite alarms (an alarm with a rule) but
 has no PutCompositeAlarm, and keeps no history it can answer. The launcher
@@ -321,6 +326,63 @@ class Stats:
             f.write(body)
 
 
+class RequestLog:
+    """One JSON line per traced request, appended to a file (buffered,
+    written at least every second and at exit)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.lines = []
+        self.written = time.monotonic()
+        open(path, "a").close()
+        threading.Thread(target=self.flusher, daemon=True).start()
+
+    def flusher(self):
+        while True:
+            time.sleep(1)
+            self.write()
+
+    def add(self, environ, status, body):
+        parent = environ.get("HTTP_TRACEPARENT", "").split("-")
+        if len(parent) != 4:
+            return
+        op = operation(environ)
+        entry = {"op": op, "key": access_key(environ) or "", "trace": parent[1], "span": parent[2], "status": status}
+        if op.startswith("DynamoDB_") and status == 200:
+            table, units = consumed(body)
+            if table is not None:
+                entry["table"], entry["units"] = table, units
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with self.lock:
+            self.lines.append(line)
+            due = time.monotonic() - self.written > 1
+        if due:
+            self.write()
+
+    def write(self):
+        with self.lock:
+            lines, self.lines = self.lines, []
+            self.written = time.monotonic()
+            if lines:
+                with open(self.path, "a") as f:
+                    f.write("".join(lines))
+
+
+def consumed(body):
+    """The table and capacity units a DynamoDB response reports
+    (ConsumedCapacity, one entry or a list), or (None, 0)."""
+    try:
+        cc = json.loads(b"".join(body) or b"{}").get("ConsumedCapacity")
+    except (ValueError, AttributeError):
+        return None, 0
+    if isinstance(cc, dict):
+        cc = [cc]
+    if not cc:
+        return None, 0
+    return cc[0].get("TableName", ""), sum(c.get("CapacityUnits", 0) for c in cc)
+
+
 def operation(environ):
     """The operation a request names: its X-Amz-Target, else the service
     of its credential scope and its Action parameter or path."""
@@ -338,17 +400,28 @@ class SerializedDynamoDB:
     request its signing key, and timing every request when stats are
     kept."""
 
-    def __init__(self, app, stats=None):
+    def __init__(self, app, stats=None, requests=None):
         self.app = app
         self.lock = threading.Lock()
         self.stats = stats
+        self.requests = requests
 
     def __call__(self, environ, start_response):
-        if self.stats is None:
+        logged = self.requests is not None and "HTTP_TRACEPARENT" in environ
+        if self.stats is None and not logged:
             return self.serve(environ, start_response)
+        status = []
+
+        def started(code, headers, *args):
+            status.append(int(code.split(" ", 1)[0]))
+            return start_response(code, headers, *args)
+
         begin = time.perf_counter()
-        body = list(self.serve(environ, start_response))
-        self.stats.add(operation(environ), time.perf_counter() - begin)
+        body = list(self.serve(environ, started if logged else start_response))
+        if self.stats is not None:
+            self.stats.add(operation(environ), time.perf_counter() - begin)
+        if logged:
+            self.requests.add(environ, status[0] if status else 0, body)
         return body
 
     def serve(self, environ, start_response):
@@ -582,12 +655,16 @@ def main():
     if os.environ.get("KNHK_ENDPOINT_STATS"):
         stats = Stats(os.environ["KNHK_ENDPOINT_STATS"])
         atexit.register(stats.write)
+    requests = None
+    if os.environ.get("KNHK_ENDPOINT_REQUESTS"):
+        requests = RequestLog(os.environ["KNHK_ENDPOINT_REQUESTS"])
+        atexit.register(requests.write)
     patch_moto(stats)
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
         args.port,
-        SerializedDynamoDB(app, stats),
+        SerializedDynamoDB(app, stats, requests),
         threaded=True,
         request_handler=MotoRequestHandler if args.log_requests else QuietRequestHandler,
     )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"text/tabwriter"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/costjob"
+	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/stack"
@@ -47,11 +49,15 @@ func costCmd() *cobra.Command {
 			if err != nil {
 				return withExit(2, err)
 			}
-			cases, overheads, skipped, err := deployedCases(cmd, month)
+			cases, overheads, polling, skipped, err := deployedCases(cmd, month)
 			if err != nil {
 				return err
 			}
 			shared, idle := store.Split(overheads)
+			for _, p := range polling {
+				s, i := p.Usage()
+				shared, idle = append(shared, s), append(idle, i)
+			}
 			r, err := chargeback.Build(t, month, chargeback.Key(by), cases, shared, idle)
 			if err != nil {
 				return withExit(2, err)
@@ -121,25 +127,38 @@ func printExport(cmd *cobra.Command, month string, by chargeback.Key, asCSV, asJ
 	return true, nil
 }
 
-// deployedCases reads the month's verified cases of the deployed stack and its
-// recorded overhead usage.
-func deployedCases(cmd *cobra.Command, month string) ([]chargeback.Case, []store.Overhead, int, error) {
+// deployedCases reads the month's verified cases of the deployed stack, its
+// recorded overhead usage and, as the cost job does, the work queue
+// mapping's polling from its AWS/SQS metrics.
+func deployedCases(cmd *cobra.Command, month string) ([]chargeback.Case, []store.Overhead, []cost.Polling, int, error) {
 	ctx := cmd.Context()
 	cfg, res, err := deployedStack(ctx, stack.OutReceiptsTable, stack.OutStateTable)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, 0, err
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	chains := store.NewReceipts(db, res.ReceiptsTable)
 	cases, skipped, err := chargeback.Collect(ctx, chains, registry.New(db, res.StateTable), month)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, 0, err
 	}
 	overheads, err := store.NewOverheads(db, res.StateTable).Period(ctx, month)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, 0, err
 	}
-	return cases, overheads, skipped, nil
+	var polling []cost.Polling
+	if res.WorkQueueURL != "" {
+		from, _ := time.Parse("2006-01", month)
+		to := from.AddDate(0, 1, 0)
+		if now := time.Now(); now.Before(to) {
+			to = now
+		}
+		src := costjob.CloudWatchPolling{CW: localaws.NewCloudWatch(cfg), Queues: []string{path.Base(res.WorkQueueURL)}}
+		if polling, err = src.Polling(ctx, from, to); err != nil {
+			return nil, nil, nil, 0, err
+		}
+	}
+	return cases, overheads, polling, skipped, nil
 }
 
 func printReport(w io.Writer, r chargeback.Report) {
@@ -196,7 +215,7 @@ func capacityCmd() *cobra.Command {
 						if month == "" {
 							month = chargeback.Period(time.Now())
 						}
-						cases, _, _, err := deployedCases(cmd, month)
+						cases, _, _, _, err := deployedCases(cmd, month)
 						if err != nil {
 							return err
 						}

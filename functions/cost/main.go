@@ -10,11 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 
 	"github.com/knhk/knhk/shared/alert"
 	"github.com/knhk/knhk/shared/cost"
@@ -40,6 +45,7 @@ func main() {
 // settings are the cost job's environment.
 type settings struct {
 	receipts, state, topic, bucket string
+	queues                         []string // polled by event source mappings
 	level                          slog.Level
 	conf                           costjob.Config
 }
@@ -54,6 +60,11 @@ func readSettings(getenv func(string) string) (settings, error) {
 	for _, out := range []string{stack.OutReceiptsTable, stack.OutStateTable, stack.OutAlertsTopicArn, stack.OutChargebackBucket} {
 		if getenv(stack.EnvName(out)) == "" {
 			return s, fmt.Errorf("%s is not set", stack.EnvName(out))
+		}
+	}
+	for _, q := range strings.Split(getenv(costjob.EnvPolledQueues), ",") {
+		if q = strings.TrimSpace(q); q != "" {
+			s.queues = append(s.queues, q)
 		}
 	}
 	var err error
@@ -93,6 +104,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[json.RawMessage,
 		Chains:      store.NewReceipts(ddb, s.receipts),
 		Descriptors: registry.New(ddb, s.state),
 		Overheads:   store.NewOverheads(ddb, s.state),
+		Polling:     costjob.CloudWatchPolling{CW: newCloudWatch(awsCfg), Queues: s.queues},
 		Claims:      store.NewBudgetAlerts(ddb, s.state),
 		Alerts:      alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		Export:      objects.New(objects.NewClient(awsCfg), s.bucket),
@@ -111,4 +123,13 @@ func build(ctx context.Context) (handler.Function, handler.Func[json.RawMessage,
 	return handler.Function{Name: costjob.FunctionName, Log: log, Tracing: tracing,
 		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Idle},
 	}, h, nil
+}
+
+// newCloudWatch returns a CloudWatch client speaking the awsQuery protocol,
+// which CloudWatch and the local endpoint both accept (the SDK's default,
+// CBOR, the local endpoint does not; see localaws.NewCloudWatch).
+func newCloudWatch(cfg aws.Config) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		o.Protocol = awsquery.New(smithy.NewServiceSchema(nil, "2010-08-01"))
+	})
 }

@@ -173,6 +173,9 @@ type forwarder struct {
 // maxDatums is the PutMetricData limit of metric data per request.
 const maxDatums = 1000
 
+// putMetricTimeout bounds one PutMetricData call.
+const putMetricTimeout = 10 * time.Second
+
 func newForwarder(cw metricPutter, log *slog.Logger, interval time.Duration) *forwarder {
 	return &forwarder{cw: cw, log: log, interval: interval, pending: map[string][]cwtypes.MetricDatum{}, kick: make(chan struct{}, 1)}
 }
@@ -217,7 +220,12 @@ func (f *forwarder) flush(ctx context.Context) {
 	for ns, data := range pending {
 		for len(data) > 0 {
 			n := min(len(data), maxDatums)
-			_, err := f.cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(ns), MetricData: data[:n]})
+			// A put in flight when the service stops is finished, not
+			// cancelled: cancelled, its metrics could be lost (or, re-sent,
+			// counted twice, when the endpoint had stored them).
+			putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putMetricTimeout)
+			_, err := f.cw.PutMetricData(putCtx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(ns), MetricData: data[:n]})
+			cancel()
 			if err != nil {
 				f.log.Warn("put metric data", "namespace", ns, "metrics", n, "err", err)
 			} else {

@@ -409,9 +409,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error("queue mapping not started", "mapping", m.LogicalID, "err", err)
 			continue
 		}
-		q := &queuePoller{m: m, live: s.live[m.LogicalID], url: url, region: s.stack.Region, sqs: s.sqs, fn: s.pools[m.Function], log: s.log, maxWait: int32(s.cfg.MaxWait)}
+		qm := newQueueMetrics(url, s.fwd.add)
+		q := &queuePoller{m: m, live: s.live[m.LogicalID], url: url, region: s.stack.Region, sqs: s.sqs, fn: s.pools[m.Function], log: s.log,
+			maxWait: int32(s.cfg.MaxWait), metrics: qm}
 		q.limit = func() int { return s.concurrency(m) }
-		wg.Go(func() { q.run(ctx, s.cfg.MaxConcurrency) })
+		wg.Go(func() { qm.run(ctx, s.cfg.MetricsInterval) })
+		wg.Go(func() { q.run(ctx, s.cfg.MaxConcurrency); qm.flush(true) })
 	}
 	streams := dynamodbstreams.NewFromConfig(s.cfg.AWS)
 	for _, m := range s.stack.Streams {

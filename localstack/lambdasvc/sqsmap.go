@@ -40,6 +40,8 @@ type queuePoller struct {
 	log    *slog.Logger
 	// maxWait is the long-poll wait (at most 20 seconds).
 	maxWait int32
+	// metrics counts receives and deletes as AWS/SQS metrics (nil: none).
+	metrics *queueMetrics
 }
 
 // run polls with up to concurrency workers until ctx ends; each worker
@@ -104,6 +106,7 @@ func (q *queuePoller) gather(ctx context.Context) []sqstypes.Message {
 			sleep(ctx, time.Second)
 			return batch
 		}
+		q.metrics.received(len(out.Messages))
 		if len(batch) == 0 && len(out.Messages) > 0 {
 			windowEnd = time.Now().Add(time.Duration(q.m.WindowSeconds) * time.Second)
 		}
@@ -236,8 +239,11 @@ func (q *queuePoller) process(ctx context.Context, batch []sqstypes.Message) {
 		out, err := q.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url), Entries: del[:n]})
 		if err != nil {
 			q.log.Warn("sqs delete", "mapping", q.m.LogicalID, "err", err)
-		} else if len(out.Failed) > 0 {
-			q.log.Warn("sqs delete: some entries failed", "mapping", q.m.LogicalID, "failed", len(out.Failed))
+		} else {
+			q.metrics.deleted(len(out.Successful))
+			if len(out.Failed) > 0 {
+				q.log.Warn("sqs delete: some entries failed", "mapping", q.m.LogicalID, "failed", len(out.Failed))
+			}
 		}
 		del = del[n:]
 	}

@@ -307,3 +307,31 @@ func TestCountersListEveryField(t *testing.T) {
 		t.Errorf("Sub after Add: %+v, want %+v", sum, u)
 	}
 }
+
+// The event source mapping's polling is priced per request, empty receives
+// as idle and the receives and deletes of messages as shared, exact to the
+// cent (docs/cost.md's worked example: Lambda's five pollers long-polling an
+// empty queue for a 30-day month).
+func TestPollingPricedAsSharedAndIdle(t *testing.T) {
+	tb := table(t)
+	for _, c := range []struct {
+		name         string
+		p            Polling
+		shared, idle string
+	}{
+		{"an idle month", Polling{Queue: "work", EmptyReceives: 5 * 3 * 60 * 24 * 30}, "0.000000000000", "0.259200000000"},
+		{"a million cases", Polling{Queue: "work", EmptyReceives: 100, MessagesReceived: 1_000_000, MessagesDeleted: 999_990}, "0.799996000000", "0.000040000000"},
+		{"nothing", Polling{Queue: "work"}, "0.000000000000", "0.000000000000"},
+		{"negative sums count as none", Polling{Queue: "work", EmptyReceives: -1, MessagesReceived: -2, MessagesDeleted: 3}, "0.000001200000", "0.000000000000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, i := c.p.Usage()
+			if got := tb.Price(s).Total.FloatString(12); got != c.shared {
+				t.Errorf("shared %s, want %s", got, c.shared)
+			}
+			if got := tb.Price(i).Total.FloatString(12); got != c.idle {
+				t.Errorf("idle %s, want %s", got, c.idle)
+			}
+		})
+	}
+}

@@ -92,6 +92,7 @@ type Deps struct {
 	Chains      chargeback.Chains
 	Descriptors chargeback.Descriptors
 	Overheads   Overheads
+	Polling     Polling // the event source mappings' SQS polling (nil: not priced)
 	Claims      chargeback.Claims
 	Alerts      chargeback.Alerter
 	Export      Exporter
@@ -110,6 +111,7 @@ type Result struct {
 	Cases   int
 	Exports []string
 	Alerts  []chargeback.Alert
+	Polling []cost.Polling // the period's polling, priced as shared and idle cost
 }
 
 // Run runs the job once for the current month.
@@ -149,6 +151,18 @@ func Run(ctx context.Context, d Deps) (Result, error) {
 			return res, err
 		}
 		shared, idle = store.Split(over)
+	}
+	if d.Polling != nil {
+		start, _ := time.Parse("2006-01", res.Period)
+		if res.Polling, err = d.Polling.Polling(ctx, start, now()); err != nil {
+			return res, err
+		}
+		for _, p := range res.Polling {
+			s, i := p.Usage()
+			shared, idle = append(shared, s), append(idle, i)
+			log.Info("sqs polling", "queue", p.Queue, "emptyReceives", p.EmptyReceives, "messagesReceived", p.MessagesReceived,
+				"messagesDeleted", p.MessagesDeleted, "shared", cost.Dollars(d.Prices.Price(s).Total, 6), "idle", cost.Dollars(d.Prices.Price(i).Total, 6))
+		}
 	}
 	for _, by := range []chargeback.Key{chargeback.ByWorkflow, chargeback.ByTenant, chargeback.ByDepartment} {
 		r, err := chargeback.Build(d.Prices, res.Period, by, cases, shared, idle)

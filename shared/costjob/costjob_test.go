@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/knhk/knhk/localstack/provision"
@@ -166,4 +169,66 @@ func rat(dec string) string {
 		return ""
 	}
 	return r.RatString()
+}
+
+// TestPollingIsPricedAsSharedAndIdle: the job reads each polled queue's
+// AWS/SQS metrics of the month from CloudWatch (the local endpoint's; other
+// queues and earlier months are not counted) and prices the empty receives
+// as idle and the receives and deletes of messages as shared cost.
+func TestPollingIsPricedAsSharedAndIdle(t *testing.T) {
+	ep := localaws.StartT(t)
+	outs := provision.DeployForTest(t, ep)
+	ctx := context.Background()
+	cfg, err := ep.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	cw := localaws.NewCloudWatch(cfg)
+	now := time.Now().UTC()
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	queue := "polled-" + now.Format("150405.000000000")
+	put := func(q, metric string, at time.Time, v float64) {
+		t.Helper()
+		if _, err := cw.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String("AWS/SQS"), MetricData: []cwtypes.MetricDatum{{
+			MetricName: aws.String(metric), Unit: cwtypes.StandardUnitCount, Timestamp: aws.Time(at), Value: aws.Float64(v),
+			Dimensions: []cwtypes.Dimension{{Name: aws.String("QueueName"), Value: aws.String(q)}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	minute := now.Truncate(time.Minute).Add(-2 * time.Minute)
+	if minute.Before(month) {
+		minute = month
+	}
+	put(queue, "NumberOfEmptyReceives", minute, 9)
+	put(queue, "NumberOfEmptyReceives", minute.Add(time.Minute), 3)
+	put(queue, "NumberOfMessagesReceived", minute, 4)
+	put(queue, "NumberOfMessagesDeleted", minute.Add(time.Minute), 4)
+	put(queue, "NumberOfEmptyReceives", month.Add(-time.Hour), 1000) // last month
+	put(queue+"-other", "NumberOfEmptyReceives", minute, 1000)       // a queue not polled
+	prices, _ := cost.Load(cost.DefaultVersion)
+	out := &exports{objs: map[string][]byte{}}
+	res, err := costjob.Run(ctx, costjob.Deps{Leases: store.NewLeases(db, outs[stack.OutStateTable]),
+		Chains: store.NewReceipts(db, outs[stack.OutReceiptsTable]), Descriptors: registry.New(db, outs[stack.OutStateTable]),
+		Polling: costjob.CloudWatchPolling{CW: cw, Queues: []string{queue}},
+		Claims:  store.NewBudgetAlerts(db, outs[stack.OutStateTable]), Alerts: &topic{}, Export: out, Prices: prices,
+		Owner: "polling", Now: func() time.Time { return now.Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []cost.Polling{{Queue: queue, EmptyReceives: 12, MessagesReceived: 4, MessagesDeleted: 4}}
+	if len(res.Polling) != 1 || res.Polling[0] != want[0] {
+		t.Fatalf("polling %+v, want %+v", res.Polling, want)
+	}
+	var byTenant struct {
+		Shared string `json:"shared"`
+		Idle   string `json:"idle"`
+	}
+	if err := json.Unmarshal(out.objs["chargeback/"+res.Period+"/by-tenant.json"], &byTenant); err != nil {
+		t.Fatal(err)
+	}
+	// 8 shared requests, $0.0000032; 12 idle, $0.0000048.
+	if rat(byTenant.Shared) != "1/312500" || rat(byTenant.Idle) != "3/625000" {
+		t.Errorf("by tenant: shared %s idle %s, want 0.0000032 and 0.0000048", byTenant.Shared, byTenant.Idle)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/knhk/knhk/localstack/otlpsink"
 	"github.com/knhk/knhk/localstack/standin"
 	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/handler"
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/queue"
@@ -111,4 +112,23 @@ func benchBatches(b *testing.B, e *env, h func(context.Context, events.SQSEvent)
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/10, "ms/case")
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms/batch")
+}
+
+// BenchmarkChargeLost is what every receipt flush now adds: charging what
+// the append lost (nothing, the common case; a failed write and its read
+// after a lost race) to the case's step meter.
+func BenchmarkChargeLost(b *testing.B) {
+	s := &step{now: time.Now}
+	ctx := context.WithValue(context.Background(), stepKey{}, s)
+	for _, c := range []struct {
+		name string
+		u    cost.Usage
+	}{{"nothing lost", cost.Usage{}}, {"lost race", cost.Usage{DynamoRequests: 2, WriteUnits: 4, ReadUnits: 1}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				chargeLost(ctx, c.u)
+			}
+		})
+	}
 }

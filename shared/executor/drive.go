@@ -433,6 +433,7 @@ func (x *Executor) flush(ctx context.Context, c *caseRun) (err error) {
 		defer func() { telemetry.EndSpan(span, err) }()
 	}
 	res, err := x.chains.AppendSegment(meter.Off(ctx), c.tail(), c.tenant, c.id, evs)
+	chargeLost(ctx, res.Lost)
 	written := c.unsaved
 	c.unsaved, c.consumed = nil, nil
 	if err != nil || res.Existing {
@@ -718,7 +719,9 @@ func (x *Executor) faultCase(ctx context.Context, c *caseRun, cause error) error
 		evs[i] = u.p
 	}
 	c.unsaved, c.consumed = nil, nil
-	if _, err := x.chains.AppendSegment(meter.Off(ctx), c.tail(), c.tenant, c.id, evs); err != nil && !errors.Is(err, store.ErrConflict) {
+	res, err := x.chains.AppendSegment(meter.Off(ctx), c.tail(), c.tenant, c.id, evs)
+	chargeLost(ctx, res.Lost)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record fault of %s (%v): %w", c.id, cause, err)
 	}
 	x.metrics.Add(telemetry.CasesFaulted, telemetry.Count, 1)

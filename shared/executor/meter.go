@@ -72,3 +72,19 @@ func usage(ctx context.Context) (opts []receipt.Option, put func()) {
 	u := s.take()
 	return []receipt.Option{receipt.WithUsage(meter.Receipt(u, s.memMB))}, func() { s.m.Add(u) }
 }
+
+// chargeLost adds u, usage no request's meter saw (what an append made
+// under meter.Off lost to a concurrent writer of the same chain), to the
+// case's step: its next receipt records it, or shared cost when no receipt
+// follows in the invocation. A lost race is the case's own: only writers of
+// the same chain contend for its positions.
+func chargeLost(ctx context.Context, u cost.Usage) {
+	if u == (cost.Usage{}) {
+		return
+	}
+	if s, _ := ctx.Value(stepKey{}).(*step); s != nil {
+		s.m.Add(u)
+		return
+	}
+	meter.Shared.Add(u)
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/knhk/knhk/shared/message"
 	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/queue"
+	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
 	"github.com/knhk/knhk/shared/store"
 	"github.com/knhk/knhk/shared/telemetry"
@@ -198,5 +199,80 @@ func TestReceiptUsageIsWhatTheCaseConsumed(t *testing.T) {
 			t.Logf("%s: %d receipts; writes %d (one item per receipt: %d); write units %d (one item per receipt: %d); receipts %+v, shared %+v",
 				s.name, len(rs), c.receiptPuts, len(rs), after, before, sum, shared)
 		})
+	}
+}
+
+// rivalFirst is a chain store on which another writer of the same case
+// lands first: before the executor's first append it writes the same
+// events at the same position (a duplicate delivery that won the race), so
+// the executor's conditional write fails, is billed and stores nothing. It
+// keeps what the store reported lost.
+type rivalFirst struct {
+	*store.Receipts
+	mu    sync.Mutex
+	raced bool
+	lost  cost.Usage
+}
+
+func (r *rivalFirst) AppendSegment(ctx context.Context, prev *receipt.Receipt, tenant, caseID string, evs []store.Pending) (store.Appended, error) {
+	r.mu.Lock()
+	if !r.raced {
+		r.raced = true
+		if _, err := r.Receipts.AppendSegment(ctx, prev, tenant, caseID, evs); err != nil {
+			r.mu.Unlock()
+			return store.Appended{}, err
+		}
+	}
+	r.mu.Unlock()
+	res, err := r.Receipts.AppendSegment(ctx, prev, tenant, caseID, evs)
+	r.mu.Lock()
+	r.lost.Add(res.Lost)
+	r.mu.Unlock()
+	return res, err
+}
+
+// TestLostRaceIsChargedToTheCase: the write units and requests of an
+// append that lost its position (the failed conditional write and the read
+// that resolved it) are metered, not dropped: with no receipt of the case
+// left to carry them in that invocation they are shared cost, next to the
+// staged usage the rival's receipts already recorded.
+func TestLostRaceIsChargedToTheCase(t *testing.T) {
+	e := newEnv(t, nil)
+	rival := &rivalFirst{Receipts: e.chains}
+	m := telemetry.NewMetrics(telemetry.Namespace)
+	x := New(DefaultConfig(), Deps{Chains: rival, Descriptors: e.reg, Sender: queue.NewSender(e.sqs, e.queueURL),
+		Cases: e.cases, Alerts: alert.NewSNS(e.sns, e.topic), HTTP: standin.Client(e.services), Metrics: m})
+	id := message.CaseID("acme", "test", "five-tasks", "lost-race")
+	meter.Shared.Take()
+	resp := e.direct(x, sqsEvent(t, []any{startMessage("acme", "test", "five-tasks", "lost-race", map[string]any{"qty": 1, "unitPrice": 2})}, nil), 30*time.Second)
+	shared := meter.Shared.Take()
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("start reported for retry: %v", resp.BatchItemFailures)
+	}
+	rs := e.chain(id)
+	if len(rs) != 7 {
+		t.Fatalf("chain: %s", seqs(rs))
+	}
+	var sum cost.Usage
+	for _, r := range rs {
+		sum.Add(meter.Usage(*r.Usage))
+	}
+	rival.mu.Lock()
+	lost := rival.lost
+	rival.mu.Unlock()
+	if lost.DynamoRequests != 2 || lost.WriteUnits < 1 || lost.ReadUnits <= 0 {
+		t.Fatalf("store reported lost %+v, want a failed write and its read", lost)
+	}
+	for _, c := range []struct {
+		name             string
+		got, receipts, l float64
+	}{
+		{"DynamoDB requests", float64(shared.DynamoRequests), float64(sum.DynamoRequests), float64(lost.DynamoRequests)},
+		{"write units", shared.WriteUnits, sum.WriteUnits, lost.WriteUnits},
+		{"read units", shared.ReadUnits, sum.ReadUnits, lost.ReadUnits},
+	} {
+		if c.got != c.receipts+c.l {
+			t.Errorf("%s: shared %v, want the staged %v plus the lost %v", c.name, c.got, c.receipts, c.l)
+		}
 	}
 }

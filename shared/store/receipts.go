@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/receipt"
@@ -73,7 +74,36 @@ type Appended struct {
 	// WriteUnits and ReadUnits are the capacity the append consumed, as
 	// DynamoDB reported it (ReturnConsumedCapacity TOTAL).
 	WriteUnits, ReadUnits float64
+	// Lost is the usage of what stored nothing: each conditional PutItem
+	// that lost its position (a request, and the write units DynamoDB
+	// charges a failed conditional write: one per started KB of the larger
+	// of the item offered and the item in place, at least one) and each
+	// read that resolved it. No chain item prices it; the writer charges it
+	// to the case (docs/cost.md).
+	Lost cost.Usage
 }
+
+// lose records a failed conditional write of an item of offered bytes
+// against an item of inPlace bytes (0 when unknown).
+func (a *Appended) lose(offered, inPlace int) {
+	a.Lost.DynamoRequests++
+	a.Lost.WriteUnits += float64(max(kb(offered), kb(inPlace)))
+}
+
+// lostRead records a read that resolved a failed write: its units as
+// DynamoDB reported them, else a strongly consistent read of the item it
+// returned (nil: none).
+func (a *Appended) lostRead(c *types.ConsumedCapacity, item map[string]types.AttributeValue) {
+	a.Lost.DynamoRequests++
+	if c != nil && c.CapacityUnits != nil {
+		a.Lost.ReadUnits += *c.CapacityUnits
+		return
+	}
+	a.Lost.ReadUnits += float64(max((meter.ItemSize(item)+4<<10-1)/(4<<10), 1))
+}
+
+// kb is the number of started kilobytes of n bytes, at least one.
+func kb(n int) int { return max((n+1<<10-1)/(1<<10), 1) }
 
 // Append records ev after prev (nil for a genesis) with one conditional
 // PutItem. When another writer took that seq first, it re-reads the tail
@@ -95,7 +125,7 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 	}
 	for {
 		res.Attempts++
-		err := s.put(ctx, []*receipt.Receipt{r}, &res)
+		offered, err := s.put(ctx, []*receipt.Receipt{r}, &res)
 		if err == nil {
 			res.Receipt, res.Receipts = r, []*receipt.Receipt{r}
 			return res, nil
@@ -104,6 +134,9 @@ func (s *Receipts) Append(ctx context.Context, prev *receipt.Receipt, tenant, ca
 		if !errors.As(err, &ccf) {
 			return res, fmt.Errorf("append %s seq %d: %w", caseID, r.Seq, err)
 		}
+		// The item in place is at r's seq, not necessarily the tail read
+		// next: its size is unknown, so the offered one is charged.
+		res.lose(meter.ItemSize(offered), 0)
 		tail, err := s.tail(ctx, caseID, &res)
 		if err != nil {
 			return res, err
@@ -184,7 +217,7 @@ func (s *Receipts) AppendSegment(ctx context.Context, prev *receipt.Receipt, ten
 	existing := true
 	for _, run := range receipt.Split(rs, sizes) {
 		res.Attempts++
-		err := s.put(ctx, run, &res)
+		offered, err := s.put(ctx, run, &res)
 		var ccf *types.ConditionalCheckFailedException
 		switch {
 		case err == nil:
@@ -194,7 +227,8 @@ func (s *Receipts) AppendSegment(ctx context.Context, prev *receipt.Receipt, ten
 		case !errors.As(err, &ccf):
 			return res, fmt.Errorf("append %s seq %d: %w", caseID, run[0].Seq, err)
 		}
-		taken, err := s.at(ctx, caseID, run[0].Seq, &res)
+		taken, inPlace, err := s.at(ctx, caseID, run[0].Seq, &res)
+		res.lose(meter.ItemSize(offered), inPlace)
 		if err != nil {
 			return res, err
 		}
@@ -226,8 +260,9 @@ func sameEvents(stored, run []*receipt.Receipt) bool {
 }
 
 // at reads the receipts of the item at one seq, strongly consistent (nil
-// when absent).
-func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Appended) ([]*receipt.Receipt, error) {
+// when absent), and the item's size; the read is Lost usage (it resolves a
+// failed write).
+func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Appended) ([]*receipt.Receipt, int, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table),
 		Key: map[string]types.AttributeValue{
@@ -238,17 +273,20 @@ func (s *Receipts) at(ctx context.Context, caseID string, seq int64, res *Append
 		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
+		res.Lost.DynamoRequests++ // a failed read is a request, no units
+		return nil, 0, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
 	}
 	res.ReadUnits += units(out.ConsumedCapacity)
+	res.lostRead(out.ConsumedCapacity, out.Item)
 	if out.Item == nil {
-		return nil, nil
+		return nil, 0, nil
 	}
+	size := meter.ItemSize(out.Item)
 	rs, err := decodeItem(out.Item)
 	if err != nil {
-		return nil, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
+		return nil, size, fmt.Errorf("read %s seq %d: %w", caseID, seq, err)
 	}
-	return rs, nil
+	return rs, size, nil
 }
 
 // Events turns receipts back into the history they record, fetching
@@ -288,11 +326,12 @@ func (s *Receipts) sleep(ctx context.Context, attempt int) error {
 	}
 }
 
-// put writes rs, one linked run, as one segment item if absent.
-func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended) error {
+// put writes rs, one linked run, as one segment item if absent, and
+// returns the item (sized only when the write failed).
+func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended) (map[string]types.AttributeValue, error) {
 	item, err := SegmentItem(rs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if tp := telemetry.TraceParent(ctx); tp != "" {
 		item[AttrTraceParent] = &types.AttributeValueMemberS{Value: tp}
@@ -307,7 +346,7 @@ func (s *Receipts) put(ctx context.Context, rs []*receipt.Receipt, res *Appended
 	if out != nil {
 		res.WriteUnits += units(out.ConsumedCapacity)
 	}
-	return err
+	return item, err
 }
 
 func (s *Receipts) putBlobs(ctx context.Context, r *receipt.Receipt) error {
@@ -400,9 +439,15 @@ func (s *Receipts) tail(ctx context.Context, caseID string, res *Appended) (*rec
 		ReturnConsumedCapacity:    types.ReturnConsumedCapacityTotal,
 	})
 	if err != nil {
+		res.Lost.DynamoRequests++ // a failed read is a request, no units
 		return nil, fmt.Errorf("read tail of %s: %w", caseID, err)
 	}
 	res.ReadUnits += units(out.ConsumedCapacity)
+	var first map[string]types.AttributeValue
+	if len(out.Items) > 0 {
+		first = out.Items[0]
+	}
+	res.lostRead(out.ConsumedCapacity, first)
 	if len(out.Items) == 0 {
 		return nil, nil
 	}

@@ -20,6 +20,7 @@ import (
 	stypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
 	"github.com/knhk/knhk/localstack/lambdasvc"
+	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/meter"
 	"github.com/knhk/knhk/shared/receipt"
@@ -610,4 +611,86 @@ func TestStoredItemSizes(t *testing.T) {
 	if len(got["legacy"]) != 3 {
 		t.Errorf("a chain of one item per receipt: %d sizes for 3 receipts", len(got["legacy"]))
 	}
+}
+
+// A conditional write that loses its position stores nothing but is billed:
+// Lost counts it (one request, the write units of the larger of the item
+// offered and the item in place) and the read that resolved it, as the
+// endpoint reported that read; a write that lands loses nothing.
+func TestLostWritesAreCounted(t *testing.T) {
+	db, rt, _ := tables(t)
+	ctx := context.Background()
+	s := NewReceipts(db, rt)
+	big := func(g, i int) history.Event {
+		ev := task(g, i)
+		ev.Output = json.RawMessage(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 2500)))
+		return ev
+	}
+	for _, c := range []struct {
+		name    string
+		first   []history.Event // written first at the position (none: free)
+		second  []history.Event // then appended at the same position
+		lost    bool
+		wantErr error
+	}{
+		{name: "free position", second: tasks(0, 1, 2)},
+		{name: "retried write", first: tasks(0, 1, 2), second: tasks(0, 1, 2), lost: true},
+		{name: "rival's smaller item", first: tasks(1, 1, 1), second: []history.Event{big(0, 1)}, lost: true, wantErr: ErrConflict},
+		{name: "rival's larger item", first: []history.Event{big(1, 1)}, second: tasks(0, 1, 1), lost: true, wantErr: ErrConflict},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := "lost-" + strings.ReplaceAll(c.name, " ", "-")
+			g := appendSegments(t, s, id, 1)[0]
+			if c.first != nil {
+				if _, err := s.AppendSegment(ctx, g, "acme", id, pending(c.first...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			inPlace := itemAt(t, db, rt, id, 1)
+			res, err := s.AppendSegment(ctx, g, "acme", id, pending(c.second...))
+			if !errors.Is(err, c.wantErr) {
+				t.Fatalf("append: %v, want %v", err, c.wantErr)
+			}
+			if !c.lost {
+				if res.Lost != (cost.Usage{}) {
+					t.Fatalf("a write that landed lost %+v", res.Lost)
+				}
+				return
+			}
+			r, err := receipt.New(g, "acme", id, c.second[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := []*receipt.Receipt{r}
+			for _, ev := range c.second[1:] {
+				n, err := receipt.New(rs[len(rs)-1], "acme", id, ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs = append(rs, n)
+			}
+			offered, err := SegmentItem(rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kbs := func(n int) float64 { return float64((n + 1023) / 1024) }
+			want := cost.Usage{DynamoRequests: 2, ReadUnits: res.ReadUnits,
+				WriteUnits: max(kbs(meter.ItemSize(offered)), kbs(meter.ItemSize(inPlace)))}
+			if res.Lost != want || res.ReadUnits <= 0 {
+				t.Fatalf("lost %+v, want %+v (in place %d B, offered %d B)", res.Lost, want, meter.ItemSize(inPlace), meter.ItemSize(offered))
+			}
+		})
+	}
+}
+
+// itemAt reads the stored item at a case's seq (nil when absent).
+func itemAt(t *testing.T, db *dynamodb.Client, table, caseID string, seq int) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{receipt.AttrCase: &types.AttributeValueMemberS{Value: caseID},
+			receipt.AttrSeq: &types.AttributeValueMemberN{Value: strconv.Itoa(seq)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Item
 }

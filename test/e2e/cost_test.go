@@ -3,9 +3,14 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"path"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 
 	"github.com/knhk/knhk/shared/chargeback"
 	"github.com/knhk/knhk/shared/costjob"
@@ -15,8 +20,10 @@ import (
 // TestCostJobExportsToS3: the deployed cost function, run under the local
 // Lambda service as its schedule runs it, writes the month's chargeback by
 // workflow, tenant and department, CSV and JSON, to the stack's chargeback
-// bucket, with the suite's completed case priced under its tenant; a second
-// run writes the same objects again and alerts nothing.
+// bucket, with the suite's completed case priced under its tenant, and
+// prices the work queue mapping's polling from the AWS/SQS metrics the
+// local Lambda service published (at least what CloudWatch held before the
+// run); a second run writes the same objects again and alerts nothing.
 func TestCostJobExportsToS3(t *testing.T) {
 	if suite.external {
 		t.Skip("invokes the cost job through the local Lambda service")
@@ -28,11 +35,35 @@ func TestCostJobExportsToS3(t *testing.T) {
 	}
 	c := newCase("e2e", "five-tasks", "cost-export", map[string]any{"qty": 2, "unitPrice": 5})
 	awaitAll(t, ctx, submit(t, ctx, c))
+	queue := path.Base(suite.res.WorkQueueURL)
+	var polled float64 // empty receives CloudWatch holds for the month
+	if err := poll(ctx, time.Second, func() (bool, error) {
+		now := time.Now().UTC()
+		out, err := suite.cw.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
+			Namespace: aws.String("AWS/SQS"), MetricName: aws.String("NumberOfEmptyReceives"),
+			Dimensions: []cwtypes.Dimension{{Name: aws.String("QueueName"), Value: aws.String(queue)}},
+			StartTime:  aws.Time(time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)), EndTime: aws.Time(now),
+			Period: aws.Int32(3600), Statistics: []cwtypes.Statistic{cwtypes.StatisticSum},
+		})
+		if err != nil {
+			return false, err
+		}
+		polled = 0
+		for _, dp := range out.Datapoints {
+			polled += aws.ToFloat64(dp.Sum)
+		}
+		return polled > 0, nil // the first finished minute of polling
+	}); err != nil {
+		t.Fatalf("no AWS/SQS polling metrics of %s: %v", queue, err)
+	}
 	skipped := func(r costjob.Result) bool { return r.Skipped }
 	first := runJob(t, ctx, costjob.FunctionName, skipped)
 	period := chargeback.Period(time.Now())
 	if first.Period != period || first.Cases < 1 || len(first.Exports) != 6 {
 		t.Fatalf("first run %+v", first)
+	}
+	if len(first.Polling) != 1 || first.Polling[0].Queue != queue || float64(first.Polling[0].EmptyReceives) < polled {
+		t.Errorf("polling priced %+v, want %s with at least %v empty receives", first.Polling, queue, polled)
 	}
 	bucket := objects.New(objects.NewClient(suite.cfg), suite.res.ChargebackBucket)
 	read := func() map[string][]byte {

@@ -69,6 +69,7 @@ var suite struct {
 	logDir   string
 	tmp      string // self-contained: state, outputs, logs and fixtures
 	spans    string // self-contained: the local trace receiver's spans file
+	requests string // self-contained: the endpoint's log of traced requests
 	endpoint string // self-contained: the local endpoint's URL
 	template string // self-contained: the synthesized template
 }
@@ -134,7 +135,10 @@ func selfContained(ctx context.Context, root string) (func(), error) {
 		return nil, err
 	}
 	suite.tmp, suite.template = tmp, tpl
+	suite.requests = filepath.Join(tmp, "requests.jsonl")
+	os.Setenv(localaws.EnvRequests, suite.requests)
 	ep, err := localaws.Start(ctx)
+	os.Unsetenv(localaws.EnvRequests)
 	if err != nil {
 		return nil, fmt.Errorf("start local endpoint: %w", err)
 	}
