@@ -240,10 +240,13 @@ func Verify(a *Archive, pub crypto.PublicKey) error {
 	return nil
 }
 
+// Prefix starts every archive object's key.
+const Prefix = "archive/"
+
 // Key is the object key of a case's archive: archive/v1/<tenant>/<case>.json,
 // tenant and case path-escaped so that any identifier is one path segment.
 func Key(tenant, caseID string) string {
-	return "archive/v1/" + url.PathEscape(tenant) + "/" + url.PathEscape(caseID) + ".json"
+	return Prefix + "v1/" + url.PathEscape(tenant) + "/" + url.PathEscape(caseID) + ".json"
 }
 
 // Summary is what the archive index keeps of one archived case.
