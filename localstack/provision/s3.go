@@ -133,10 +133,18 @@ func configureBucket(ctx context.Context, c *s3.Client, name string, p bucketPro
 		if y := lc.Rule.DefaultRetention.Years; y.set {
 			r.Years = aws.Int32(int32(y.n))
 		}
-		if _, err := c.PutObjectLockConfiguration(ctx, &s3.PutObjectLockConfigurationInput{Bucket: b, ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
-			ObjectLockConfiguration: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled,
-				Rule: &s3types.ObjectLockRule{DefaultRetention: r}}}); err != nil {
-			return fmt.Errorf("bucket %s object lock: %w", name, err)
+		// The endpoint refuses to change the configuration of a bucket that
+		// holds objects (S3 does not): apply it only when it differs.
+		cur, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: b})
+		same := err == nil && cur.ObjectLockConfiguration != nil && cur.ObjectLockConfiguration.Rule != nil && cur.ObjectLockConfiguration.Rule.DefaultRetention != nil &&
+			cur.ObjectLockConfiguration.Rule.DefaultRetention.Mode == r.Mode && aws.ToInt32(cur.ObjectLockConfiguration.Rule.DefaultRetention.Days) == aws.ToInt32(r.Days) &&
+			aws.ToInt32(cur.ObjectLockConfiguration.Rule.DefaultRetention.Years) == aws.ToInt32(r.Years)
+		if !same {
+			if _, err := c.PutObjectLockConfiguration(ctx, &s3.PutObjectLockConfigurationInput{Bucket: b, ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
+				ObjectLockConfiguration: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled,
+					Rule: &s3types.ObjectLockRule{DefaultRetention: r}}}); err != nil {
+				return fmt.Errorf("bucket %s object lock: %w", name, err)
+			}
 		}
 	}
 	if p.BucketEncryption != nil {
