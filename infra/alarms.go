@@ -50,6 +50,8 @@ const (
 	AlarmIntegrityFindings       = "integrity-findings"
 	AlarmCheckpointRefused       = "checkpoint-heads-refused"
 	AlarmCheckpointerErrors      = "checkpointer-errors"
+	AlarmArchiveRefused          = "archive-refused"
+	AlarmArchiverErrors          = "archiver-errors"
 )
 
 // IteratorAgeThresholdMs is the verifier's stream lag that alarms: a minute
@@ -104,6 +106,14 @@ func AlarmSpecs(f Functions, msg Messaging) []AlarmSpec {
 			Summary:   "A checkpointer run failed (an AWS error, or a stored checkpoint log that does not verify): nothing was signed.",
 			Metric:    MetricSpec{Namespace: "AWS/Lambda", Name: "Errors", Statistic: "Sum", Dimensions: fnDim(f.Checkpointer.FunctionName())},
 			Threshold: 1, PeriodSecs: 300, EvaluationPeriods: 1, DatapointsToAlarm: 1, TreatMissingData: nb},
+		{ID: AlarmArchiveRefused, ConstructID: "ArchivesRefusedAlarm", OutputID: "ArchivesRefusedAlarmName",
+			Summary:   "The archiver refused to archive an ended case: its stored chain or the archive object read back did not verify; its receipts do not expire.",
+			Metric:    MetricSpec{Namespace: telemetry.Namespace, Name: telemetry.ArchivesRefused, Statistic: "Sum", Dimensions: knhkDim(ArchiverName)},
+			Threshold: 1, PeriodSecs: 900, EvaluationPeriods: 1, DatapointsToAlarm: 1, TreatMissingData: nb},
+		{ID: AlarmArchiverErrors, ConstructID: "ArchiverErrorsAlarm", OutputID: "ArchiverErrorsAlarmName",
+			Summary:   "Archiver runs failed (an AWS error, or a checkpoint log that does not verify) in 2 of the last 3 periods: ended cases are not being archived.",
+			Metric:    MetricSpec{Namespace: "AWS/Lambda", Name: "Errors", Statistic: "Sum", Dimensions: fnDim(f.Archiver.Function.FunctionName())},
+			Threshold: 1, PeriodSecs: 900, EvaluationPeriods: 3, DatapointsToAlarm: 2, TreatMissingData: nb},
 	}
 }
 

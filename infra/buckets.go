@@ -27,9 +27,12 @@ type Buckets struct {
 	Chargeback awss3.Bucket
 	// Payloads holds inputs too large for a message, under inputs/<sha256>.
 	Payloads awss3.Bucket
+	// Archive holds one archive object per ended case under Object Lock;
+	// only the archiver writes it (see newArchiver).
+	Archive awss3.Bucket
 }
 
-// NewBuckets creates the chargeback and payloads buckets, encrypted with the
+// NewBuckets creates the chargeback, payloads and archive buckets, encrypted with the
 // data key, TLS-only, closed to the public, logging their access to the
 // access-logs bucket.
 func NewBuckets(scope constructs.Construct, cfg stackconfig.Config, keys Keys) Buckets {
@@ -61,6 +64,7 @@ func NewBuckets(scope constructs.Construct, cfg stackconfig.Config, keys Keys) B
 		Expiration:                          awscdk.Duration_Days(jsii.Number(PayloadExpireDays)),
 		AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
 	})
+	b.Archive = newArchiveBucket(scope, cfg, keys, b.AccessLogs)
 	return b
 }
 

@@ -109,6 +109,7 @@ func TestBucketGrants(t *testing.T) {
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	payloadID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "PayloadBucket"), "payload buckets")
 	chargebackID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "ChargebackBucket"), "chargeback buckets")
+	archiveID, _ := only(t, resourcesOf(res, "AWS::S3::Bucket", "ArchiveBucket"), "archive buckets")
 	for id, p := range resourcesOf(res, "AWS::IAM::Policy", "") {
 		for _, st := range p["PolicyDocument"].(map[string]any)["Statement"].([]any) {
 			st := st.(map[string]any)
@@ -121,6 +122,10 @@ func TestBucketGrants(t *testing.T) {
 			case strings.HasPrefix(id, "ExecutorRole"):
 				if acts != `"s3:GetObject"` || !strings.Contains(r, payloadID) || !strings.Contains(r, `/inputs/*`) {
 					t.Errorf("executor S3 grant %s on %s, want s3:GetObject on %s/inputs/*", acts, r, payloadID)
+				}
+			case strings.HasPrefix(id, "ArchiverRole"):
+				if acts != `["s3:PutObject","s3:GetObject","s3:GetObjectVersion"]` || !strings.Contains(r, archiveID) || !strings.Contains(r, `/archive/*`) {
+					t.Errorf("archiver S3 grant %s on %s, want put and get on %s/archive/*", acts, r, archiveID)
 				}
 			case strings.HasPrefix(id, "CostRole"):
 				if acts != `"s3:PutObject"` || !strings.Contains(r, chargebackID) || !strings.Contains(r, `/chargeback/*`) {

@@ -78,6 +78,7 @@ func EmittedMetrics(s *KnhkStack) []EmittedMetric {
 		telemetry.Unauthorized, telemetry.BreakerOpened, telemetry.BreakerRejected)
 	knhk(VerifierName, telemetry.ReceiptsVerified, telemetry.IntegrityFindings, telemetry.SLICasesRecorded, telemetry.SLIWriteErrors)
 	knhk(CheckpointerName, telemetry.CheckpointHeadsSigned, telemetry.CheckpointHeadsRefused, telemetry.CheckpointLogInvalid)
+	knhk(ArchiverName, telemetry.CasesArchived, telemetry.ArchiveBytes, telemetry.ArchivesRefused)
 	knhk(SLAName, telemetry.SLARuns)
 	knhk(CanaryName, telemetry.CanarySuccess, telemetry.CanaryLatency)
 	all := map[string]*string{telemetry.DimWorkflow: jsii.String(slajob.Overall)}
@@ -93,7 +94,7 @@ func EmittedMetrics(s *KnhkStack) []EmittedMetric {
 	}
 	f := s.Functions
 	for _, fn := range []*string{f.Executor.FunctionName(), f.Verifier.FunctionName(), f.Checkpointer.FunctionName(),
-		s.SLA.Function.FunctionName(), s.Canary.Function.FunctionName()} {
+		f.Archiver.Function.FunctionName(), s.SLA.Function.FunctionName(), s.Canary.Function.FunctionName()} {
 		for _, n := range []string{"Errors", "Throttles", "Invocations", "Duration"} {
 			out = append(out, EmittedMetric{Emitter: "AWS/Lambda", Namespace: "AWS/Lambda", Name: n, Dimensions: map[string]*string{"FunctionName": fn}})
 		}

@@ -73,6 +73,8 @@ type Functions struct {
 	ExecutorLogs     awslogs.CfnLogGroup
 	VerifierLogs     awslogs.CfnLogGroup
 	CheckpointerLogs awslogs.CfnLogGroup
+	// Archiver archives ended cases to the archive bucket, its only writer.
+	Archiver ScheduledJob
 	// VerifierFailures receives descriptions of stream batches the verifier
 	// could not process within its retry and age limits.
 	VerifierFailures awssqs.Queue
@@ -81,10 +83,15 @@ type Functions struct {
 // FunctionName is the deployed name of a function: <prefix>-<name>.
 func FunctionName(cfg stackconfig.Config, name string) string { return cfg.NamePrefix + "-" + name }
 
+// FunctionNames are the short names of every function of the stack.
+func FunctionNames() []string {
+	return []string{ExecutorName, VerifierName, CheckpointerName, ArchiverName, SLAName, CostName, CanaryName, TunerName}
+}
+
 // CheckFunctionAssets reports a missing bootstrap binary before synthesis
 // would fail on it with a less helpful message.
 func CheckFunctionAssets(cfg stackconfig.Config) error {
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName, TunerName} {
+	for _, name := range FunctionNames() {
 		p := filepath.Join(cfg.FunctionsDir, name, "bootstrap")
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -205,6 +212,7 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	esm.Node().AddDependency(verRole)
 	suppressXRay(verRole, " and dynamodb:ListStreams (Lambda lists the table's streams to poll it; ListStreams has no resource-level permissions)")
 	newCheckpointer(scope, cfg, keys, tables, msg, &f)
+	f.Archiver = newArchiver(scope, cfg, keys, tables, msg, buckets)
 	return f
 }
 

@@ -36,6 +36,7 @@ const (
 	idCkptLogs  = "CheckpointerLogGroup"
 
 	idCheckpointer = "Checkpointer2D0BDB10"
+	idArchiver     = "ArchiverBEF44C92"
 )
 
 func ref(id string) map[string]any          { return map[string]any{"Ref": id} }
@@ -268,7 +269,7 @@ func TestFunctions(t *testing.T) {
 						}),
 					}))
 				})
-				must(t, "seven functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(7)) })
+				must(t, "eight functions", func() { tm.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(8)) })
 			})
 			t.Run("work queue mapping", func(t *testing.T) {
 				must(t, "sqs mapping", func() {
@@ -347,7 +348,7 @@ func TestFunctions(t *testing.T) {
 						t.Errorf("log group %s: %v, deletion %v", id, p, lg["DeletionPolicy"])
 					}
 				}
-				must(t, "seven log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(7)) })
+				must(t, "eight log groups", func() { tm.ResourceCountIs(jsii.String("AWS::Logs::LogGroup"), jsii.Number(8)) })
 			})
 			t.Run("executor permissions", func(t *testing.T) {
 				receipts, state, index := getAtt(idReceipts, "Arn"), getAtt(idState, "Arn"),
@@ -444,6 +445,8 @@ func expectedAlarms() []alarmExpect {
 		{"integrity-findings", "KNHK", "IntegrityFindings", "Sum", knhk("verifier"), 1, 60, 1, 1},
 		{"checkpoint-heads-refused", "KNHK", "CheckpointHeadsRefused", "Sum", knhk("checkpointer"), 1, 300, 1, 1},
 		{"checkpointer-errors", "AWS/Lambda", "Errors", "Sum", fnDim(idCheckpointer), 1, 300, 1, 1},
+		{"archive-refused", "KNHK", "ArchivesRefused", "Sum", knhk("archiver"), 1, 900, 1, 1},
+		{"archiver-errors", "AWS/Lambda", "Errors", "Sum", fnDim(idArchiver), 1, 900, 3, 2},
 	}
 }
 
@@ -563,6 +566,8 @@ func TestNagSuppressions(t *testing.T) {
 			sort.Strings(got)
 			want := []string{
 				`AccessLogsBucket AwsSolutions-S1 null`,
+				`ArchiverRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`ArchiverRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cArchiveBucket[0-9A-F]+\\.Arn\u003e\\/archive\\/\\*$/"}]`,
 				`CanaryRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CostRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,

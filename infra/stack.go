@@ -29,6 +29,7 @@ const (
 	OutCostFunction            = "CostFunctionName"
 	OutCanaryFunction          = "CanaryFunctionName"
 	OutTunerFunction           = "TunerFunctionName"
+	OutArchiverFunction        = "ArchiverFunctionName"
 	OutVerifierFailureQueueURL = "VerifierFailureQueueUrl"
 )
 
@@ -109,6 +110,8 @@ func NewKnhkStack(scope constructs.Construct, id string, cfg stackconfig.Config)
 	out(OutSLAFunction, s.SLA.Function.FunctionName(), "SLA job function name")
 	out(OutCostFunction, s.Cost.Function.FunctionName(), "cost job function name")
 	out(stack.OutChargebackBucket, s.Buckets.Chargeback.BucketName(), "chargeback exports bucket name")
+	out(stack.OutArchiveBucket, s.Buckets.Archive.BucketName(), "archive bucket (Object Lock; written only by the archiver)")
+	out(OutArchiverFunction, s.Functions.Archiver.Function.FunctionName(), "archiver function name")
 	out(stack.OutPayloadBucket, s.Buckets.Payloads.BucketName(), "bucket of inputs sent by reference (inputs/<sha256>)")
 	out(OutCanaryFunction, s.Canary.Function.FunctionName(), "health canary function name")
 	out(OutTunerFunction, s.Tuner.Function.FunctionName(), "learning loop function name")

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for _, name := range []string{ExecutorName, VerifierName, CheckpointerName, SLAName, CostName, CanaryName, TunerName} {
+	for _, name := range FunctionNames() {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err == nil {
 			err = os.WriteFile(filepath.Join(dir, name, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
 		}
@@ -264,11 +264,11 @@ func TestStack(t *testing.T) {
 					stack.OutWorkQueueArn, stack.OutDeadLetterURL, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutDataKeyArn,
 					OutDeadLetterQueueArn, OutCheckpointKeyArn, OutCheckpointKeyAlias, OutStateTableArn, OutReceiptsTableArn,
 					OutExecutorFunctionName, OutVerifierFunctionName, OutVerifierFailureQueueURL, OutCheckpointerFunction, OutSLAFunction, stack.OutCheckpointsTable,
-					OutCostFunction, stack.OutChargebackBucket, stack.OutPayloadBucket,
+					OutCostFunction, stack.OutChargebackBucket, stack.OutPayloadBucket, stack.OutArchiveBucket, OutArchiverFunction,
 					OutCanaryFunction, OutTunerFunction, OutPageTopicArn, OutTicketTopicArn,
 					"ExecutorErrorsAlarmName", "ExecutorThrottlesAlarmName", "ExecutorPermanentErrorsAlarmName", "DeadLetterQueueDepthAlarmName",
 					"VerifierIteratorAgeAlarmName", "VerifierFailuresDepthAlarmName", "IntegrityFindingsAlarmName",
-					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName"}
+					"CheckpointHeadsRefusedAlarmName", "CheckpointerErrorsAlarmName", "ArchivesRefusedAlarmName", "ArchiverErrorsAlarmName"}
 				outs := tm.FindOutputs(jsii.String("*"), nil)
 				if len(*outs) != len(ids) {
 					t.Errorf("%d outputs, want %d", len(*outs), len(ids))

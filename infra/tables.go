@@ -18,6 +18,7 @@ const (
 	StatePartitionKey    = store.AttrPK
 	StateSortKey         = store.AttrSK
 	StateTTLAttribute    = store.StateTTLAttr
+	ReceiptsTTLAttribute = receipt.AttrExpires
 	StateIndexName       = store.FindingsIndex
 	StateIndexPartition  = "gsi1pk"
 	StateIndexSort       = "gsi1sk"
@@ -48,6 +49,7 @@ func NewTables(scope constructs.Construct, cfg stackconfig.Config, key awskms.IK
 		SortKey:                          &awsdynamodb.Attribute{Name: jsii.String(ReceiptsSortKey), Type: awsdynamodb.AttributeType_NUMBER},
 		BillingMode:                      awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		Stream:                           awsdynamodb.StreamViewType_NEW_AND_OLD_IMAGES,
+		TimeToLiveAttribute:              jsii.String(ReceiptsTTLAttribute),
 		PointInTimeRecoverySpecification: pitr,
 		Encryption:                       awsdynamodb.TableEncryption_CUSTOMER_MANAGED,
 		EncryptionKey:                    key,

@@ -64,6 +64,7 @@ func deployedStack(ctx context.Context, need ...string) (aws.Config, stack.Resou
 		stack.OutCheckpointsTable: res.CheckpointsTable,
 		stack.OutChargebackBucket: res.ChargebackBucket,
 		stack.OutPayloadBucket:    res.PayloadBucket,
+		stack.OutArchiveBucket:    res.ArchiveBucket,
 	}
 	for _, k := range need {
 		if have[k] == "" {

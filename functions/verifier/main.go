@@ -85,6 +85,7 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.DynamoDBE
 		Findings: store.NewFindings(ddb, s.state),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
 		SLIs:     store.NewSLIs(ddb, s.state),
+		Archives: store.NewArchives(ddb, s.state),
 		Log:      log,
 		Metrics:  metrics,
 		Out:      os.Stdout,

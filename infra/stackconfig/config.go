@@ -52,6 +52,11 @@ const (
 	CtxCostConfig             = "costConfig"           // JSON of tenant budgets, legacy per-case costs and migration costs (see shared/costjob)
 	CtxTuner                  = "tuner"                // JSON of the learning loop's guardrails (see shared/tuner and docs/learning.md)
 	CtxLogRetentionDays       = "logRetentionDays"
+	CtxArchiveRetentionDays   = "archiveRetentionDays" // days Object Lock keeps each archive object (default 2557, 7 years)
+	CtxArchiveLockMode        = "archiveLockMode"      // compliance or governance (default compliance; governance for dev and local)
+	CtxReceiptRetentionDays   = "receiptRetentionDays" // days an archived case's receipts stay in DynamoDB after its end (default 30)
+	CtxArchiveMinutes         = "archiveEveryMinutes"  // the archiver's schedule, rate(N minutes)
+	CtxArchiverTimeout        = "archiverTimeout"
 	CtxLogLevel               = "logLevel"
 	CtxRunbookBaseURL         = "runbookBaseUrl"
 	CtxCanaryFreshness        = "canaryFreshness" // how long a canary case may take to a verified completion (a Go duration)
@@ -160,6 +165,16 @@ type Config struct {
 	Tuner      FunctionConfig
 	TunerGuard string
 
+	// Archiver sizes the scheduled archiver; ArchiveEveryMinutes is its
+	// schedule. ArchiveRetentionDays and ArchiveLockMode are the archive
+	// bucket's default Object Lock retention; ReceiptRetentionDays is how
+	// long after its end an archived case's receipts stay in DynamoDB.
+	Archiver             FunctionConfig
+	ArchiveEveryMinutes  int
+	ArchiveRetentionDays int
+	ArchiveLockMode      LockMode
+	ReceiptRetentionDays int
+
 	// AlarmEmail, PagerDutyURL and SlackChannelID with SlackWorkspaceID
 	// subscribe to the page and ticket topics ("" for none).
 	AlarmEmail       string
@@ -193,6 +208,19 @@ type Config struct {
 	// everyone else.
 	ProducerRoles []string
 }
+
+// LockMode is the archive bucket's Object Lock retention mode.
+type LockMode string
+
+// The Object Lock modes: in compliance mode no principal, the account's
+// root included, can delete an object version or shorten its retention
+// before it ends; in governance mode a principal allowed
+// s3:BypassGovernanceRetention can (for dev and local stacks, which are
+// destroyed).
+const (
+	LockCompliance LockMode = "COMPLIANCE"
+	LockGovernance LockMode = "GOVERNANCE"
+)
 
 // FunctionConfig sizes one function and its event source mapping.
 type FunctionConfig struct {
@@ -236,6 +264,11 @@ func DefaultConfig() Config {
 		Canary:                     FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
 		CanaryFreshness:            2 * time.Minute,
 		Tuner:                      FunctionConfig{MemoryMB: 256, TimeoutSecs: 60},
+		Archiver:                   FunctionConfig{MemoryMB: 512, TimeoutSecs: 300},
+		ArchiveEveryMinutes:        15,
+		ArchiveRetentionDays:       2557,
+		ArchiveLockMode:            LockCompliance,
+		ReceiptRetentionDays:       30,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		RunbookBaseURL:             "docs/runbooks/",
@@ -265,6 +298,7 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 	}
 	if c.Destroyable() {
 		c.LogRetentionDays = 7
+		c.ArchiveLockMode = LockGovernance
 	}
 	c.NamePrefix = "knhk-" + string(c.Env)
 	ints := []struct {
@@ -293,6 +327,10 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 		{CtxSLAMinEvents, &c.SLAMinEvents, 0, 1000000},
 		{CtxCostEvery, &c.CostEveryHours, 1, 744},
 		{CtxChargebackExpireDays, &c.ChargebackExpireDays, 1, 3653},
+		{CtxArchiveRetentionDays, &c.ArchiveRetentionDays, 1, 36500},
+		{CtxReceiptRetentionDays, &c.ReceiptRetentionDays, 1, 3653},
+		{CtxArchiveMinutes, &c.ArchiveEveryMinutes, 1, 1440},
+		{CtxArchiverTimeout, &c.Archiver.TimeoutSecs, 1, 900},
 	}
 	for _, in := range ints {
 		n, err := intContext(lookup, in.key, *in.dst, in.lo, in.hi)
@@ -341,6 +379,14 @@ func FromContext(lookup func(key string) (any, bool)) (Config, error) {
 	}
 	if err := c.notificationsFrom(lookup); err != nil {
 		return Config{}, err
+	}
+	if v, ok := lookup(CtxArchiveLockMode); ok {
+		switch m := LockMode(strings.ToUpper(strings.TrimSpace(fmt.Sprint(v)))); m {
+		case LockCompliance, LockGovernance:
+			c.ArchiveLockMode = m
+		default:
+			return Config{}, fmt.Errorf("context %s=%q: want compliance or governance", CtxArchiveLockMode, fmt.Sprint(v))
+		}
 	}
 	if v, ok := lookup(CtxCheckpointKeyAlias); ok {
 		a := strings.TrimSpace(fmt.Sprint(v))

@@ -30,14 +30,25 @@ func TestFromContext(t *testing.T) {
 		{name: "defaults", ctx: nil, want: DefaultConfig()},
 		{name: "local from command line", ctx: map[string]any{"env": "local", "maxReceiveCount": "3", "executorTimeout": "20", "visibilityTimeout": "150"},
 			want: with(func(c *Config) {
-				c.Env, c.NamePrefix, c.LogRetentionDays = EnvLocal, "knhk-local", 7
+				c.Env, c.NamePrefix, c.LogRetentionDays, c.ArchiveLockMode = EnvLocal, "knhk-local", 7, LockGovernance
 				c.MaxReceiveCount, c.Executor.TimeoutSecs, c.VisibilityTimeoutSecs = 3, 20, 150
 			})},
 		{name: "numbers from cdk.json", ctx: map[string]any{"env": "dev", "maxReceiveCount": float64(7), "visibilityTimeout": float64(720)},
 			want: with(func(c *Config) {
-				c.Env, c.NamePrefix, c.LogRetentionDays = EnvDev, "knhk-dev", 7
+				c.Env, c.NamePrefix, c.LogRetentionDays, c.ArchiveLockMode = EnvDev, "knhk-dev", 7, LockGovernance
 				c.MaxReceiveCount, c.VisibilityTimeoutSecs = 7, 720
 			})},
+		{name: "archive retention", ctx: map[string]any{"archiveRetentionDays": "3653", "archiveLockMode": "governance", "receiptRetentionDays": 7,
+			"archiveEveryMinutes": "5", "archiverTimeout": "600"},
+			want: with(func(c *Config) {
+				c.ArchiveRetentionDays, c.ArchiveLockMode, c.ReceiptRetentionDays, c.ArchiveEveryMinutes, c.Archiver.TimeoutSecs = 3653, LockGovernance, 7, 5, 600
+			})},
+		{name: "dev stack in compliance mode", ctx: map[string]any{"env": "dev", "archiveLockMode": "COMPLIANCE"},
+			want: with(func(c *Config) {
+				c.Env, c.NamePrefix, c.LogRetentionDays, c.ArchiveLockMode = EnvDev, "knhk-dev", 7, LockCompliance
+			})},
+		{name: "unknown lock mode", ctx: map[string]any{"archiveLockMode": "legal"}, wantErr: "want compliance or governance"},
+		{name: "receipt retention zero", ctx: map[string]any{"receiptRetentionDays": "0"}, wantErr: "want 1..3653"},
 		{name: "visibility derived from executor timeout", ctx: map[string]any{"executorTimeout": "90"},
 			want: with(func(c *Config) { c.Executor.TimeoutSecs, c.VisibilityTimeoutSecs = 90, 540 })},
 		{name: "tracing settings", ctx: map[string]any{"tracing": "on", "otelEndpoint": "https://collector.example:4318", "otelSampler": "parentbased_traceidratio",

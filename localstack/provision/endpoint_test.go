@@ -255,6 +255,28 @@ func TestEndpoint(t *testing.T) {
 		}
 	})
 
+	t.Run("archive bucket under Object Lock", func(t *testing.T) {
+		c := objects.NewClient(cfg)
+		name := outs[stack.OutArchiveBucket]
+		lc, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := lc.ObjectLockConfiguration.Rule
+		if lc.ObjectLockConfiguration.ObjectLockEnabled != s3types.ObjectLockEnabledEnabled || r == nil || r.DefaultRetention == nil ||
+			r.DefaultRetention.Mode != s3types.ObjectLockRetentionModeGovernance || aws.ToInt32(r.DefaultRetention.Days) != 2557 {
+			t.Fatalf("object lock %+v", lc.ObjectLockConfiguration)
+		}
+		b := objects.NewVersioned(c, name)
+		v, err := b.Put(ctx, "archive/probe.json", "application/json", []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(name), Key: aws.String("archive/probe.json"), VersionId: aws.String(v)}); err == nil {
+			t.Fatal("a locked version was deleted")
+		}
+	})
+
 	t.Run("second deploy changes nothing", func(t *testing.T) {
 		again, err := DeployFile(ctx, cfg, path, Options{})
 		if err != nil {

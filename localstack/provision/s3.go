@@ -19,20 +19,33 @@ func init() {
 	register("AWS::S3::BucketPolicy", skip{"the local endpoint evaluates bucket policies without their conditions, so the TLS-only deny would refuse every request; the policy is pinned by the CDK assertions instead"})
 }
 
-// s3Bucket creates a bucket and applies its encryption, versioning,
-// lifecycle, public access block, ownership controls and tags. The endpoint
-// records them but neither expires objects nor checks the KMS key; server
+// s3Bucket creates a bucket (with Object Lock when the template enables it,
+// which only a new bucket can be given) and applies its Object Lock default
+// retention, encryption, versioning, lifecycle, public access block,
+// ownership controls and tags. The endpoint records them and refuses the
+// deletion of a locked object version before its retention ends, but
+// neither expires objects nor checks the KMS key; server
 // access logging (LoggingConfiguration) is not applied, since the endpoint
 // has no log delivery.
 type s3Bucket struct{}
 
 func (s3Bucket) honours() []string {
 	return []string{"BucketName", "BucketEncryption", "VersioningConfiguration", "LifecycleConfiguration",
-		"PublicAccessBlockConfiguration", "OwnershipControls", "Tags"}
+		"PublicAccessBlockConfiguration", "OwnershipControls", "Tags", "ObjectLockEnabled", "ObjectLockConfiguration"}
 }
 
 type bucketProps struct {
-	BucketName       string `json:"BucketName"`
+	BucketName       string   `json:"BucketName"`
+	ObjectLock       flexBool `json:"ObjectLockEnabled"`
+	ObjectLockConfig *struct {
+		Rule *struct {
+			DefaultRetention struct {
+				Mode  string  `json:"Mode"`
+				Days  flexInt `json:"Days"`
+				Years flexInt `json:"Years"`
+			} `json:"DefaultRetention"`
+		} `json:"Rule"`
+	} `json:"ObjectLockConfiguration"`
 	BucketEncryption *struct {
 		Rules []struct {
 			Default struct {
@@ -87,6 +100,9 @@ func (s3Bucket) apply(ctx context.Context, e *env, id string, props map[string]a
 	switch {
 	case errors.As(err, &nf):
 		in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+		if p.ObjectLock.v {
+			in.ObjectLockEnabledForBucket = aws.Bool(true)
+		}
 		if e.region != "us-east-1" {
 			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(e.region)}
 		}
@@ -109,6 +125,28 @@ func (s3Bucket) apply(ctx context.Context, e *env, id string, props map[string]a
 
 func configureBucket(ctx context.Context, c *s3.Client, name string, p bucketProps, tags map[string]string) error {
 	b := aws.String(name)
+	if lc := p.ObjectLockConfig; lc != nil && lc.Rule != nil {
+		r := &s3types.DefaultRetention{Mode: s3types.ObjectLockRetentionMode(lc.Rule.DefaultRetention.Mode)}
+		if d := lc.Rule.DefaultRetention.Days; d.set {
+			r.Days = aws.Int32(int32(d.n))
+		}
+		if y := lc.Rule.DefaultRetention.Years; y.set {
+			r.Years = aws.Int32(int32(y.n))
+		}
+		// The endpoint refuses to change the configuration of a bucket that
+		// holds objects (S3 does not): apply it only when it differs.
+		cur, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: b})
+		same := err == nil && cur.ObjectLockConfiguration != nil && cur.ObjectLockConfiguration.Rule != nil && cur.ObjectLockConfiguration.Rule.DefaultRetention != nil &&
+			cur.ObjectLockConfiguration.Rule.DefaultRetention.Mode == r.Mode && aws.ToInt32(cur.ObjectLockConfiguration.Rule.DefaultRetention.Days) == aws.ToInt32(r.Days) &&
+			aws.ToInt32(cur.ObjectLockConfiguration.Rule.DefaultRetention.Years) == aws.ToInt32(r.Years)
+		if !same {
+			if _, err := c.PutObjectLockConfiguration(ctx, &s3.PutObjectLockConfigurationInput{Bucket: b, ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
+				ObjectLockConfiguration: &s3types.ObjectLockConfiguration{ObjectLockEnabled: s3types.ObjectLockEnabledEnabled,
+					Rule: &s3types.ObjectLockRule{DefaultRetention: r}}}); err != nil {
+				return fmt.Errorf("bucket %s object lock: %w", name, err)
+			}
+		}
+	}
 	if p.BucketEncryption != nil {
 		var rules []s3types.ServerSideEncryptionRule
 		for _, r := range p.BucketEncryption.Rules {

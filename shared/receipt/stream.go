@@ -2,6 +2,7 @@ package receipt
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -21,6 +22,10 @@ const (
 	AttrPrevHash = "prevHash" // S, the (first) receipt's prevHash
 	AttrType     = "type"     // S, the (last) receipt's type
 	AttrTenant   = "tenant"   // S
+	// AttrExpires is the table's time-to-live attribute (N, epoch
+	// seconds): the archiver sets it on a case's items only after the
+	// case's archive object verified.
+	AttrExpires = "expiresAt"
 )
 
 // TTL deletions are stream REMOVE records made by this service principal.
@@ -61,7 +66,11 @@ func VerifyStreamRecord(rec events.DynamoDBEventRecord) []Finding {
 		if unchanged(rec.Change) {
 			return nil
 		}
-		f.Kind, f.Detail = Modified, "receipt item modified after it was written"
+		if expirySet(rec.Change) {
+			f.Kind, f.Detail = ExpirySet, "time to live set on the receipt item"
+		} else {
+			f.Kind, f.Detail = Modified, "receipt item modified after it was written"
+		}
 	case string(events.DynamoDBOperationTypeRemove):
 		if id := rec.UserIdentity; id != nil && id.Type == ttlIdentityType && id.PrincipalID == ttlIdentityPrincipal {
 			f.Kind, f.Detail = TTLExpired, "deleted by the table's time to live"
@@ -258,6 +267,51 @@ func attrN(img map[string]events.DynamoDBAttributeValue, name string) int64 {
 }
 
 // unchanged reports whether a change record carries two equal images.
+// expirySet reports a MODIFY that only set the time-to-live attribute.
+func expirySet(c events.DynamoDBStreamRecord) bool {
+	if len(c.OldImage) == 0 || len(c.NewImage) == 0 || c.NewImage[AttrExpires].DataType() != events.DataTypeNumber {
+		return false
+	}
+	old, cur := maps.Clone(c.OldImage), maps.Clone(c.NewImage)
+	delete(old, AttrExpires)
+	delete(cur, AttrExpires)
+	return reflect.DeepEqual(old, cur)
+}
+
+// RetentionKinds are the findings whose verdict depends on whether the
+// case is archived (see Retention).
+func RetentionKinds(fs []Finding) bool {
+	for _, f := range fs {
+		switch f.Kind {
+		case Removed, TTLExpired, ExpirySet:
+			return true
+		}
+	}
+	return false
+}
+
+// Retention judges a stream record's deletion and expiry findings by
+// whether the case is archived (its archive object verified and indexed):
+// for an archived case a deletion (by the table's TTL or anyone) or a time
+// to live set is Expired, allowed, since the archive holds the verified
+// chain; for a case not archived each is tampering, a TTL deletion a
+// Removed finding. Other findings pass unchanged.
+func Retention(fs []Finding, archived bool) []Finding {
+	out := make([]Finding, 0, len(fs))
+	for _, f := range fs {
+		switch {
+		case f.Kind != Removed && f.Kind != TTLExpired && f.Kind != ExpirySet:
+		case archived:
+			f.Detail = string(f.Kind) + " of an archived case: " + f.Detail
+			f.Kind = Expired
+		case f.Kind == TTLExpired:
+			f.Kind, f.Detail = Removed, "deleted by the table's time to live, but the case is not archived"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 func unchanged(c events.DynamoDBStreamRecord) bool {
 	return len(c.OldImage) > 0 && len(c.NewImage) > 0 && reflect.DeepEqual(c.OldImage, c.NewImage)
 }

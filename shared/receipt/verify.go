@@ -13,7 +13,7 @@ import (
 // Kind classifies a finding.
 type Kind string
 
-// Finding kinds. All are tampering except TTLExpired.
+// Finding kinds. All are tampering except TTLExpired and Expired.
 const (
 	HashMismatch      Kind = "HashMismatch"      // content changed: the recomputed hash differs from the stored one
 	PayloadMismatch   Kind = "PayloadMismatch"   // an inline payload differs from its recorded hash
@@ -25,7 +25,9 @@ const (
 	Malformed         Kind = "Malformed"         // a stored record that does not decode as a receipt
 	Modified          Kind = "Modified"          // a stored receipt item was changed after it was written
 	Removed           Kind = "Removed"           // a stored receipt item was deleted
-	TTLExpired        Kind = "TTLExpired"        // a receipt item was deleted by the table's TTL (allowed)
+	TTLExpired        Kind = "TTLExpired"        // a receipt item was deleted by the table's TTL (allowed once its case is archived)
+	ExpirySet         Kind = "ExpirySet"         // a receipt item's time to live was set (allowed once its case is archived)
+	Expired           Kind = "Expired"           // an archived case's receipt item had its time to live set or was deleted (allowed)
 	NotCheckpointed   Kind = "NotCheckpointed"   // the chain head disagrees with a signed checkpoint
 	Truncated         Kind = "Truncated"         // receipts at the chain's tail are gone (seen by a reader that knew a longer chain)
 	HistoryInvalid    Kind = "HistoryInvalid"    // the receipts verify but do not form a history the workflow can have produced
@@ -35,7 +37,7 @@ const (
 )
 
 // Tamper reports whether the finding indicates tampering.
-func (k Kind) Tamper() bool { return k != TTLExpired }
+func (k Kind) Tamper() bool { return k != TTLExpired && k != Expired }
 
 // Finding is one problem found in a chain, naming where it is and what
 // differs.

@@ -23,6 +23,7 @@ const (
 	OutDataKeyArn        = "DataKeyArn"
 	OutChargebackBucket  = "ChargebackBucketName"
 	OutPayloadBucket     = "PayloadBucketName"
+	OutArchiveBucket     = "ArchiveBucketName"
 )
 
 // Resources are the names and addresses of a deployed stack.
@@ -40,6 +41,9 @@ type Resources struct {
 	ChargebackBucket string
 	// PayloadBucket holds inputs too large for a message (inputs/<sha256>).
 	PayloadBucket string
+	// ArchiveBucket holds the archive objects of ended cases under Object
+	// Lock; only the archiver can write it.
+	ArchiveBucket string
 }
 
 // envNames maps each resource to the environment variable that overrides it.
@@ -53,6 +57,7 @@ var envNames = map[string]string{
 	OutCheckpointsTable: "KNHK_CHECKPOINTS_TABLE",
 	OutChargebackBucket: "KNHK_CHARGEBACK_BUCKET",
 	OutPayloadBucket:    "KNHK_PAYLOAD_BUCKET",
+	OutArchiveBucket:    "KNHK_ARCHIVE_BUCKET",
 }
 
 // EnvName returns the environment variable that carries an output key.
@@ -92,6 +97,7 @@ func Resolve(outputsFile string) (Resources, error) {
 		CheckpointsTable: get(OutCheckpointsTable),
 		ChargebackBucket: get(OutChargebackBucket),
 		PayloadBucket:    get(OutPayloadBucket),
+		ArchiveBucket:    get(OutArchiveBucket),
 	}, nil
 }
 

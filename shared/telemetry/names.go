@@ -41,6 +41,10 @@ const (
 	CheckpointHeadsRefused = "CheckpointHeadsRefused" // Count: heads not signed: the chain no longer extends the signed or verified one (alarm at > 0)
 	CheckpointLogInvalid   = "CheckpointLogInvalid"   // Count: checkpointer runs that found the stored log broken and signed nothing
 
+	CasesArchived   = "CasesArchived"   // Count: ended cases whose archive object was written, read back and verified, and whose receipts now expire
+	ArchiveBytes    = "ArchiveBytes"    // Bytes: size of the archive objects written
+	ArchivesRefused = "ArchivesRefused" // Count: cases not archived: the chain or the object read back did not verify (alarm at > 0)
+
 	BreakerOpened     = "BreakerOpened"     // Count: circuit breakers that opened
 	BreakerRejected   = "BreakerRejected"   // Count: calls rejected by an open breaker
 	DLQBound          = "DLQBound"          // Count: messages reported failed on their last receive

@@ -25,6 +25,7 @@ import (
 
 	"github.com/knhk/knhk/localstack/provision"
 	"github.com/knhk/knhk/shared/alert"
+	"github.com/knhk/knhk/shared/archive"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/stack"
@@ -127,6 +128,7 @@ func (e *env) verifierTo(t *testing.T, stateTable, topic string) *harness {
 		Findings: store.NewFindings(db, stateTable),
 		Alerts:   alert.NewSNS(sns.NewFromConfig(e.cfg), topic),
 		SLIs:     store.NewSLIs(db, stateTable),
+		Archives: store.NewArchives(db, stateTable),
 		Log:      telemetry.NewLogger(&h.logs, nil),
 		Metrics:  metrics,
 		Out:      &h.metrics,
@@ -369,6 +371,26 @@ func (e *env) deleteReceipt(t *testing.T, caseID string, seq int64) {
 	}
 }
 
+// archived records the case in the archive index, as the archiver does once
+// the case's archive object verified.
+func (e *env) archived(t *testing.T, caseID string, rs []*receipt.Receipt) {
+	t.Helper()
+	last := rs[len(rs)-1]
+	if _, err := store.NewArchives(e.db, e.state).Record(context.Background(), archive.Summary{Tenant: last.Tenant, CaseID: caseID,
+		Ended: last.Started, HeadSeq: last.Seq, HeadHash: last.Hash, Key: archive.Key(last.Tenant, caseID)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setExpiry sets the time-to-live attribute on the case's items, as the
+// archiver does.
+func (e *env) setExpiry(t *testing.T, caseID string) {
+	t.Helper()
+	if _, err := store.NewReceipts(e.db, e.receipts).SetExpiry(context.Background(), caseID, time.Unix(1<<31, 0)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) watermark(t *testing.T, caseID string) receipt.Watermark {
 	t.Helper()
 	ws, err := store.NewCases(e.db, e.state).Watermarks(context.Background(), []string{caseID})
@@ -565,30 +587,66 @@ func TestOnLocalEndpoint(t *testing.T) {
 		})
 	}
 
-	t.Run("TTL deletion", func(t *testing.T) {
-		caseID, rs := e.appendCase(t, "ttl", 3)
-		seen := len(e.verified(t, caseID, rs))
-		e.deleteReceipt(t, caseID, 0)
-		recs := e.streamRecords(t, caseID)[seen:]
-		if len(recs) != 1 || recs[0].EventName != "REMOVE" {
-			t.Fatalf("records %v", recs)
-		}
-		recs[0].UserIdentity = &events.DynamoDBUserIdentity{Type: "Service", PrincipalID: "dynamodb.amazonaws.com"}
-		h := e.verifier(t, e.state)
-		resp, sums := h.handle(t, recs)
-		if len(resp.BatchItemFailures) != 0 || sums[telemetry.IntegrityFindings] != 0 || sums[ReceiptsExpired] != 1 {
-			t.Fatalf("failures %v metrics %v", resp.BatchItemFailures, sums)
-		}
-		if fs := e.findings(t, caseID); len(fs) != 0 {
-			t.Fatalf("findings %v", fs)
-		}
-		if n := e.alertsFor(t, caseID); n != 0 {
-			t.Fatalf("%d alerts for an expiry", n)
-		}
-		if !strings.Contains(h.logs.String(), `"kind":"TTLExpired"`) || !strings.Contains(h.logs.String(), `"level":"INFO"`) {
-			t.Fatalf("expiry not logged at info: %s", h.logs.String())
-		}
-	})
+	// Retention: a TTL deletion, a plain deletion or a time to live set on
+	// an item is allowed once the case is archived, a finding before.
+	for _, tc := range []struct {
+		name     string
+		archived bool
+		ttl      bool // the deletion is the table's TTL (user identity of the service)
+		expiry   bool // set expiresAt instead of deleting
+		want     []string
+	}{
+		{"TTL deletion of an archived case", true, true, false, nil},
+		{"deletion of an archived case", true, false, false, nil},
+		{"expiry set on an archived case", true, false, true, nil},
+		{"TTL deletion of an unarchived case", false, true, false, []string{"Removed@0"}},
+		{"expiry set on an unarchived case", false, false, true, []string{"ExpirySet@0", "ExpirySet@1", "ExpirySet@2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caseID, rs := e.appendCase(t, strings.ReplaceAll(tc.name, " ", "-"), 3)
+			seen := len(e.verified(t, caseID, rs))
+			if tc.archived {
+				e.archived(t, caseID, rs)
+			}
+			want, items := "REMOVE", 1
+			if tc.expiry {
+				want, items = "MODIFY", len(rs)
+				e.setExpiry(t, caseID)
+			} else {
+				e.deleteReceipt(t, caseID, 0)
+			}
+			recs := e.streamRecords(t, caseID)[seen:]
+			if len(recs) != items || recs[0].EventName != want {
+				t.Fatalf("records %v", recs)
+			}
+			if tc.ttl {
+				recs[0].UserIdentity = &events.DynamoDBUserIdentity{Type: "Service", PrincipalID: "dynamodb.amazonaws.com"}
+			}
+			h := e.verifier(t, e.state)
+			resp, sums := h.handle(t, recs)
+			if len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("failures %v", resp.BatchItemFailures)
+			}
+			if got := findingKinds(e.findings(t, caseID)); !slices.Equal(got, tc.want) {
+				t.Fatalf("findings %v, want %v", got, tc.want)
+			}
+			if tc.want == nil {
+				if sums[telemetry.IntegrityFindings] != 0 || sums[ReceiptsExpired] != float64(items) {
+					t.Fatalf("metrics %v", sums)
+				}
+				if n := e.alertsFor(t, caseID); n != 0 {
+					t.Fatalf("%d alerts for an expiry", n)
+				}
+				if !strings.Contains(h.logs.String(), `"kind":"Expired"`) || !strings.Contains(h.logs.String(), `"level":"INFO"`) {
+					t.Fatalf("expiry not logged at info: %s", h.logs.String())
+				}
+				return
+			}
+			if sums[telemetry.IntegrityFindings] != float64(len(tc.want)) || e.alertsFor(t, caseID) != 1 {
+				t.Fatalf("metrics %v, %d alerts", sums, e.alertsFor(t, caseID))
+			}
+		})
+	}
 
 	t.Run("second finding sends no second alert", func(t *testing.T) {
 		caseID, rs := e.appendCase(t, "twice", 5)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/knhk/knhk/shared/archive"
 	"github.com/knhk/knhk/shared/batch"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/sla"
@@ -28,8 +29,8 @@ import (
 // Function dimension.
 const FunctionName = "verifier"
 
-// ReceiptsExpired counts receipt items deleted by the table's time to live
-// (allowed, never alerted).
+// ReceiptsExpired counts the allowed expiries of archived cases' receipt
+// items (a time to live set, a deletion), never alerted.
 const ReceiptsExpired = "ReceiptsExpired"
 
 // Chains reads stored receipts.
@@ -48,6 +49,12 @@ type Cases interface {
 type Findings interface {
 	Put(ctx context.Context, f receipt.Finding) (bool, error)
 	Alerted(ctx context.Context, caseID string) (bool, error)
+}
+
+// Archives tells whether a case is archived: its archive object was written,
+// read back and verified (store.Archives).
+type Archives interface {
+	Archived(ctx context.Context, caseID string) (archive.Summary, bool, error)
 }
 
 // SLIs keeps service-level buckets.
@@ -69,6 +76,10 @@ type Deps struct {
 	Findings Findings
 	Alerts   Alerter
 	SLIs     SLIs // optional: where the outcomes of the cases that end are folded
+	// Archives tells retention from tampering: a deletion or expiry of an
+	// archived case's item is allowed, of any other case a finding. Nil:
+	// no case is archived.
+	Archives Archives
 	Log      *slog.Logger
 	Metrics  *telemetry.Metrics
 	Out      io.Writer // where metrics are flushed after every invocation
@@ -280,12 +291,29 @@ func (inv *invocation) record(ctx context.Context, rec events.DynamoDBEventRecor
 	if rec.EventName == string(events.DynamoDBOperationTypeInsert) && cs != nil {
 		err = inv.insert(ctx, caseID, cs, rec)
 	} else {
-		err = inv.report(ctx, cs, receipt.VerifyStreamRecord(rec))
+		err = inv.change(ctx, caseID, cs, rec)
 	}
 	if err != nil && cs != nil {
 		cs.failed = true
 	}
 	return err
+}
+
+// change reports a MODIFY or REMOVE record; a deletion or expiry is
+// judged by whether the case is archived.
+func (inv *invocation) change(ctx context.Context, caseID string, cs *caseState, rec events.DynamoDBEventRecord) error {
+	fs := receipt.VerifyStreamRecord(rec)
+	if receipt.RetentionKinds(fs) {
+		archived := false
+		if a := inv.v.d.Archives; a != nil && caseID != "" {
+			var err error
+			if _, archived, err = a.Archived(ctx, caseID); err != nil {
+				return err
+			}
+		}
+		fs = receipt.Retention(fs, archived)
+	}
+	return inv.report(ctx, cs, fs)
 }
 
 // insert verifies the receipts of an inserted item (a segment holds
@@ -381,7 +409,7 @@ func (inv *invocation) report(ctx context.Context, cs *caseState, fs []receipt.F
 	for _, f := range fs {
 		fctx := telemetry.WithSeq(telemetry.LogCase(ctx, f.Tenant, f.CaseID), f.Seq)
 		if !f.Kind.Tamper() {
-			d.Log.InfoContext(fctx, "receipt expired by time to live", "kind", string(f.Kind), "expected", f.Expected)
+			d.Log.InfoContext(fctx, "receipt item expired", "kind", string(f.Kind), "expected", f.Expected)
 			d.Metrics.Add(ReceiptsExpired, telemetry.Count, 1)
 			continue
 		}
