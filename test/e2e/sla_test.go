@@ -96,9 +96,9 @@ func TestSLAFromVerifiedReceipts(t *testing.T) {
 	if !wf || !all {
 		t.Fatalf("SLA reports lack the completed cases: %+v", r.Reports)
 	}
-	out, code := knhkCLI(t, ctx, "sla", "--workflow", "five-tasks")
+	out, code := knhkCLI(t, ctx, "sla", "--workflow", sla.WorkflowKey("e2e", "five-tasks"))
 	if code != 0 || !strings.Contains(out, "availability") || !strings.Contains(out, "page-1h") {
 		t.Fatalf("knhk sla: %d %s", code, out)
 	}
-	t.Logf("knhk sla --workflow five-tasks:\n%s", out)
+	t.Logf("knhk sla --workflow e2e/five-tasks:\n%s", out)
 }
