@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -67,8 +68,13 @@ func FindingKey(f receipt.Finding) string {
 	return FindingPrefix + seq + "#" + string(f.Kind) + "#" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// attrWriter holds a random token of the Put call that wrote a finding, so
+// that a retried write whose first attempt succeeded (its answer lost)
+// still knows it created the finding and its caller alerts once.
+const attrWriter = "writer"
+
 // Put records a finding once; created reports whether this call wrote it
-// (false: the same finding was already recorded).
+// (false: the same finding was already recorded by another call).
 func (s *Findings) Put(ctx context.Context, f receipt.Finding) (created bool, err error) {
 	if f.CaseID == "" {
 		return false, fmt.Errorf("record finding %s: no case id", f.Kind)
@@ -88,13 +94,30 @@ func (s *Findings) Put(ctx context.Context, f receipt.Finding) (created bool, er
 	}
 	item[attrGSI1PK] = &types.AttributeValueMemberS{Value: FindingsIndexPK}
 	item[attrGSI1SK] = &types.AttributeValueMemberS{Value: at + "#" + f.CaseID}
+	var token [16]byte
+	if _, err := rand.Read(token[:]); err != nil {
+		return false, fmt.Errorf("record finding: writer token: %w", err)
+	}
+	writer := hex.EncodeToString(token[:])
+	item[attrWriter] = &types.AttributeValueMemberS{Value: writer}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
-		return false, nil
+		old := ccf.Item
+		if old == nil {
+			got, gerr := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table),
+				Key: caseKey(f.CaseID, FindingKey(f)), ConsistentRead: aws.Bool(true)})
+			if gerr != nil {
+				return false, fmt.Errorf("record finding %s of %s seq %d: read the recorded one: %w", f.Kind, f.CaseID, f.Seq, gerr)
+			}
+			old = got.Item
+		}
+		// An SDK retry of this very call finds its own first write.
+		return attrS(old, attrWriter) == writer, nil
 	case err != nil:
 		return false, fmt.Errorf("record finding %s of %s seq %d: %w", f.Kind, f.CaseID, f.Seq, err)
 	}

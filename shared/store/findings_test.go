@@ -2,8 +2,14 @@ package store
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/knhk/knhk/shared/receipt"
 )
@@ -86,5 +92,42 @@ func TestFindingsPutOnceAndRead(t *testing.T) {
 	}
 	if got4, _, err := NewReceipts(db, rt).Range(ctx, "ranged", -1, 0); err != nil || len(got4) != 1 {
 		t.Fatalf("range from -1: %v %v", got4, err)
+	}
+}
+
+// lostAnswer forwards every request but loses the answer to the first
+// PutItem (the connection resets after the endpoint wrote the item), so
+// that the SDK retries a write that has already been applied.
+type lostAnswer struct {
+	next http.RoundTripper
+	lost atomic.Bool
+}
+
+func (l *lostAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(r)
+	if err == nil && strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutItem") && l.lost.CompareAndSwap(false, true) {
+		_ = resp.Body.Close()
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return resp, err
+}
+
+// A finding written by a first attempt whose answer was lost is still this
+// call's creation: the SDK's retry meets its own item, and the caller must
+// alert (it would stay silent if the retry read as "already recorded").
+func TestFindingsPutRetriedAfterLostAnswerIsCreated(t *testing.T) {
+	lost := &lostAnswer{next: http.DefaultTransport}
+	db, _, st := tables(t, func(o *dynamodb.Options) { o.HTTPClient = &http.Client{Transport: lost} })
+	s := NewFindings(db, st)
+	f := receipt.Finding{Kind: receipt.Modified, Tenant: "acme", CaseID: "lost-answer", Seq: 2, Expected: "h2", Actual: "x"}
+	created, err := s.Put(context.Background(), f)
+	if !lost.lost.Load() {
+		t.Fatal("no answer was lost: the test did not exercise the retry")
+	}
+	if err != nil || !created {
+		t.Fatalf("put after a lost answer: created %v, %v; want created", created, err)
+	}
+	if again, err := s.Put(context.Background(), f); err != nil || again {
+		t.Fatalf("a second put: created %v, %v; want already recorded", again, err)
 	}
 }
