@@ -149,11 +149,17 @@ func build(t testing.TB, n int) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := Assemble(from, to, to.Add(time.Hour), set, anchor, index, objects, pub)
+	files, err := Assemble(from, to, to.Add(time.Hour), set, anchor, index, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fsys := fstest.MapFS{}
+	for _, s := range index {
+		if err := CheckObject(s, objects[s.SHA256]); err != nil {
+			t.Fatal(err)
+		}
+		fsys[CasePath(s.SHA256)] = &fstest.MapFile{Data: objects[s.SHA256]}
+	}
 	for p, data := range files {
 		fsys[p] = &fstest.MapFile{Data: data}
 	}

@@ -62,25 +62,33 @@ func Select(log []checkpoint.Entry, from, to time.Time, index []archive.Summary)
 	return slices.Clone(log[lo : hi+1]), anchor, nil
 }
 
-// Assemble returns every file of the export of [from, to) by path, the
-// manifest included: entries and anchor as Select returned them, the
-// period's archive index, each indexed case's archive object (objects, by
-// the hex SHA-256 the index names) and the checkpoint public key.
+// CheckObject checks that data is the archive object an index entry
+// describes (its size and SHA-256), before it is written to CasePath.
+func CheckObject(s archive.Summary, data []byte) error {
+	if sum := sha256.Sum256(data); len(data) != s.Size || hex.EncodeToString(sum[:]) != s.SHA256 {
+		return fmt.Errorf("the archive object of case %s is not the one the index names (%d bytes, sha256 %s)", s.CaseID, s.Size, s.SHA256)
+	}
+	return nil
+}
+
+// Assemble returns the files of the export of [from, to) but the case
+// files, by path, the manifest included: entries and anchor as Select
+// returned them, the period's archive index and the checkpoint public key.
+// The manifest lists each indexed case's archive object at CasePath with
+// the size and SHA-256 the index names; the caller writes those objects,
+// each checked with CheckObject.
 func Assemble(from, to, created time.Time, entries []checkpoint.Entry, anchor *uint64, index []archive.Summary,
-	objects map[string][]byte, pub crypto.PublicKey) (map[string][]byte, error) {
+	pub crypto.PublicKey) (map[string][]byte, error) {
 	if !from.Before(to) {
 		return nil, fmt.Errorf("assemble export: from %s is not before to %s", from, to)
 	}
 	files := map[string][]byte{}
+	var listed []File
 	for _, s := range index {
-		data, ok := objects[s.SHA256]
-		if !ok {
-			return nil, fmt.Errorf("assemble export: no archive object for case %s", s.CaseID)
+		if !isHash(s.SHA256) || s.Size < 0 {
+			return nil, fmt.Errorf("assemble export: case %s: index entry has sha256 %q, size %d", s.CaseID, s.SHA256, s.Size)
 		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != s.SHA256 {
-			return nil, fmt.Errorf("assemble export: the archive object of case %s is not the one the index names", s.CaseID)
-		}
-		files[CasePath(s.SHA256)] = data
+		listed = append(listed, File{Path: CasePath(s.SHA256), Size: int64(s.Size), SHA256: s.SHA256})
 	}
 	if entries == nil {
 		entries = []checkpoint.Entry{}
@@ -99,12 +107,17 @@ func Assemble(from, to, created time.Time, entries []checkpoint.Entry, anchor *u
 		return nil, fmt.Errorf("assemble export: %w", err)
 	}
 	m := &Manifest{Format: Format, V: Version, From: from.UTC().Format(TimeLayout), To: to.UTC().Format(TimeLayout),
-		Created: created.UTC().Format(TimeLayout), Anchor: anchor}
+		Created: created.UTC().Format(TimeLayout), Anchor: anchor, Files: listed}
 	for p, data := range files {
 		sum := sha256.Sum256(data)
 		m.Files = append(m.Files, File{Path: p, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
 	}
 	slices.SortFunc(m.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	for i := 1; i < len(m.Files); i++ {
+		if m.Files[i].Path == m.Files[i-1].Path {
+			return nil, fmt.Errorf("assemble export: two index entries name the object %s", m.Files[i].Path)
+		}
+	}
 	if files[ManifestFile], err = EncodeManifest(m); err != nil {
 		return nil, err
 	}
