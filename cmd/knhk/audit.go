@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -109,7 +110,7 @@ func auditExportCmd() *cobra.Command {
 			if err := writeNew(filepath.Join(out, audit.ManifestFile), files[audit.ManifestFile]); err != nil {
 				return err
 			}
-			rep, err := audit.Verify(os.DirFS(out), pub)
+			rep, err := audit.Verify(os.DirFS(out), pub, nil)
 			if err != nil {
 				return withExit(exitTampered, fmt.Errorf("audit export: the written export does not verify: %w", err))
 			}
@@ -167,13 +168,14 @@ func writeNew(path string, data []byte) error {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var keyFile string
+	var keyFile, witness string
 	cmd := &cobra.Command{
-		Use:   "verify DIR --public-key PEM",
+		Use:   "verify DIR --public-key PEM [--witness HEAD.json]",
 		Short: "Verify a period export offline with only the public key: exit 0 verified, 3 not",
 		Long: "verify checks an export `audit export` wrote, without AWS: the manifest matches the files; the checkpoints " +
 			"form one append-only sequence signed by the key, anchored before the period; every case of the period's " +
 			"index is present, verifies (receipts, payloads, inclusion) and is proved in an exported checkpoint. " +
+			"--witness names a signed tree head kept from before (the previous audit's \"latest\"): the export must hold it. " +
 			"Exit 0 verified, 3 not verified, 2 on bad usage (no key, no directory).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -187,12 +189,23 @@ func auditVerifyCmd() *cobra.Command {
 			if st, err := os.Stat(args[0]); err != nil || !st.IsDir() {
 				return withExit(2, fmt.Errorf("%s is not a directory (%v)", args[0], err))
 			}
+			var w *checkpoint.TreeHead
+			if witness != "" {
+				b, err := os.ReadFile(witness)
+				if err != nil {
+					return withExit(2, fmt.Errorf("read witness: %w", err))
+				}
+				w = new(checkpoint.TreeHead)
+				if err := json.Unmarshal(b, w); err != nil {
+					return withExit(2, fmt.Errorf("witness %s: %w", witness, err))
+				}
+			}
 			type result struct {
 				Verified bool `json:"verified"`
 				*audit.Report
 				Error string `json:"error,omitempty"`
 			}
-			rep, err := audit.Verify(os.DirFS(args[0]), pub)
+			rep, err := audit.Verify(os.DirFS(args[0]), pub, w)
 			r := result{Verified: err == nil, Report: rep}
 			if err != nil {
 				r.Error = err.Error()
@@ -207,5 +220,6 @@ func auditVerifyCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "public-key", "", "PEM file of the checkpoint signing key, obtained independently of the export")
+	cmd.Flags().StringVar(&witness, "witness", "", "a signed tree head (JSON) kept from before that the export must hold")
 	return cmd
 }

@@ -29,8 +29,8 @@ import (
 // the stack's KMS key are stored, cases are archived to the bucket and
 // indexed; `audit export` writes the period [05-01, 05-03) (three cases, one
 // of them signed by a checkpoint after the period, anchored by the
-// checkpoint before it) and `audit verify` checks it offline: exit 0, then
-// 3 once a case file is gone; a second export into the same directory and a
+// checkpoint before it) and `audit verify` checks it offline: exit 0 (also
+// with a witnessed checkpoint it holds), then 3 once a case file is gone; a second export into the same directory and a
 // verify without a key exit 2.
 func TestAuditExportVerify(t *testing.T) {
 	ep, outs, outFile := deployForCLI(t)
@@ -122,11 +122,20 @@ func TestAuditExportVerify(t *testing.T) {
 	}
 	out, errOut, code = run(t, "audit", "verify", dir, "--public-key", keyFile)
 	var r struct {
-		Verified bool `json:"verified"`
-		Cases    int  `json:"cases"`
+		Verified bool                 `json:"verified"`
+		Cases    int                  `json:"cases"`
+		Latest   *checkpoint.TreeHead `json:"latest"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || !r.Verified || r.Cases != 3 {
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || !r.Verified || r.Cases != 3 || r.Latest == nil || r.Latest.Seq != 2 {
 		t.Fatalf("verify: %d %v %s %s", code, err, out, errOut)
+	}
+	witness := filepath.Join(t.TempDir(), "latest.json")
+	w, _ := json.Marshal(lg.Entries()[1].Head)
+	if err := os.WriteFile(witness, w, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(t, "audit", "verify", dir, "--public-key", keyFile, "--witness", witness); code != 0 {
+		t.Fatalf("verify --witness of a held checkpoint: %d %s", code, errOut)
 	}
 	if _, _, code := run(t, "audit", "export", "--from", "2026-05-01", "--to", "2026-05-03", "--out", dir, "--outputs", outFile); code != 2 {
 		t.Fatalf("export into a directory that is not empty: exit %d", code)

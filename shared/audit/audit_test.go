@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -102,7 +104,8 @@ func build(t testing.TB, n int) fixture {
 	for b, bt := range batches {
 		chains := map[string][]*receipt.Receipt{}
 		var heads []merkle.Head
-		for id, end := range bt.cases {
+		for _, id := range slices.Sorted(maps.Keys(bt.cases)) {
+			end := bt.cases[id]
 			rs := ended(t, id, end, id == "c-0000")
 			last := rs[len(rs)-1]
 			chains[id] = rs
@@ -113,7 +116,8 @@ func build(t testing.TB, n int) fixture {
 			t.Fatal(err)
 		}
 		log.Add(e)
-		for id, rs := range chains {
+		for _, id := range slices.Sorted(maps.Keys(chains)) {
+			rs := chains[id]
 			refs := log.Case(id)
 			p, h, err := log.Proof(refs[len(refs)-1])
 			if err != nil {
@@ -144,6 +148,7 @@ func build(t testing.TB, n int) fixture {
 			}
 		}
 	}
+	slices.SortFunc(index, func(a, b archive.Summary) int { return a.Ended.Compare(b.Ended) }) // as the index lists them
 	entries := log.Entries()
 	set, anchor, err := Select(entries, from, to, index)
 	if err != nil {
@@ -296,10 +301,11 @@ func TestVerify(t *testing.T) {
 	}
 	otherPub, _ := other.PublicKey(context.Background())
 	tests := []struct {
-		name   string
-		change func(t *testing.T, f fixture)
-		key    crypto.PublicKey // the key the auditor supplies; the log's when nil
-		want   error            // nil: verifies
+		name    string
+		change  func(t *testing.T, f fixture)
+		key     crypto.PublicKey // the key the auditor supplies; the log's when nil
+		witness func(f fixture) *checkpoint.TreeHead
+		want    error // nil: verifies
 	}{
 		{name: "good export", change: func(*testing.T, fixture) {}},
 		{name: "missing case (file and manifest entry removed)", want: ErrMissingCase, change: func(t *testing.T, f fixture) {
@@ -328,17 +334,25 @@ func TestVerify(t *testing.T) {
 		}},
 		{name: "modified archived receipt (index and manifest rewritten to match)", want: ErrCase, change: func(t *testing.T, f fixture) {
 			ss := f.index(t)
-			old := CasePath(ss[1].SHA256)
+			i := slices.IndexFunc(ss, func(s archive.Summary) bool { return s.CaseID == "c-0001" })
+			old := CasePath(ss[i].SHA256)
 			data := []byte(strings.Replace(string(f.fs[old].Data), `"ok":true`, `"ok":false`, 1))
+			if string(data) == string(f.fs[old].Data) {
+				t.Fatal("the receipt was not changed")
+			}
 			sum := sha256.Sum256(data)
-			ss[1].SHA256 = hex.EncodeToString(sum[:])
+			ss[i].SHA256 = hex.EncodeToString(sum[:])
 			f.remove(t, old)
-			f.write(t, CasePath(ss[1].SHA256), data)
+			f.write(t, CasePath(ss[i].SHA256), data)
 			f.setIndex(t, ss)
 		}},
 		{name: "modified archived receipt", want: ErrManifest, change: func(t *testing.T, f fixture) {
 			p := CasePath(f.caseOf(t, "c-0003").SHA256)
-			f.fs[p].Data = []byte(strings.Replace(string(f.fs[p].Data), `"ok":true`, `"ok":false`, 1))
+			data := []byte(strings.Replace(string(f.fs[p].Data), `"ok":true`, `"ok":false`, 1))
+			if string(data) == string(f.fs[p].Data) {
+				t.Fatal("the receipt was not changed")
+			}
+			f.fs[p].Data = data
 		}},
 		{name: "wrong key", key: otherPub, want: ErrKey, change: func(*testing.T, fixture) {}},
 		{name: "wrong key, in the export too", key: otherPub, want: ErrSequence, change: func(t *testing.T, f fixture) {
@@ -356,6 +370,18 @@ func TestVerify(t *testing.T) {
 		{name: "unlisted case file", want: ErrManifest, change: func(t *testing.T, f fixture) {
 			f.fs[CasePath(fmt.Sprintf("%064x", 1))] = &fstest.MapFile{Data: []byte("{}")}
 		}},
+		{name: "witness held", change: func(*testing.T, fixture) {}, witness: func(f fixture) *checkpoint.TreeHead { return &f.entries[1].Head }},
+		{name: "witness before the export", want: ErrWitness, change: func(t *testing.T, f fixture) {
+			f.setCheckpoints(t, f.checkpoints(t)[2:])
+			m := f.manifest(t)
+			m.Anchor = ptr(2)
+			f.putManifest(t, m)
+		}, witness: func(f fixture) *checkpoint.TreeHead { return &f.entries[1].Head }},
+		{name: "witness differs", want: ErrWitness, change: func(*testing.T, fixture) {}, witness: func(f fixture) *checkpoint.TreeHead {
+			h := f.entries[2].Head
+			h.Period = "other"
+			return &h
+		}},
 		{name: "manifest missing", want: ErrManifest, change: func(t *testing.T, f fixture) {
 			delete(f.fs, ManifestFile)
 		}},
@@ -368,7 +394,11 @@ func TestVerify(t *testing.T) {
 			if key == nil {
 				key = f.pub
 			}
-			rep, err := Verify(f.fs, key)
+			var w *checkpoint.TreeHead
+			if tc.witness != nil {
+				w = tc.witness(f)
+			}
+			rep, err := Verify(f.fs, key, w)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("good export: %v", err)
@@ -463,7 +493,7 @@ func BenchmarkVerify1000(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		rep, err := Verify(f.fs, f.pub)
+		rep, err := Verify(f.fs, f.pub, nil)
 		if err != nil || rep.Cases != 1000 {
 			b.Fatalf("%v %+v", err, rep)
 		}

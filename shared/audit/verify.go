@@ -27,6 +27,7 @@ var (
 	ErrIndex        = errors.New("the archive index of the period does not match the cases")
 	ErrMissingCase  = errors.New("a case of the period's index is missing")
 	ErrCase         = errors.New("an archived case does not verify")
+	ErrWitness      = errors.New("the export does not hold the witnessed checkpoint")
 )
 
 // maxSmall bounds the checkpoints, index and key files read.
@@ -48,12 +49,15 @@ type Report struct {
 // this order: the manifest decodes and the checkpoints, index and key
 // files match it; the export's key is pub; the checkpoints form one
 // append-only sequence (signatures, numbering, predecessor links, sizes,
-// consistency proofs) anchored before the period; every case the index
+// consistency proofs) that holds the witness, if any, anchored before the
+// period; every case the index
 // lists is present, matches the manifest and its index entry, ended in the
 // period, verifies (chain, payloads, inclusion) and is proved in a
 // checkpoint of the export that no later checkpoint contradicts; no case
-// file is unlisted or outside the index. The first failure is returned.
-func Verify(fsys fs.FS, pub crypto.PublicKey) (*Report, error) {
+// file is unlisted or outside the index. A witness, when not nil, is a tree
+// head kept from before (the previous audit's latest) that the export must
+// hold unchanged. The first failure is returned.
+func Verify(fsys fs.FS, pub crypto.PublicKey, witness *checkpoint.TreeHead) (*Report, error) {
 	raw, err := readLimited(fsys, ManifestFile, MaxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
@@ -84,6 +88,11 @@ func Verify(fsys fs.FS, pub crypto.PublicKey) (*Report, error) {
 	es := cf.Entries
 	if err := verifySequence(es, pub); err != nil {
 		return nil, err
+	}
+	if witness != nil {
+		if err := checkWitness(es, *witness); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkAnchor(es, m.Anchor, from); err != nil {
 		return nil, err
@@ -264,6 +273,21 @@ func checkAnchor(es []checkpoint.Entry, anchor *uint64, from time.Time) error {
 	}
 	if i+1 < len(es) && made(i+1).Before(from) {
 		return fmt.Errorf("%w: checkpoint %d after the anchor was also made before the period", ErrPeriod, a+1)
+	}
+	return nil
+}
+
+// checkWitness checks that es holds the witnessed head w unchanged.
+func checkWitness(es []checkpoint.Entry, w checkpoint.TreeHead) error {
+	switch {
+	case len(es) == 0:
+		return fmt.Errorf("%w: checkpoint %d: the export has no checkpoints", ErrWitness, w.Seq)
+	case w.Seq < es[0].Head.Seq:
+		return fmt.Errorf("%w: checkpoint %d is before the export's first, %d: the checkpoints between are not exported", ErrWitness, w.Seq, es[0].Head.Seq)
+	case w.Seq > es[len(es)-1].Head.Seq:
+		return fmt.Errorf("%w: checkpoint %d is after the export's latest, %d", ErrWitness, w.Seq, es[len(es)-1].Head.Seq)
+	case es[w.Seq-es[0].Head.Seq].Head != w:
+		return fmt.Errorf("%w: checkpoint %d differs from the witnessed one", ErrWitness, w.Seq)
 	}
 	return nil
 }
