@@ -499,3 +499,49 @@ func BenchmarkVerify1000(b *testing.B) {
 		}
 	}
 }
+
+// TestAssemble: an export of a period with no checkpoints and no cases
+// verifies; Assemble refuses a period that is not one, an index entry
+// without a SHA-256 and two entries naming one object; CheckObject refuses
+// bytes that are not the indexed object.
+func TestAssemble(t *testing.T) {
+	f := build(t, 2)
+	files, err := Assemble(from, to, to, nil, nil, nil, f.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for p, data := range files {
+		fsys[p] = &fstest.MapFile{Data: data}
+	}
+	if rep, err := Verify(fsys, f.pub, nil); err != nil || rep.Cases != 0 || rep.Checkpoints != 0 {
+		t.Fatalf("empty export: %+v %v", rep, err)
+	}
+	good := f.index(t)[0]
+	noSum := good
+	noSum.SHA256 = ""
+	tests := []struct {
+		name     string
+		from, to time.Time
+		index    []archive.Summary
+	}{
+		{"empty period", to, to, nil},
+		{"reversed period", to, from, nil},
+		{"no sha256", from, to, []archive.Summary{noSum}},
+		{"one object twice", from, to, []archive.Summary{good, good}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Assemble(tc.from, tc.to, to, nil, nil, tc.index, f.pub); err == nil {
+				t.Fatal("assembled")
+			}
+		})
+	}
+	data := f.fs[CasePath(good.SHA256)].Data
+	if err := CheckObject(good, data); err != nil {
+		t.Fatalf("the indexed object: %v", err)
+	}
+	if err := CheckObject(good, append(data[:len(data):len(data)], ' ')); err == nil {
+		t.Fatal("CheckObject accepted other bytes")
+	}
+}
