@@ -66,9 +66,10 @@ type fixture struct {
 // build makes a log of four checkpoints: the anchor (before the period,
 // with a case that ended before it), two in the period splitting n cases,
 // and one after it that signs a case ended just before to and one ended
-// after; every signed case is archived against the checkpoint that was the
-// latest when it was signed, and the period is exported.
-func build(t testing.TB, n int) fixture {
+// after (and the extra heads); every signed case is archived against the
+// checkpoint that was the latest when it was signed, and the period is
+// exported.
+func build(t testing.TB, n int, extra ...merkle.Head) fixture {
 	t.Helper()
 	ctx := context.Background()
 	key, err := signer.NewLocal()
@@ -110,6 +111,9 @@ func build(t testing.TB, n int) fixture {
 			last := rs[len(rs)-1]
 			chains[id] = rs
 			heads = append(heads, merkle.Head{Tenant: last.Tenant, CaseID: id, Seq: last.Seq, Hash: last.Hash})
+		}
+		if b == 3 {
+			heads = append(heads, extra...)
 		}
 		e, _, err := log.Append(ctx, heads, fmt.Sprintf("p%d", b), bt.at, key)
 		if err != nil {
@@ -305,7 +309,8 @@ func TestVerify(t *testing.T) {
 		change  func(t *testing.T, f fixture)
 		key     crypto.PublicKey // the key the auditor supplies; the log's when nil
 		witness func(f fixture) *checkpoint.TreeHead
-		want    error // nil: verifies
+		extra   []merkle.Head // heads the last checkpoint also signs
+		want    error         // nil: verifies
 	}{
 		{name: "good export", change: func(*testing.T, fixture) {}},
 		{name: "missing case (file and manifest entry removed)", want: ErrMissingCase, change: func(t *testing.T, f fixture) {
@@ -382,13 +387,17 @@ func TestVerify(t *testing.T) {
 			h.Period = "other"
 			return &h
 		}},
+		{name: "a later checkpoint signs an archived case again", want: ErrCase, change: func(*testing.T, fixture) {},
+			extra: []merkle.Head{{Tenant: "acme", CaseID: "c-0001", Seq: 7, Hash: fmt.Sprintf("%064x", 9)}}},
+		{name: "a case's signed head moves back", want: ErrSequence, change: func(*testing.T, fixture) {},
+			extra: []merkle.Head{{Tenant: "acme", CaseID: "c-0001", Seq: 0, Hash: fmt.Sprintf("%064x", 9)}}},
 		{name: "manifest missing", want: ErrManifest, change: func(t *testing.T, f fixture) {
 			delete(f.fs, ManifestFile)
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := build(t, 6)
+			f := build(t, 6, tc.extra...)
 			tc.change(t, f)
 			key := tc.key
 			if key == nil {

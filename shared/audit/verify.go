@@ -188,9 +188,11 @@ func verifyCase(fsys fs.FS, m *Manifest, p string, s archive.Summary, es []check
 // verifySequence checks that es is one contiguous part of an append-only
 // checkpoint log signed by pub. The first entry is taken on its signature
 // (its predecessors are not exported); if it is the log's first, it must
-// have no predecessor.
+// have no predecessor. A case's signed heads only move forward, in one
+// tenant.
 func verifySequence(es []checkpoint.Entry, pub crypto.PublicKey) error {
 	var prev *checkpoint.TreeHead
+	last := map[string]merkle.Head{}
 	for i := range es {
 		h := &es[i].Head
 		fail := func(target error, format string, a ...any) error {
@@ -201,6 +203,12 @@ func verifySequence(es []checkpoint.Entry, pub crypto.PublicKey) error {
 		}
 		if !sortedLeaves(es[i].Leaves) {
 			return fail(ErrSequence, "leaves not sorted by tenant and case, or a case twice")
+		}
+		for _, lf := range es[i].Leaves {
+			if l, ok := last[lf.CaseID]; ok && (lf.Seq <= l.Seq || lf.Tenant != l.Tenant) {
+				return fail(ErrSequence, "case %s moves from %s seq %d to %s seq %d", lf.CaseID, l.Tenant, l.Seq, lf.Tenant, lf.Seq)
+			}
+			last[lf.CaseID] = lf
 		}
 		root, _ := merkle.ParseHash(h.Root)
 		proof, err := parseHashes(es[i].Consistency)
