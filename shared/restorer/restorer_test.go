@@ -21,6 +21,7 @@ import (
 	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/checkpoint"
+	"github.com/knhk/knhk/shared/receipt/merkle"
 	"github.com/knhk/knhk/shared/restore"
 	"github.com/knhk/knhk/shared/signer"
 	"github.com/knhk/knhk/shared/store"
@@ -394,4 +395,75 @@ func TestRefusesTamperedAndConflicting(t *testing.T) {
 	if sum.OK() || sum.Refused != 4 || sum.Conflict != 1 || sum.Restored != 1 {
 		t.Fatalf("summary: %s", sum.String())
 	}
+}
+
+// TestRestoreAtScale (opt-in: KNHK_RESTORE_SCALE=N) puts N archive objects
+// of one signed checkpoint straight into a bucket, built as the archiver
+// builds them (archive.New over the log's inclusion proofs), restores them
+// into a fresh endpoint and logs the time: the RTO measurement at sizes the
+// archiver would take too long to feed in a test.
+func TestRestoreAtScale(t *testing.T) {
+	v := os.Getenv("KNHK_RESTORE_SCALE")
+	if v == "" {
+		t.Skip("set KNHK_RESTORE_SCALE=N to restore N cases")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("KNHK_RESTORE_SCALE=%q", v)
+	}
+	ctx := context.Background()
+	l := newLive(t)
+	pub, _ := l.key.PublicKey(ctx)
+	chains := map[string][]*receipt.Receipt{}
+	var heads []merkle.Head
+	for i := range n {
+		id := fmt.Sprintf("scale-%06d", i)
+		var rs []*receipt.Receipt
+		var prev *receipt.Receipt
+		for _, p := range events(3, false) {
+			r, err := receipt.New(prev, "acme", id, p.Event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, prev = append(rs, r), r
+		}
+		chains[id] = rs
+		heads = append(heads, merkle.Head{Tenant: "acme", CaseID: id, Seq: prev.Seq, Hash: prev.Hash})
+	}
+	lg, err := checkpoint.VerifyLog(nil, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := lg.Append(ctx, heads, "2026-03-01T12:00:00Z", t0, l.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Add(e)
+	for id, rs := range chains {
+		p, th, err := lg.Proof(lg.Case(id)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := archive.New(rs, nil, p, th, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := archive.Encode(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.bucket.Put(ctx, archive.Key("acme", id), archive.ContentType, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFresh(t)
+	sum, _, err := Run(ctx, Deps{Source: l.bucket, Target: f.receipts, Blobs: f.state, Key: pub, Log: lg, Workers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Restored != n || !sum.OK() {
+		t.Fatalf("restore: %s", sum.String())
+	}
+	t.Logf("restore of %d cases: %s", n, sum.String())
+	check(t, f, lg, map[string][]*receipt.Receipt{"scale-000000": chains["scale-000000"], fmt.Sprintf("scale-%06d", n-1): chains[fmt.Sprintf("scale-%06d", n-1)]})
 }
