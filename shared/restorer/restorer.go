@@ -90,10 +90,12 @@ func Run(ctx context.Context, d Deps) (restore.Summary, []restore.Outcome, error
 			}
 		}()
 	}
+	fed := 0
 feed:
 	for i := range keys {
 		select {
 		case work <- i:
+			fed++
 		case <-ctx.Done():
 			break feed
 		}
@@ -101,16 +103,25 @@ feed:
 	close(work)
 	wg.Wait()
 	sum := restore.Summary{Listed: len(keys)}
-	for i, o := range outs {
-		if errs[i] != nil {
-			return sum, outs, fmt.Errorf("restore %s: %w", keys[i], errs[i])
+	// The first failure is the cause; the others were cancelled by it.
+	var first error
+	for i, err := range errs[:fed] {
+		if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = fmt.Errorf("restore %s: %w", keys[i], err)
 		}
-		sum.Add(o)
 	}
-	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return sum, outs, err
+	if first == nil && fed < len(keys) {
+		first = fmt.Errorf("restore stopped after %d of %d objects: %w", fed, len(keys), ctx.Err())
+	}
+	for _, o := range outs[:fed] {
+		if o.Status != "" {
+			sum.Add(o)
+		}
 	}
 	sum.Elapsed = d.Now().Sub(start)
+	if first != nil {
+		return sum, outs[:fed], first
+	}
 	return sum, outs, nil
 }
 
