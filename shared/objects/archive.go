@@ -17,6 +17,7 @@ type VersionedAPI interface {
 	API
 	PutObjectLegalHold(ctx context.Context, in *s3.PutObjectLegalHoldInput, opts ...func(*s3.Options)) (*s3.PutObjectLegalHoldOutput, error)
 	GetObjectLegalHold(ctx context.Context, in *s3.GetObjectLegalHoldInput, opts ...func(*s3.Options)) (*s3.GetObjectLegalHoldOutput, error)
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 }
 
 // Versioned is a versioned bucket under Object Lock (the archive bucket):
@@ -143,4 +144,21 @@ func CreateLockedBucket(ctx context.Context, c BucketCreator, name string, mode 
 		return fmt.Errorf("object lock configuration of %s: %w", name, err)
 	}
 	return nil
+}
+
+// List returns the keys of the latest versions under prefix, in key order,
+// paginated (1,000 keys per request).
+func (b *Versioned) List(ctx context.Context, prefix string) ([]string, error) {
+	p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{Bucket: aws.String(b.name), Prefix: aws.String(prefix)})
+	var keys []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", b.name, prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
 }

@@ -16,7 +16,7 @@ import (
 // Object Lock keeps every put as a version that reads back by id, a legal
 // hold is set and released, and the endpoint refuses to delete a version
 // under retention (governance mode, without the bypass header) or on legal
-// hold, as S3 does.
+// hold, as S3 does. List names the latest keys under a prefix.
 func TestVersionedLockedBucket(t *testing.T) {
 	ep := localaws.StartT(t)
 	ctx := context.Background()
@@ -42,6 +42,13 @@ func TestVersionedLockedBucket(t *testing.T) {
 	}
 	if got, err := b.Get(ctx, "archive/a.json", "", 100); err != nil || string(got) != `{"v":2}` {
 		t.Fatalf("latest: %q %v", got, err)
+	}
+	// List names each key once however many versions it has, under the prefix only.
+	if _, err := b.Put(ctx, "other/b.json", "application/json", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := b.List(ctx, "archive/"); err != nil || len(keys) != 1 || keys[0] != "archive/a.json" {
+		t.Fatalf("list: %q %v", keys, err)
 	}
 	if _, err := b.Get(ctx, "archive/a.json", v1, 3); err == nil {
 		t.Error("an object over the limit was read")
