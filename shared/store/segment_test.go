@@ -54,7 +54,10 @@ func appendSegments(t *testing.T, s *Receipts, caseID string, sizes ...int) []*r
 			evs[0] = genesis("acme")
 		}
 		res, err := s.AppendSegment(context.Background(), prev, "acme", caseID, pending(evs...))
-		if err != nil || res.Existing || len(res.Receipts) != n {
+		// Existing is allowed: under load the SDK retries a write whose
+		// answer was lost, and the retry finds the very segment it wrote
+		// (which the callers' chain checks then read back).
+		if err != nil || len(res.Receipts) != n {
 			t.Fatalf("append segment of %d: %v %+v", n, err, res)
 		}
 		all = append(all, res.Receipts...)
