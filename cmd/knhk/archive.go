@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -156,7 +155,7 @@ func archiveVerifyCmd() *cobra.Command {
 			if err != nil {
 				return withExit(2, err)
 			}
-			data, err := readArchive(args[0])
+			data, err := readAtMost(args[0], archive.MaxSize, "archive")
 			if err != nil {
 				return withExit(2, fmt.Errorf("read archive: %w", err))
 			}
@@ -192,21 +191,4 @@ func archiveVerifyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&keyFile, "public-key", "", "PEM file of the checkpoint signing key")
 	return cmd
-}
-
-// readArchive reads an archive file up to archive.MaxSize bytes.
-func readArchive(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, archive.MaxSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > archive.MaxSize {
-		return nil, fmt.Errorf("archive is larger than %d bytes", archive.MaxSize)
-	}
-	return data, nil
 }

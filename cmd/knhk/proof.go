@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -109,7 +108,7 @@ func init() {
 			if err != nil {
 				return withExit(2, err)
 			}
-			data, err := readBundle(args[0])
+			data, err := readAtMost(args[0], maxBundle, "bundle")
 			if err != nil {
 				return withExit(2, fmt.Errorf("read bundle: %w", err))
 			}
@@ -153,21 +152,4 @@ func init() {
 	verify.Flags().StringVar(&keyFile, "public-key", "", "PEM file of the checkpoint signing key")
 	proof.AddCommand(export, verify)
 	root.AddCommand(proof)
-}
-
-// readBundle reads a bundle file up to maxBundle bytes.
-func readBundle(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxBundle+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxBundle {
-		return nil, fmt.Errorf("bundle is larger than %d bytes", maxBundle)
-	}
-	return data, nil
 }

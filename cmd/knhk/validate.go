@@ -33,7 +33,7 @@ func init() {
 func validateFiles(stdout, stderr io.Writer, files []string) int {
 	bad := 0
 	for _, f := range files {
-		data, err := readLimited(f)
+		data, err := readAtMost(f, dsl.MaxDocumentBytes, "document")
 		if err != nil {
 			fmt.Fprintf(stderr, "%s:0:0: /: %v\n", f, err)
 			bad++
@@ -61,20 +61,20 @@ func validateFiles(stdout, stderr io.Writer, files []string) int {
 	return bad
 }
 
-// readLimited reads a file, refusing ones larger than the document limit
-// without reading them whole.
-func readLimited(path string) ([]byte, error) {
+// readAtMost reads a file of at most limit bytes, refusing a larger one
+// (what names it in the error) without reading it whole.
+func readAtMost(path string, limit int, what string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read workflow: %w", err)
+		return nil, err
 	}
 	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, dsl.MaxDocumentBytes+1))
+	data, err := io.ReadAll(io.LimitReader(fh, int64(limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("read workflow: %w", err)
+		return nil, err
 	}
-	if len(data) > dsl.MaxDocumentBytes {
-		return nil, fmt.Errorf("document is larger than the %d-byte limit", dsl.MaxDocumentBytes)
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s is larger than the %d-byte limit", what, limit)
 	}
 	return data, nil
 }
