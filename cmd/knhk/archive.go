@@ -157,7 +157,7 @@ func archiveVerifyCmd() *cobra.Command {
 			}
 			data, err := readAtMost(args[0], archive.MaxSize, "archive")
 			if err != nil {
-				return withExit(2, fmt.Errorf("read archive: %w", err))
+				return withExit(2, err)
 			}
 			type result struct {
 				Verified bool   `json:"verified"`

@@ -110,7 +110,7 @@ func init() {
 			}
 			data, err := readAtMost(args[0], maxBundle, "bundle")
 			if err != nil {
-				return withExit(2, fmt.Errorf("read bundle: %w", err))
+				return withExit(2, err)
 			}
 			type result struct {
 				Verified bool              `json:"verified"`

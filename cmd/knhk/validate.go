@@ -33,7 +33,7 @@ func init() {
 func validateFiles(stdout, stderr io.Writer, files []string) int {
 	bad := 0
 	for _, f := range files {
-		data, err := readAtMost(f, dsl.MaxDocumentBytes, "document")
+		data, err := readAtMost(f, dsl.MaxDocumentBytes, "workflow")
 		if err != nil {
 			fmt.Fprintf(stderr, "%s:0:0: /: %v\n", f, err)
 			bad++
@@ -62,16 +62,16 @@ func validateFiles(stdout, stderr io.Writer, files []string) int {
 }
 
 // readAtMost reads a file of at most limit bytes, refusing a larger one
-// (what names it in the error) without reading it whole.
+// (what names it in the errors) without reading it whole.
 func readAtMost(path string, limit int, what string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, int64(limit)+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	if len(data) > limit {
 		return nil, fmt.Errorf("%s is larger than the %d-byte limit", what, limit)
