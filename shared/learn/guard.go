@@ -281,6 +281,9 @@ type Outcome struct {
 	Availability float64       `json:"availability"`
 	P99          time.Duration `json:"p99"`
 	CostPerCase  float64       `json:"costPerCase"`
+	// QueueAge is the age of the oldest waiting message: the wait before a
+	// case starts, which its own latency does not include.
+	QueueAge time.Duration `json:"queueAge,omitempty"`
 }
 
 // Tolerance is how much worse a window may be and still count as no worse.
@@ -288,12 +291,17 @@ type Tolerance struct {
 	Availability float64 // absolute (default 0.001)
 	P99          float64 // relative (default 0.10)
 	Cost         float64 // relative (default 0.10)
-	MinCases     int64   // fewer cases after the change: no verdict (default 20)
+	// Age is the relative rise of the queue age that counts as worse
+	// (default 0.25) once it also exceeds AgeSlack (default 10 s): a
+	// backlog that grows after a change is users waiting longer.
+	Age      float64
+	AgeSlack time.Duration
+	MinCases int64 // fewer cases after the change: no verdict (default 20)
 }
 
 // Judge compares the window after a change with the one before: worse when
-// availability fell, p99 rose or the cost per case rose beyond the
-// tolerance. ok is false while the after window holds too few cases.
+// availability fell, p99 rose, the queue aged or the cost per case rose
+// beyond the tolerance. ok is false while the after window holds too few cases.
 func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bool) {
 	if t.Availability <= 0 {
 		t.Availability = 0.001
@@ -307,6 +315,12 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	if t.MinCases <= 0 {
 		t.MinCases = 20
 	}
+	if t.Age <= 0 {
+		t.Age = 0.25
+	}
+	if t.AgeSlack <= 0 {
+		t.AgeSlack = 10 * time.Second
+	}
 	if after.Cases < t.MinCases {
 		return false, "", false
 	}
@@ -316,6 +330,9 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	}
 	if float64(after.P99) > float64(before.P99)*(1+t.P99) {
 		why = append(why, fmt.Sprintf("p99 %s → %s", before.P99, after.P99))
+	}
+	if float64(after.QueueAge) > float64(before.QueueAge)*(1+t.Age) && after.QueueAge-before.QueueAge > t.AgeSlack {
+		why = append(why, fmt.Sprintf("queue age %s → %s", before.QueueAge.Round(time.Second), after.QueueAge.Round(time.Second)))
 	}
 	if before.CostPerCase > 0 && after.CostPerCase > before.CostPerCase*(1+t.Cost) {
 		why = append(why, fmt.Sprintf("cost per case %.9f → %.9f", before.CostPerCase, after.CostPerCase))

@@ -177,6 +177,13 @@ func TestJudge(t *testing.T) {
 		{"cost up 50 %", Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1.5e-5}, true, true},
 		{"better", Outcome{Cases: 100, Availability: 1, P99: 500 * time.Millisecond, CostPerCase: 1e-5}, false, true},
 		{"too few cases", Outcome{Cases: 3, Availability: 0.5}, false, false},
+		{"queue aged past the slack", Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1e-5, QueueAge: 40 * time.Second}, true, true},
+		{"queue aged within the slack", Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1e-5, QueueAge: 8 * time.Second}, false, true},
+	}
+	aged := base
+	aged.QueueAge = time.Minute
+	if worse, why, _ := Judge(aged, Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1e-5, QueueAge: 70 * time.Second}, Tolerance{}); worse {
+		t.Errorf("a queue a sixth older judged worse (%s), want within the relative tolerance", why)
 	}
 	for _, c := range cases {
 		worse, why, ok := Judge(base, c.after, Tolerance{})

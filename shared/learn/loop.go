@@ -16,6 +16,9 @@ type Loop struct {
 	// Settle is how long a change runs before it is judged (default 5
 	// minutes).
 	Settle time.Duration
+	// Memory is how long a rolled-back change keeps the loop from trying
+	// the same direction on its setting again (default 30 minutes).
+	Memory time.Duration
 	// RecommendOnly keeps every recommendation open instead of applying it.
 	RecommendOnly bool
 	Knowledge     *Knowledge
@@ -75,7 +78,12 @@ func (l *Loop) Step(o Observation) (StepResult, error) {
 			return res, nil
 		}
 	}
+	o.Undone = l.undone(o.At)
 	for _, r := range Plan(o) {
+		if d := o.Undone[r.Setting.Key()]; d != 0 && sign(r.To-r.From) == d {
+			res.Refused = append(res.Refused, Refusal{r, "a change in this direction was rolled back as worse within the loop's memory"})
+			continue
+		}
 		if l.RecommendOnly {
 			res.Open = append(res.Open, r)
 			continue
@@ -96,4 +104,35 @@ func (l *Loop) Step(o Observation) (StepResult, error) {
 		l.Trial = &c
 	}
 	return res, nil
+}
+
+// undone is, by setting, the direction of the changes rolled back as worse
+// within the loop's memory before now (the latest one wins).
+func (l *Loop) undone(now time.Time) map[string]int {
+	memory := l.Memory
+	if memory <= 0 {
+		memory = 30 * time.Minute
+	}
+	out := map[string]int{}
+	if l.Knowledge == nil {
+		return out
+	}
+	for _, c := range l.Knowledge.Changes {
+		if c.RollbackOf == "" || now.Sub(c.At) > memory || now.Before(c.At) {
+			continue
+		}
+		// The rollback moves opposite to the change it undoes.
+		out[c.Setting.Key()] = -sign(c.Value - c.Previous)
+	}
+	return out
+}
+
+func sign(v int64) int {
+	switch {
+	case v > 0:
+		return 1
+	case v < 0:
+		return -1
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package learn
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,5 +71,69 @@ func TestLoopModes(t *testing.T) {
 	}
 	if v, _ := kill.Knowledge.Value(conc); v != 20 {
 		t.Fatalf("kill switch changed concurrency to %d", v)
+	}
+}
+
+// TestLoopLearnsFromARolledBackCut: latency over its objective from a slow
+// dependency makes the loop cut concurrency; the queue then ages, so the cut
+// is rolled back; within the loop's memory it does not cut again, and with
+// the backlog still there it raises concurrency instead, which is kept.
+func TestLoopLearnsFromARolledBackCut(t *testing.T) {
+	conc := Setting{MaxConcurrency, "work"}
+	l := &Loop{Guard: Guardrails{Allow: []string{"maxConcurrency"}, Bounds: DefaultBounds(16)}, Settle: time.Minute,
+		Knowledge: NewKnowledge(map[Setting]int64{conc: 4})}
+	slow := Observation{At: t0, P99: 3 * time.Second, ObjectiveP99: 2 * time.Second, Availability: 1, Cases: 100,
+		OldestAge: 5 * time.Second, Concurrency: 4, Reserved: 16}
+	r, err := l.Step(slow)
+	if err != nil || len(r.Applied) != 1 || r.Applied[0].Rule != "concurrency-gradient" || r.Applied[0].Value != 3 {
+		t.Fatalf("step 1: %+v, %v; want the gradient's cut 4 → 3", r, err)
+	}
+	aged := slow
+	aged.At, aged.Concurrency, aged.OldestAge = t0.Add(2*time.Minute), 3, 45*time.Second
+	r, err = l.Step(aged)
+	if err != nil || len(r.RolledBack) != 1 || r.RolledBack[0].Value != 4 || !strings.Contains(r.RolledBack[0].Evidence[0].Note, "queue age") {
+		t.Fatalf("step 2: %+v, %v; want the cut rolled back for the queue's age", r, err)
+	}
+	still := aged
+	still.At, still.Concurrency = t0.Add(4*time.Minute), 4
+	r, err = l.Step(still)
+	if err != nil || len(r.Applied) != 1 || r.Applied[0].Rule != "concurrency-backlog" || r.Applied[0].Value != 5 {
+		t.Fatalf("step 3: %+v, %v; want a rise 4 → 5 instead of another cut", r, err)
+	}
+	drained := still
+	drained.At, drained.Concurrency, drained.OldestAge = t0.Add(6*time.Minute), 5, 10*time.Second
+	if r, _ := l.Step(drained); len(r.Kept) != 1 {
+		t.Fatalf("step 4: %+v, want the rise kept", r)
+	}
+	// Once the memory has passed, latency over its objective may cut again.
+	later := drained
+	later.At, later.OldestAge = t0.Add(40*time.Minute), 0
+	if r, _ := l.Step(later); len(r.Applied) != 1 || r.Applied[0].Rule != "concurrency-gradient" {
+		t.Fatalf("after the memory: %+v, want the gradient rule again", r)
+	}
+}
+
+// TestLoopRefusesARolledBackDirection: a rule that proposes the direction
+// just rolled back is refused while the memory lasts.
+func TestLoopRefusesARolledBackDirection(t *testing.T) {
+	batch := Setting{BatchSize, "work"}
+	k := NewKnowledge(map[Setting]int64{batch: 4})
+	up := Change{ID: "c1", Setting: batch, Previous: 4, Value: 5, At: t0}
+	down := Change{ID: "rollback-c1", Setting: batch, Previous: 5, Value: 4, At: t0.Add(time.Minute), RollbackOf: "c1"}
+	for _, c := range []Change{up, down} {
+		if err := k.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &Loop{Guard: Guardrails{Allow: []string{"batchSize"}, Bounds: DefaultBounds(16)}, Knowledge: k}
+	backlog := Observation{At: t0.Add(5 * time.Minute), Availability: 1, Cases: 100, OldestAge: time.Minute, TargetAge: 30 * time.Second,
+		BatchSize: 4, Concurrency: 4, Reserved: 4}
+	r, err := l.Step(backlog)
+	if err != nil || len(r.Applied) != 0 || len(r.Refused) != 1 || !strings.Contains(r.Refused[0].Reason, "rolled back") {
+		t.Fatalf("within memory: %+v, %v; want the batch rise refused", r, err)
+	}
+	backlog.At = t0.Add(time.Hour)
+	if r, _ := l.Step(backlog); len(r.Applied) != 1 || r.Applied[0].Value != 5 {
+		t.Fatalf("after memory: %+v, want 4 → 5", r)
 	}
 }

@@ -30,6 +30,11 @@ type Observation struct {
 
 	Tasks []TaskObservation
 	Hosts []HostObservation
+
+	// Undone is, by setting key, the direction (+1 up, -1 down) of a change
+	// that was rolled back recently because the window after it was worse;
+	// Loop.Step fills it from the knowledge.
+	Undone map[string]int
 }
 
 // TaskObservation is one task's calls over the window.
@@ -56,7 +61,7 @@ type HostObservation struct {
 
 // Outcome is the observation's objective figures.
 func (o Observation) Outcome() Outcome {
-	return Outcome{Cases: o.Cases, Availability: o.Availability, P99: o.P99, CostPerCase: o.CostPerCase}
+	return Outcome{Cases: o.Cases, Availability: o.Availability, P99: o.P99, CostPerCase: o.CostPerCase, QueueAge: o.OldestAge}
 }
 
 func rate(n, of int64) float64 {
@@ -140,7 +145,8 @@ func targetAge(o Observation) time.Duration {
 // planConcurrency is a gradient rule in the style of Netflix's
 // concurrency-limits: when latency exceeds its objective or a dependency
 // fails, the limit is scaled by objective/observed (at least 0.5); when the
-// queue ages with latency well inside the objective, it grows by √limit.
+// queue ages with latency well inside the objective, or after a cut was
+// rolled back as worse (the latency is not load-bound), it grows by √limit.
 // The result lies in [2, reserved].
 func planConcurrency(o Observation) []Recommendation {
 	if o.Concurrency <= 0 || o.Reserved < 2 {
@@ -158,8 +164,9 @@ func planConcurrency(o Observation) []Recommendation {
 			worstHost = max(worstHost, rate(h.Errors, h.Calls))
 		}
 	}
+	cutFailed := o.Undone[s.Key()] < 0
 	switch {
-	case o.ObjectiveP99 > 0 && o.P99 > o.ObjectiveP99:
+	case o.ObjectiveP99 > 0 && o.P99 > o.ObjectiveP99 && !cutFailed:
 		g := max(0.5, min(0.9, float64(o.ObjectiveP99)/float64(o.P99)))
 		to, rule = int64(math.Floor(float64(lim)*g)), "concurrency-gradient"
 		ev = []Evidence{{Metric: "P99ms", Value: float64(o.P99.Milliseconds()), Threshold: float64(o.ObjectiveP99.Milliseconds())}}
@@ -173,6 +180,13 @@ func planConcurrency(o Observation) []Recommendation {
 		ev = []Evidence{{Metric: "OldestAge", Value: o.OldestAge.Seconds(), Threshold: targetAge(o).Seconds()},
 			{Metric: "P99ms", Value: float64(o.P99.Milliseconds()), Threshold: float64(o.ObjectiveP99.Milliseconds()) * 0.8}}
 		eff = Effect{Metric: "OldestAge", Direction: -1, Note: "more executors drain the backlog while latency has room"}
+	case o.OldestAge > targetAge(o) && cutFailed:
+		// Cutting made things worse: the latency is not the platform's
+		// load (a slow dependency), so more executors drain the backlog.
+		to, rule = lim+int64(math.Ceil(math.Sqrt(float64(lim)))), "concurrency-backlog"
+		ev = []Evidence{{Metric: "OldestAge", Value: o.OldestAge.Seconds(), Threshold: targetAge(o).Seconds()},
+			{Metric: "CutRolledBack", Value: 1, Threshold: 1, Note: "a recent cut of concurrency was rolled back as worse"}}
+		eff = Effect{Metric: "OldestAge", Direction: -1, Note: "more executors drain the backlog; latency is not load-bound"}
 	default:
 		return nil
 	}
