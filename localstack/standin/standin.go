@@ -30,6 +30,9 @@ const (
 	SlowPrefix    = "slow."
 	FailingPrefix = "failing."
 	SlowDelay     = time.Second
+	// TunablePrefix is a dependency whose delay and failure share a
+	// scenario sets while it runs (Services.SetTunable).
+	TunablePrefix = "tunable."
 )
 
 // Services are the stand-ins with the bookkeeping of a service that honours
@@ -40,9 +43,27 @@ const (
 // while the first is still being handled waits for it. Requests without the
 // header each perform an effect.
 type Services struct {
-	mu    sync.Mutex
-	keys  map[string]*stored
-	stats Stats
+	mu      sync.Mutex
+	keys    map[string]*stored
+	stats   Stats
+	tunable Tunable
+	calls   int64 // requests to the tunable host
+}
+
+// Tunable is how the tunable host behaves: every call waits Delay; a share
+// FailEvery of them (every ⌈1/share⌉-th call, in a fixed pattern, so a
+// scenario is reproducible) answers 503 without performing its effect, so
+// that a retry with the same Idempotency-Key may succeed.
+type Tunable struct {
+	Delay time.Duration
+	Fail  float64 // share of calls that fail, in [0, 1]
+}
+
+// SetTunable sets the tunable host's behaviour for the calls that follow.
+func (s *Services) SetTunable(t Tunable) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tunable = t
 }
 
 // Stats count what the stand-ins were asked and did.
@@ -73,6 +94,10 @@ func (s *Services) Stats() Stats {
 // ServeHTTP answers one request, replaying the stored response of a
 // repeated Idempotency-Key.
 func (s *Services) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.Host, TunablePrefix) && s.tunableFails(r) {
+		http.Error(w, "stand-in: the tunable dependency fails this call", http.StatusServiceUnavailable)
+		return
+	}
 	key := r.Header.Get("Idempotency-Key")
 	s.mu.Lock()
 	s.stats.Requests++
@@ -104,6 +129,31 @@ func (s *Services) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cur.status, cur.contentType, cur.body = rec.Code, rec.Header().Get("Content-Type"), rec.Body.Bytes()
 	close(cur.done)
 	replay(w, cur, false)
+}
+
+// tunableFails waits the tunable host's delay and reports whether this call
+// is one of the share that fails: call n fails when ⌊n·share⌋ moved on.
+func (s *Services) tunableFails(r *http.Request) bool {
+	s.mu.Lock()
+	t := s.tunable
+	s.calls++
+	n := s.calls
+	s.mu.Unlock()
+	if t.Delay > 0 {
+		select {
+		case <-time.After(t.Delay):
+		case <-r.Context().Done():
+			return true // the caller gave up; nothing is answered
+		}
+	}
+	f := min(max(t.Fail, 0), 1)
+	if int64(float64(n)*f) == int64(float64(n-1)*f) {
+		return false // answered by the ordinary path, which counts it
+	}
+	s.mu.Lock()
+	s.stats.Requests++
+	s.mu.Unlock()
+	return true
 }
 
 func replay(w http.ResponseWriter, st *stored, replayed bool) {

@@ -284,6 +284,8 @@ type Outcome struct {
 	// QueueAge is the age of the oldest waiting message: the wait before a
 	// case starts, which its own latency does not include.
 	QueueAge time.Duration `json:"queueAge,omitempty"`
+	// QueueDepth is the messages waiting at the window's end.
+	QueueDepth int64 `json:"queueDepth,omitempty"`
 }
 
 // Tolerance is how much worse a window may be and still count as no worse.
@@ -296,12 +298,21 @@ type Tolerance struct {
 	// backlog that grows after a change is users waiting longer.
 	Age      float64
 	AgeSlack time.Duration
+	// Throughput is the relative fall of the cases per window that counts
+	// as worse while a backlog waits in both windows (default 0.10).
+	Throughput float64
+	// Backlog is the queue depth from which a window counts as backlogged
+	// (default 10 messages).
+	Backlog  int64
 	MinCases int64 // fewer cases after the change: no verdict (default 20)
 }
 
 // Judge compares the window after a change with the one before: worse when
 // availability fell, p99 rose, the queue aged or the cost per case rose
-// beyond the tolerance. ok is false while the after window holds too few cases.
+// beyond the tolerance. While a backlog waits in both windows the queue's
+// age follows the arrivals more than the change, so the cases the window
+// ended (the throughput, which a backlog makes the capacity) are judged
+// instead. ok is false while the after window holds too few cases.
 func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bool) {
 	if t.Availability <= 0 {
 		t.Availability = 0.001
@@ -321,6 +332,12 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	if t.AgeSlack <= 0 {
 		t.AgeSlack = 10 * time.Second
 	}
+	if t.Throughput <= 0 {
+		t.Throughput = 0.10
+	}
+	if t.Backlog <= 0 {
+		t.Backlog = 10
+	}
 	if after.Cases < t.MinCases {
 		return false, "", false
 	}
@@ -331,7 +348,11 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	if float64(after.P99) > float64(before.P99)*(1+t.P99) {
 		why = append(why, fmt.Sprintf("p99 %s → %s", before.P99, after.P99))
 	}
-	if float64(after.QueueAge) > float64(before.QueueAge)*(1+t.Age) && after.QueueAge-before.QueueAge > t.AgeSlack {
+	backlogged := before.QueueDepth >= t.Backlog && after.QueueDepth >= t.Backlog
+	if backlogged && float64(after.Cases) < float64(before.Cases)*(1-t.Throughput) {
+		why = append(why, fmt.Sprintf("throughput under backlog %d → %d cases", before.Cases, after.Cases))
+	}
+	if !backlogged && float64(after.QueueAge) > float64(before.QueueAge)*(1+t.Age) && after.QueueAge-before.QueueAge > t.AgeSlack {
 		why = append(why, fmt.Sprintf("queue age %s → %s", before.QueueAge.Round(time.Second), after.QueueAge.Round(time.Second)))
 	}
 	if before.CostPerCase > 0 && after.CostPerCase > before.CostPerCase*(1+t.Cost) {

@@ -185,6 +185,22 @@ func TestJudge(t *testing.T) {
 	if worse, why, _ := Judge(aged, Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1e-5, QueueAge: 70 * time.Second}, Tolerance{}); worse {
 		t.Errorf("a queue a sixth older judged worse (%s), want within the relative tolerance", why)
 	}
+	// Under a backlog in both windows the throughput is judged, not the
+	// age, which follows the arrivals.
+	busy := Outcome{Cases: 100, Availability: 0.999, P99: time.Second, QueueAge: time.Minute, QueueDepth: 200}
+	for _, c := range []struct {
+		name  string
+		after Outcome
+		worse bool
+	}{
+		{"older queue, more throughput", Outcome{Cases: 150, Availability: 0.999, P99: time.Second, QueueAge: 3 * time.Minute, QueueDepth: 600}, false},
+		{"less throughput", Outcome{Cases: 80, Availability: 0.999, P99: time.Second, QueueAge: time.Minute, QueueDepth: 300}, true},
+		{"backlog gone, younger queue", Outcome{Cases: 90, Availability: 0.999, P99: time.Second, QueueAge: 0, QueueDepth: 0}, false},
+	} {
+		if worse, why, _ := Judge(busy, c.after, Tolerance{}); worse != c.worse {
+			t.Errorf("backlogged, %s: worse %v (%s), want %v", c.name, worse, why, c.worse)
+		}
+	}
 	for _, c := range cases {
 		worse, why, ok := Judge(base, c.after, Tolerance{})
 		if worse != c.worse || ok != c.ok {

@@ -61,7 +61,7 @@ type HostObservation struct {
 
 // Outcome is the observation's objective figures.
 func (o Observation) Outcome() Outcome {
-	return Outcome{Cases: o.Cases, Availability: o.Availability, P99: o.P99, CostPerCase: o.CostPerCase, QueueAge: o.OldestAge}
+	return Outcome{Cases: o.Cases, Availability: o.Availability, P99: o.P99, CostPerCase: o.CostPerCase, QueueAge: o.OldestAge, QueueDepth: o.QueueDepth}
 }
 
 func rate(n, of int64) float64 {

@@ -53,6 +53,10 @@ type Config struct {
 	// (default 1s, the SLA job's default).
 	TargetAge    string `json:"targetAge"`
 	ObjectiveP99 string `json:"objectiveP99"`
+	// P99Tolerance is the relative rise of p99 after a change that still
+	// counts as no worse (default 0.10): a short window's p99 rests on few
+	// cases.
+	P99Tolerance float64 `json:"p99Tolerance"`
 	// Bounds narrow a kind's limits (they never widen learn.DefaultBounds).
 	Bounds map[learn.SettingKind]BoundsJSON `json:"bounds"`
 }
@@ -71,6 +75,7 @@ type Parsed struct {
 	Window       time.Duration
 	TargetAge    time.Duration
 	ObjectiveP99 time.Duration
+	Tolerance    learn.Tolerance
 }
 
 var kinds = map[learn.SettingKind]bool{learn.MaxConcurrency: true, learn.BatchSize: true, learn.RetryAttempts: true,
@@ -108,6 +113,10 @@ func ParseConfig(s string, reserved int64) (Parsed, error) {
 	p.Window = dur("window", p.Config.Window, 5*time.Minute)
 	p.TargetAge = dur("targetAge", p.Config.TargetAge, 30*time.Second)
 	p.ObjectiveP99 = dur("objectiveP99", p.Config.ObjectiveP99, time.Second)
+	if p.P99Tolerance < 0 || p.P99Tolerance > 1 {
+		errs = append(errs, fmt.Errorf("p99Tolerance %v: want a fraction in (0, 1]", p.P99Tolerance))
+	}
+	p.Tolerance = learn.Tolerance{P99: p.P99Tolerance}
 	if p.MaxStep < 0 || p.MaxStep > 1 {
 		errs = append(errs, fmt.Errorf("maxStep %v: want a fraction in (0, 1]", p.MaxStep))
 	}

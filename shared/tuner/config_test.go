@@ -16,19 +16,20 @@ func TestParseConfig(t *testing.T) {
 	if p.Enabled || len(p.Guard.Allow) != 0 || p.Settle != 5*time.Minute || p.Guard.Bounds[learn.MaxConcurrency] != (learn.Bounds{Min: 2, Max: 20}) {
 		t.Fatalf("the empty configuration is %+v, want recommendation-only with nothing allowed", p)
 	}
-	p, err = ParseConfig(`{"enabled":true,"allow":["maxConcurrency","retryAttempts:orders/charge"],"maxStep":0.5,
+	p, err = ParseConfig(`{"enabled":true,"allow":["maxConcurrency","retryAttempts:orders/charge"],"maxStep":0.5,"p99Tolerance":0.3,
 		"cooldown":"2m","reduceCooldown":"10m","settle":"3m","bounds":{"maxConcurrency":{"min":4,"max":12}}}`, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !p.Enabled || p.Guard.MaxStep != 0.5 || p.Guard.Cooldown != 2*time.Minute || p.Guard.ReduceCooldown != 10*time.Minute ||
-		p.Settle != 3*time.Minute || p.Guard.Bounds[learn.MaxConcurrency] != (learn.Bounds{Min: 4, Max: 12}) {
+		p.Settle != 3*time.Minute || p.Tolerance.P99 != 0.3 || p.Guard.Bounds[learn.MaxConcurrency] != (learn.Bounds{Min: 4, Max: 12}) {
 		t.Fatalf("parsed %+v", p)
 	}
 	for _, tc := range []struct{ in, want string }{
 		{`{"enable":true}`, "unknown field"},
 		{`{"allow":["maxConcurency"]}`, "unknown setting kind"},
 		{`{"maxStep":1.5}`, "maxStep"},
+		{`{"p99Tolerance":2}`, "p99Tolerance"},
 		{`{"settle":"soon"}`, "settle"},
 		{`{"cooldown":"-1m"}`, "cooldown"},
 		{`{"cooldown":"10m","reduceCooldown":"5m"}`, "exceeds reduceCooldown"},

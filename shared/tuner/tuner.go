@@ -287,7 +287,7 @@ func (j *Job) Run(ctx context.Context) (Result, error) {
 	}
 	res.KillSwitch, res.RecommendOnly = guard.KillSwitch, recommendOnly
 
-	loop := learn.Loop{Guard: guard, Settle: j.cfg.Settle, RecommendOnly: recommendOnly, Knowledge: k, Trial: st.Trial}
+	loop := learn.Loop{Guard: guard, Tolerance: j.cfg.Tolerance, Settle: j.cfg.Settle, RecommendOnly: recommendOnly, Knowledge: k, Trial: st.Trial}
 	if err := j.decide(ctx, &st, &loop, o, &res); err != nil {
 		return res, err
 	}
