@@ -25,7 +25,7 @@ RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 LOCAL_ENV := AWS_ENDPOINT_URL=$(ENDPOINT) AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
              AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 
-.PHONY: help deps run test build synth local-up local-down local-reset local-deploy e2e bench lint fmt clean
+.PHONY: help deps run test build synth local-up local-down local-reset local-deploy e2e bench lint fmt clean tune-demo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -93,6 +93,18 @@ local-deploy: synth local-up ## provision the synthesized stack on the local end
 # ---------------------------------------------------------------- main job
 run: deps local-deploy ## the main job on the embedded endpoint (ONCE=1 exits after the summary)
 	$(LOCAL_ENV) $(BUILD)/host/knhk run $(if $(ONCE),--once) $(RUN_FLAGS)
+
+# ---------------------------------------------------------------- learning loop
+# The scenario's stack: one message per executor invocation (so the mapping's
+# maximum concurrency is the capacity), a ceiling of 12, and a loop that acts
+# within a minute (docs/learning.md, "Proof on a scenario").
+TUNE_DEMO_DIR     := $(LOCAL)/tune-demo
+TUNE_DEMO_GUARD   := {"enabled":true,"allow":["maxConcurrency"],"maxStep":1,"cooldown":"50s","reduceCooldown":"50s","settle":"50s","window":"1m","targetAge":"10s","objectiveP99":"2s","p99Tolerance":0.5,"bounds":{"maxConcurrency":{"min":2,"max":12}}}
+TUNE_DEMO_CONTEXT := -c env=local -c executorBatchSize=1 -c executorMaxConcurrency=12 -c 'tuner=$(TUNE_DEMO_GUARD)'
+tune-demo: deps build ## the learning loop's proof: one scenario on the embedded stack, loop off then on, side by side (about 30 min)
+	@mkdir -p $(TUNE_DEMO_DIR)
+	cd infra && npx --no-install cdk synth --quiet $(TUNE_DEMO_CONTEXT) -o ../$(TUNE_DEMO_DIR)/cdk.out > /dev/null
+	$(BUILD)/host/knhk local tune-demo --template $(TUNE_DEMO_DIR)/cdk.out/KnhkStack.template.json --work $(TUNE_DEMO_DIR) $(TUNE_DEMO_FLAGS)
 
 # ---------------------------------------------------------------- quality
 lint: $(LOCAL)/go-mod.done ## gofmt check and go vet

@@ -17,7 +17,7 @@ import (
 
 func init() {
 	local := &cobra.Command{Use: "local", Short: "Work with the stack on a local AWS endpoint"}
-	local.AddCommand(localDeployCmd())
+	local.AddCommand(localDeployCmd(), tuneDemoCmd())
 	root.AddCommand(local)
 }
 
