@@ -221,14 +221,16 @@ func Collect(ctx context.Context, cases []Case, chains Chains) ([]Outcome, error
 		o := Outcome{Case: c, Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
 		if n := len(rs); n > 0 && terminal(rs[n-1].Type) {
 			o.Status = rs[n-1].Type
-			o.Latency = at(rs[n-1]).Sub(at(rs[0]))
+			o.Latency = At(rs[n-1]).Sub(At(rs[0]))
 		}
 		out = append(out, o)
 	}
 	return out, nil
 }
 
-func at(r *receipt.Receipt) time.Time {
+// At is when a receipt's step happened: its end, or its start when it has
+// no end.
+func At(r *receipt.Receipt) time.Time {
 	if !r.Ended.IsZero() {
 		return r.Ended
 	}

@@ -263,7 +263,7 @@ func readCases(ctx context.Context, chains *store.Receipts, cases []localrun.Cas
 		}
 		e := Ended{Sent: sent[c.ID]}
 		if len(rs) > 0 && rs[len(rs)-1].Type.Terminal() {
-			e.Status, e.Started, e.Ended = rs[len(rs)-1].Type, at(rs[0]), at(rs[len(rs)-1])
+			e.Status, e.Started, e.Ended = rs[len(rs)-1].Type, localrun.At(rs[0]), localrun.At(rs[len(rs)-1])
 			if len(receipt.VerifyChain(rs)) == 0 {
 				if ch, err := chargeback.FromChain(rs, items); err == nil {
 					priced = append(priced, ch)
@@ -273,13 +273,6 @@ func readCases(ctx context.Context, chains *store.Receipts, cases []localrun.Cas
 		out = append(out, e)
 	}
 	return out, priced, nil
-}
-
-func at(r *receipt.Receipt) time.Time {
-	if !r.Ended.IsZero() {
-		return r.Ended
-	}
-	return r.Started
 }
 
 // costPerCase prices the cases' receipts with the current price table.
