@@ -41,13 +41,14 @@ func init() {
 				return withExit(2, err)
 			}
 			db := dynamodb.NewFromConfig(cfg)
-			rs, bad, err := store.NewReceipts(db, res.ReceiptsTable).Chain(ctx, caseID)
+			cc, err := readCase(ctx, cfg, res, store.NewReceipts(db, res.ReceiptsTable), caseID)
 			if err != nil {
 				return err
 			}
-			if len(bad) > 0 {
-				return withExit(exitTampered, fmt.Errorf("case %s has malformed receipts: %s", caseID, bad[0]))
+			if fs := cc.findings(); len(fs) > 0 {
+				return withExit(exitTampered, fmt.Errorf("case %s: stored receipts do not decode or disagree with the archive: %s", caseID, fs[0]))
 			}
+			rs := cc.Receipts
 			pub, err := kmsKey(ctx, cfg, res)
 			if err != nil {
 				return err
@@ -87,7 +88,7 @@ func init() {
 					return fmt.Errorf("write public key: %w", err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: case %s, %d receipts, checkpoint %s\n", out, caseID, len(b.Receipts), head.Period)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: case %s, %d receipts, checkpoint %s\nsource: %s\n", out, caseID, len(b.Receipts), head.Period, cc.sourceLine())
 			return nil
 		},
 	}
