@@ -127,8 +127,9 @@ type caseChain struct {
 	resolved
 	// Bad are the table's items that do not decode (Malformed findings).
 	Bad []receipt.Finding
-	// Archive is the verified archive object when one was read, and
-	// Object names it: s3://bucket/key and the version read.
+	// Archive is the verified archive object when one was read; Object
+	// names it (s3://bucket/key and the version read) when it is the
+	// source.
 	Archive *archive.Archive
 	Object  string
 }
@@ -170,6 +171,9 @@ func readCase(ctx context.Context, cfg aws.Config, res stack.Resources, chains *
 		}
 	}
 	c.resolved = resolveChain(caseID, rs, archived)
+	if c.Source == sourceTable {
+		c.Object = "" // the table holds the whole chain, and it agrees with the archive
+	}
 	if len(c.Receipts) == 0 && len(bad) == 0 {
 		return nil, withExit(2, fmt.Errorf("case %s %w: no receipts in the table and no archive object", caseID, errCaseNotFound))
 	}
