@@ -317,8 +317,10 @@ func mustJSON(t *testing.T, v any) string {
 // then deleted from the table as its time to live would. receipts, case
 // show, verify --case and proof export then print what they printed before
 // (the bundle byte for byte, and `proof verify` accepts it), saying the
-// chain came from the archive; so they do with the index entry gone (the
-// object's deterministic key). A newer tampered version of the object is
+// chain came from the archive; so they do with part of the chain back in
+// the table, and with the index entry gone (the object's deterministic
+// key). A case whose input was detached is shown, its receipts and stored
+// payload gone, with the payload of its archive object. A newer tampered version of the object is
 // not read while the index names the archived one, and is refused (exit 3,
 // errArchiveRefused) once the index entry is gone. A table receipt that
 // differs from the archived one is an ArchiveMismatch finding. A case in
@@ -343,9 +345,31 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 		t.Fatalf("submit: %d %s", code, errOut)
 	}
 	caseID := strings.TrimSpace(out)
-	got, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2})
-	if err != nil || len(got.Messages) != 1 {
-		t.Fatalf("submitted message: %v %v", got, err)
+	// A second case whose input is over the inline limit: its genesis
+	// receipt names the input by hash, stored apart (docs/receipts.md).
+	in, err := os.ReadFile(filepath.Join(sample, "inputs", "order-routing.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	padded := filepath.Join(dir, "padded.json")
+	in = append(bytes.TrimSuffix(bytes.TrimSpace(in), []byte("}")), []byte(`,"note":"`+strings.Repeat("n", receipt.InlineLimit)+`"}`)...)
+	if err := os.WriteFile(padded, in, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = run(t, "submit", "--workflow", "commerce/order-routing", "--key", "archived-2", "--input", padded, "--outputs", outFile)
+	if code != 0 {
+		t.Fatalf("submit of the padded input: %d %s", code, errOut)
+	}
+	detachedID := strings.TrimSpace(out)
+	var bodies []events.SQSMessage
+	for len(bodies) < 2 {
+		got, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(outs[stack.OutWorkQueueURL]), WaitTimeSeconds: 2, MaxNumberOfMessages: 2})
+		if err != nil || len(got.Messages) == 0 {
+			t.Fatalf("submitted messages: %v %v", got, err)
+		}
+		for _, m := range got.Messages {
+			bodies = append(bodies, events.SQSMessage{MessageId: fmt.Sprintf("m%d", len(bodies)), Body: aws.ToString(m.Body)})
+		}
 	}
 	srv := httptest.NewServer(standin.Handler())
 	defer srv.Close()
@@ -356,18 +380,28 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 		Sender: queue.NewSender(sq, outs[stack.OutWorkQueueURL]), HTTP: standin.Client(srv.Listener.Addr().String())})
 	hctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if resp, err := x.Handle(hctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: aws.ToString(got.Messages[0].Body)}}}); err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("executor: %v %v", resp, err)
+	for _, b := range bodies {
+		if resp, err := x.Handle(hctx, events.SQSEvent{Records: []events.SQSMessage{b}}); err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("executor: %v %v", resp, err)
+		}
 	}
-	rs, _, err := chains.Chain(ctx, caseID)
-	if err != nil || len(rs) < 2 || !rs[len(rs)-1].Type.Terminal() {
-		t.Fatalf("chain of the case: %d receipts, %v", len(rs), err)
-	}
-	head := rs[len(rs)-1]
-	// The verifier's watermark (the verifier runs on the table's stream,
-	// not here): the case ended at its head.
-	if err := cases.SetWatermarks(ctx, map[string]receipt.Watermark{caseID: {Seq: head.Seq, Hash: head.Hash, Ended: head.Seq}}); err != nil {
-		t.Fatal(err)
+	var detached []string
+	for _, id := range []string{caseID, detachedID} {
+		rs, _, err := chains.Chain(ctx, id)
+		if err != nil || len(rs) < 2 || !rs[len(rs)-1].Type.Terminal() {
+			t.Fatalf("chain of case %s: %d receipts, %v", id, len(rs), err)
+		}
+		if id == detachedID {
+			if detached = archive.Detached(rs); len(detached) == 0 {
+				t.Fatal("the padded input was not detached")
+			}
+		}
+		head := rs[len(rs)-1]
+		// The verifier's watermark (the verifier runs on the table's
+		// stream, not here): the case ended at its head.
+		if err := cases.SetWatermarks(ctx, map[string]receipt.Watermark{id: {Seq: head.Seq, Hash: head.Hash, Ended: head.Seq}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, errOut, code := run(t, "checkpoint", "create", "--outputs", outFile); code != 0 {
 		t.Fatalf("checkpoint create: %d %s", code, errOut)
@@ -390,7 +424,7 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := arch.Run(ctx); err != nil || len(res.Archived) != 1 || res.Archived[0] != caseID {
+	if res, err := arch.Run(ctx); err != nil || len(res.Archived) != 2 {
 		t.Fatalf("archiver: %+v %v", res, err)
 	}
 	summary, ok, err := idx.Archived(ctx, caseID)
@@ -414,6 +448,43 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 		t.Fatalf("proof verify of the bundle exported from the archive: %d %s", code, out)
 	}
 
+	// Part of the chain back in the table (its last receipts, as
+	// single-receipt items): the archive, the same output.
+	a, err := archive.Decode(mustGet(t, bucket, summary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range a.Receipts[len(a.Receipts)-3:] {
+		item, _ := store.Item(r)
+		if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(rt), Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, _, err := chains.Chain(ctx, caseID); err != nil || len(rs) != 3 {
+		t.Fatalf("the table holds %d receipts, %v", len(rs), err)
+	}
+	readCaseAll(t, outFile, caseID, bundleFile).sameAs(t, before, sourceArchive)
+	deleteReceipts(t, ctx, db, rt, caseID)
+
+	// The case with a detached input: receipts and the stored payload
+	// gone, case show replays it with the payload of its archive object.
+	deleteReceipts(t, ctx, db, rt, detachedID)
+	for _, h := range detached {
+		k := map[string]dbtypes.AttributeValue{store.AttrPK: &dbtypes.AttributeValueMemberS{Value: "BLOB#" + h}, store.AttrSK: &dbtypes.AttributeValueMemberS{Value: "BLOB"}}
+		if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(st), Key: k}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.NewState(db, st).Blob(ctx, h); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("payload %s still stored: %v", h, err)
+		}
+	}
+	out, errOut, code = run(t, "case", "show", detachedID, "--json", "--outputs", outFile)
+	var dv caseView
+	if code != 0 || json.Unmarshal([]byte(out), &dv) != nil || dv.Source != sourceArchive || !dv.Verified || dv.Status != "completed" ||
+		!jsonSame(dv.Output, standin.Outputs["order-routing"]) {
+		t.Fatalf("case show of an archived case with a detached input: %d %s %s", code, out, errOut)
+	}
+
 	// The index entry gone: the deterministic key.
 	deleteIndexEntry(t, ctx, db, st, caseID)
 	noIndex := readCaseAll(t, outFile, caseID, bundleFile)
@@ -426,10 +497,7 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 	}
 
 	// A newer, tampered version: the index names the archived version.
-	data, err := bucket.Get(ctx, summary.Key, summary.VersionID, archive.MaxSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustGet(t, bucket, summary)
 	tampered := bytes.Replace(data, []byte(`"seq":1,`), []byte(`"seq":7,`), 1)
 	if bytes.Equal(tampered, data) {
 		t.Fatal("tamper did not apply")
@@ -494,6 +562,16 @@ func deleteReceipts(t *testing.T, ctx context.Context, db *dynamodb.Client, tabl
 			t.Fatal(err)
 		}
 	}
+}
+
+// mustGet reads the archive object version an index entry names.
+func mustGet(t *testing.T, b *objects.Versioned, s archive.Summary) []byte {
+	t.Helper()
+	data, err := b.Get(context.Background(), s.Key, s.VersionID, archive.MaxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // deleteIndexEntry deletes a case's archive index entry.
