@@ -33,12 +33,13 @@ var (
 	errArchiveNotIndex = errors.New("the archive object is not the one the archive index recorded")
 )
 
-// archiveNeeded reports whether a case's archive object must be read: when
-// the archive index lists the case, or, the index entry being absent, when
-// the table's chain does not run from seq 0 without a gap or holds items
-// that do not decode (TTL or worse removed part of it).
-func archiveNeeded(table []*receipt.Receipt, malformed int, indexed bool) bool {
-	if indexed || malformed > 0 || len(table) == 0 {
+// archiveNeeded reports whether a case's archive object must be read: unless
+// the table's chain runs from seq 0 without a gap and every item decodes
+// and, when the archive index lists the case (s), ends at the archived head
+// (same seq and hash; VerifyChain then checks the links up to it). Otherwise
+// TTL, or worse, removed or changed part of the chain.
+func archiveNeeded(table []*receipt.Receipt, malformed int, s archive.Summary, indexed bool) bool {
+	if malformed > 0 || len(table) == 0 {
 		return true
 	}
 	for i, r := range table {
@@ -46,7 +47,8 @@ func archiveNeeded(table []*receipt.Receipt, malformed int, indexed bool) bool {
 			return true
 		}
 	}
-	return false
+	last := table[len(table)-1]
+	return indexed && (last.Seq != s.HeadSeq || last.Hash != s.HeadHash)
 }
 
 // resolved is the chain a reading command shows, where it came from, and
@@ -149,8 +151,8 @@ func (c *caseChain) sourceLine() string {
 }
 
 // readCase reads a case's chain from the receipts table and, when the
-// table does not hold all of it or the case is archived, from the archive
-// object the archive index names (by the recorded version), or from the
+// table does not hold all of it (or not the archived head), from the
+// archive object the archive index names (by the recorded version), or from the
 // object's deterministic key when the index entry is gone. An archive
 // object is verified before anything of it is used; one that does not
 // verify is refused (exit 3). A case in neither is not found (exit 2).
@@ -187,7 +189,7 @@ func readArchive(ctx context.Context, cfg aws.Config, res stack.Resources, caseI
 	if err != nil {
 		return nil, "", err
 	}
-	if !archiveNeeded(table, malformed, indexed) {
+	if !archiveNeeded(table, malformed, s, indexed) {
 		return nil, "", nil
 	}
 	bucket := objects.NewVersioned(objects.NewClient(cfg), res.ArchiveBucket)

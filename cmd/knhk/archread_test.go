@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,9 @@ func testChain(t *testing.T, c string, n int, ended bool, salt string) []*receip
 
 func TestArchiveNeeded(t *testing.T) {
 	full := testChain(t, "c", 4, true, "")
+	other := testChain(t, "c", 4, true, "rewritten")
+	head := full[3]
+	idx := archive.Summary{CaseID: "c", HeadSeq: head.Seq, HeadHash: head.Hash}
 	tests := []struct {
 		name      string
 		table     []*receipt.Receipt
@@ -70,16 +74,25 @@ func TestArchiveNeeded(t *testing.T) {
 		want      bool
 	}{
 		{"whole chain, not indexed", full, 0, false, false},
-		{"whole chain, indexed", full, 0, true, true},
-		{"empty table", nil, 0, false, true},
+		{"whole chain up to the archived head", full, 0, true, false},
+		{"another chain than the archived one", other, 0, true, true},
+		{"whole chain past the archived head", append(slices.Clone(full), testChain(t, "c", 5, false, "")[4]), 0, true, true},
+		{"prefix of the archived chain", full[:2], 0, true, true},
+		{"empty table, indexed", nil, 0, true, true},
+		{"empty table, not indexed", nil, 0, false, true},
 		{"genesis gone", full[1:], 0, false, true},
 		{"gap in the middle", []*receipt.Receipt{full[0], full[1], full[3]}, 0, false, true},
 		{"an item does not decode", full, 1, false, true},
+		{"an item does not decode, indexed", full, 1, true, true},
 		{"prefix of the chain (a live case)", full[:2], 0, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := archiveNeeded(tt.table, tt.malformed, tt.indexed); got != tt.want {
+			s := archive.Summary{}
+			if tt.indexed {
+				s = idx
+			}
+			if got := archiveNeeded(tt.table, tt.malformed, s, tt.indexed); got != tt.want {
 				t.Errorf("archiveNeeded = %v, want %v", got, tt.want)
 			}
 		})
@@ -323,8 +336,9 @@ func mustJSON(t *testing.T, v any) string {
 // payload gone, with the payload of its archive object. A newer tampered version of the object is
 // not read while the index names the archived one, and is refused (exit 3,
 // errArchiveRefused) once the index entry is gone. A table receipt that
-// differs from the archived one is an ArchiveMismatch finding. A case in
-// neither is not found (exit 2).
+// differs from the archived one is an ArchiveMismatch finding. With the
+// checkpoint log gone, proof export writes the archive object's own proof.
+// A case in neither is not found (exit 2).
 func TestArchivedCasesReadTransparently(t *testing.T) {
 	ep, outs, outFile := deployForCLI(t)
 	dir := filepath.Dir(outFile)
@@ -537,6 +551,17 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 		t.Errorf("proof export of a table that disagrees with the archive: exit %d %v", code, err)
 	}
 
+	// The checkpoint log lost (a stack rebuilt from the archive): proof
+	// export takes the archive object's own proof, which verifies offline.
+	deleteReceipts(t, ctx, db, rt, caseID)
+	emptyTable(t, ctx, db, outs[stack.OutCheckpointsTable])
+	if out, errOut, code := run(t, "proof", "export", "--case", caseID, "--out", bundleFile, "--outputs", outFile); code != 0 || !strings.Contains(out, "source: archive") {
+		t.Fatalf("proof export without a checkpoint log: %d %s %s", code, out, errOut)
+	}
+	if out, _, code := run(t, "proof", "verify", bundleFile, "--public-key", pemFile); code != 0 || !strings.Contains(out, `"verified": true`) {
+		t.Fatalf("proof verify of the archive object's bundle: %d %s", code, out)
+	}
+
 	// Neither in the table nor in the archive.
 	for _, args := range [][]string{{"receipts", "no-such-case"}, {"case", "show", "no-such-case"}, {"verify", "--case", "no-such-case"},
 		{"proof", "export", "--case", "no-such-case", "--out", filepath.Join(dir, "none.json")}} {
@@ -560,6 +585,31 @@ func deleteReceipts(t *testing.T, ctx context.Context, db *dynamodb.Client, tabl
 		k := map[string]dbtypes.AttributeValue{receipt.AttrCase: it[receipt.AttrCase], receipt.AttrSeq: it[receipt.AttrSeq]}
 		if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(table), Key: k}); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// emptyTable deletes every item of a table.
+func emptyTable(t *testing.T, ctx context.Context, db *dynamodb.Client, table string) {
+	t.Helper()
+	d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(table)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			k := map[string]dbtypes.AttributeValue{}
+			for _, ks := range d.Table.KeySchema {
+				k[aws.ToString(ks.AttributeName)] = it[aws.ToString(ks.AttributeName)]
+			}
+			if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(table), Key: k}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

@@ -61,17 +61,24 @@ func init() {
 			if err != nil {
 				return withExit(exitTampered, err)
 			}
-			refs := l.Case(caseID)
-			if len(refs) == 0 {
+			var b *bundle.Bundle
+			var head checkpoint.TreeHead
+			switch refs := l.Case(caseID); {
+			case len(refs) > 0:
+				p, h, err := l.Proof(refs[len(refs)-1])
+				if err != nil {
+					return err
+				}
+				if b, err = bundle.Assemble(rs, p, h, pub); err != nil {
+					return err
+				}
+				head = h
+			case cc.Archive != nil:
+				// The stored log no longer names the case (a restored
+				// stack): the verified archive object carries its proof.
+				b, head = cc.Archive.Bundle(), cc.Archive.TreeHead
+			default:
 				return fmt.Errorf("case %s is not checkpointed yet (the checkpointer runs on a schedule; `knhk checkpoint create` runs it now)", caseID)
-			}
-			p, head, err := l.Proof(refs[len(refs)-1])
-			if err != nil {
-				return err
-			}
-			b, err := bundle.Assemble(rs, p, head, pub)
-			if err != nil {
-				return err
 			}
 			data, err := bundle.Encode(b)
 			if err != nil {
