@@ -28,9 +28,9 @@ const (
 
 // Errors of readCase.
 var (
-	errCaseNotFound    = errors.New("not found")
-	errArchiveRefused  = errors.New("archive object refused")
-	errArchiveNotIndex = errors.New("the archive object is not the one the archive index recorded")
+	errCaseNotFound   = errors.New("not found")
+	errArchiveRefused = errors.New("archive object refused")
+	errNotIndexed     = errors.New("the archive object is not the one the archive index recorded")
 )
 
 // archiveNeeded reports whether a case's archive object must be read: unless
@@ -116,10 +116,10 @@ func checkArchived(data []byte, caseID string, s archive.Summary, indexed bool, 
 	sum := sha256.Sum256(data)
 	switch {
 	case hex.EncodeToString(sum[:]) != s.SHA256:
-		return nil, fmt.Errorf("%w: SHA-256 %x, the index recorded %s", errArchiveNotIndex, sum, s.SHA256)
+		return nil, fmt.Errorf("%w: SHA-256 %x, the index recorded %s", errNotIndexed, sum, s.SHA256)
 	case a.Tenant != s.Tenant || a.Proof.Leaf.Seq != s.HeadSeq || a.Proof.Leaf.Hash != s.HeadHash:
 		return nil, fmt.Errorf("%w: head %s seq %d of tenant %s, the index recorded %s seq %d of tenant %s",
-			errArchiveNotIndex, a.Proof.Leaf.Hash, a.Proof.Leaf.Seq, a.Tenant, s.HeadHash, s.HeadSeq, s.Tenant)
+			errNotIndexed, a.Proof.Leaf.Hash, a.Proof.Leaf.Seq, a.Tenant, s.HeadHash, s.HeadSeq, s.Tenant)
 	}
 	return a, nil
 }
@@ -136,7 +136,7 @@ type caseChain struct {
 	Object  string
 }
 
-// Findings are every finding of the read: undecodable table items and
+// findings are every finding of the read: undecodable table items and
 // disagreements between the table and the archive.
 func (c *caseChain) findings() []receipt.Finding {
 	return append(slices.Clone(c.Bad), c.Findings...)

@@ -184,8 +184,8 @@ func TestCheckArchived(t *testing.T) {
 		{"not canonical", append([]byte(" "), data...), "arch-c", sum, true, pub, archive.ErrMalformed},
 		{"another key signed it", data, "arch-c", sum, true, wrongPub, errAny},
 		{"another case's object", data, "arch-d", sum, true, pub, errAny},
-		{"not the indexed bytes", data, "arch-c", otherSum, true, pub, errArchiveNotIndex},
-		{"not the indexed head", data, "arch-c", otherHead, true, pub, errArchiveNotIndex},
+		{"not the indexed bytes", data, "arch-c", otherSum, true, pub, errNotIndexed},
+		{"not the indexed head", data, "arch-c", otherHead, true, pub, errNotIndexed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
