@@ -129,7 +129,12 @@ func randomKey() string {
 
 // caseView is what `case show` reports.
 type caseView struct {
-	CaseID   string            `json:"caseId"`
+	CaseID string `json:"caseId"`
+	// Source is where the receipts were read: "table", or "archive" when
+	// the receipts table no longer holds the whole chain; Archive then
+	// names the verified archive object.
+	Source   string            `json:"source"`
+	Archive  string            `json:"archive,omitempty"`
 	Tenant   string            `json:"tenant"`
 	Workflow string            `json:"workflow"`
 	Status   engine.Status     `json:"status"`
@@ -202,14 +207,16 @@ func caseShowCmd() *cobra.Command {
 			db := dynamodb.NewFromConfig(cfg)
 			chains := store.NewReceipts(db, res.ReceiptsTable)
 			chains.Blobs = store.NewState(db, res.StateTable)
-			rs, bad, err := chains.Chain(ctx, args[0])
+			cc, err := readCase(ctx, cfg, res, chains, args[0])
 			if err != nil {
 				return err
 			}
-			if len(rs) == 0 && len(bad) == 0 {
-				return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
+			if cc.Archive != nil {
+				chains.Blobs = archivedBlobs{m: cc.Archive.Blobs(), next: chains.Blobs}
 			}
-			v := caseView{CaseID: args[0], Receipts: len(rs) + len(bad), Findings: append(bad, receipt.VerifyChain(rs)...)}
+			rs := cc.Receipts
+			v := caseView{CaseID: args[0], Source: cc.Source, Archive: cc.Object, Receipts: len(rs) + len(cc.Bad),
+				Findings: append(cc.findings(), receipt.VerifyChain(rs)...)}
 			if v.Recorded, _, err = caseRecords(ctx, db, res.StateTable, args[0]); err != nil {
 				return err
 			}
@@ -284,6 +291,9 @@ func foldCase(ctx context.Context, v *caseView, chains *store.Receipts, reg *reg
 
 func printCase(w io.Writer, v caseView) {
 	fmt.Fprintf(w, "case      %s\ntenant    %s\nworkflow  %s\nstatus    %s\nreceipts  %d (chain verified: %t)\n", v.CaseID, v.Tenant, v.Workflow, v.Status, v.Receipts, v.Verified)
+	if v.Source == sourceArchive {
+		fmt.Fprintf(w, "source    archive %s (verified)\n", v.Archive)
+	}
 	for _, f := range v.Findings {
 		fmt.Fprintf(w, "finding   %s\n", f)
 	}
@@ -330,26 +340,27 @@ func receiptsOfCase(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	rs, bad, err := store.NewReceipts(dynamodb.NewFromConfig(cfg), res.ReceiptsTable).Chain(ctx, args[0])
+	cc, err := readCase(ctx, cfg, res, store.NewReceipts(dynamodb.NewFromConfig(cfg), res.ReceiptsTable), args[0])
 	if err != nil {
 		return err
 	}
-	if len(rs) == 0 && len(bad) == 0 {
-		return withExit(2, fmt.Errorf("case %s: no receipts", args[0]))
-	}
 	out := cmd.OutOrStdout()
-	for _, r := range rs {
+	for _, r := range cc.Receipts {
 		c, err := r.Canonical()
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "%s\n", c)
 	}
-	for _, f := range bad {
+	// Standard output stays a receipts file; where it came from goes to
+	// standard error.
+	fmt.Fprintf(cmd.ErrOrStderr(), "source: %s\n", cc.sourceLine())
+	fs := cc.findings()
+	for _, f := range fs {
 		fmt.Fprintln(cmd.ErrOrStderr(), "finding:", f)
 	}
-	if len(bad) > 0 {
-		return withExit(3, fmt.Errorf("case %s: %d stored items do not decode", args[0], len(bad)))
+	if len(fs) > 0 {
+		return withExit(3, fmt.Errorf("case %s: %d stored items do not decode or disagree with the archive", args[0], len(fs)))
 	}
 	return nil
 }

@@ -41,13 +41,14 @@ func init() {
 				return withExit(2, err)
 			}
 			db := dynamodb.NewFromConfig(cfg)
-			rs, bad, err := store.NewReceipts(db, res.ReceiptsTable).Chain(ctx, caseID)
+			cc, err := readCase(ctx, cfg, res, store.NewReceipts(db, res.ReceiptsTable), caseID)
 			if err != nil {
 				return err
 			}
-			if len(bad) > 0 {
-				return withExit(exitTampered, fmt.Errorf("case %s has malformed receipts: %s", caseID, bad[0]))
+			if fs := cc.findings(); len(fs) > 0 {
+				return withExit(exitTampered, fmt.Errorf("case %s: stored receipts do not decode or disagree with the archive: %s", caseID, fs[0]))
 			}
+			rs := cc.Receipts
 			pub, err := kmsKey(ctx, cfg, res)
 			if err != nil {
 				return err
@@ -60,17 +61,24 @@ func init() {
 			if err != nil {
 				return withExit(exitTampered, err)
 			}
-			refs := l.Case(caseID)
-			if len(refs) == 0 {
+			var b *bundle.Bundle
+			var head checkpoint.TreeHead
+			switch refs := l.Case(caseID); {
+			case len(refs) > 0:
+				p, h, err := l.Proof(refs[len(refs)-1])
+				if err != nil {
+					return err
+				}
+				if b, err = bundle.Assemble(rs, p, h, pub); err != nil {
+					return err
+				}
+				head = h
+			case cc.Archive != nil:
+				// The stored log no longer names the case (a restored
+				// stack): the verified archive object carries its proof.
+				b, head = cc.Archive.Bundle(), cc.Archive.TreeHead
+			default:
 				return fmt.Errorf("case %s is not checkpointed yet (the checkpointer runs on a schedule; `knhk checkpoint create` runs it now)", caseID)
-			}
-			p, head, err := l.Proof(refs[len(refs)-1])
-			if err != nil {
-				return err
-			}
-			b, err := bundle.Assemble(rs, p, head, pub)
-			if err != nil {
-				return err
 			}
 			data, err := bundle.Encode(b)
 			if err != nil {
@@ -87,7 +95,7 @@ func init() {
 					return fmt.Errorf("write public key: %w", err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: case %s, %d receipts, checkpoint %s\n", out, caseID, len(b.Receipts), head.Period)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: case %s, %d receipts, checkpoint %s\nsource: %s\n", out, caseID, len(b.Receipts), head.Period, cc.sourceLine())
 			return nil
 		},
 	}

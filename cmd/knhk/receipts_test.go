@@ -30,6 +30,12 @@ import (
 // the CLI.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	resetFlags()
+	return runRoot(t, args...)
+}
+
+// resetFlags sets every flag of the CLI back to its default.
+func resetFlags() {
 	var reset func(c *cobra.Command)
 	reset = func(c *cobra.Command) {
 		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
@@ -47,7 +53,6 @@ func run(t *testing.T, args ...string) (string, string, int) {
 		}
 	}
 	reset(root)
-	return runRoot(t, args...)
 }
 
 func writeEvents(t *testing.T, dir string, n int) string {

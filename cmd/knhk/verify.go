@@ -71,6 +71,11 @@ type report struct {
 	// Checkpoint says how the case head compares with the latest signed
 	// checkpoint ("" when none was checked).
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// Source is where a --case chain was read: "table", or "archive" when
+	// the receipts table no longer holds all of it; Archive then names
+	// the verified archive object.
+	Source  string `json:"source,omitempty"`
+	Archive string `json:"archive,omitempty"`
 }
 
 func (r *report) write(w io.Writer) error {
@@ -153,14 +158,12 @@ func verifyCase(ctx context.Context, caseID string) (report, error) {
 		return report{}, withExit(2, err)
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	rs, bad, err := store.NewReceipts(db, res.ReceiptsTable).Chain(ctx, caseID)
+	cc, err := readCase(ctx, cfg, res, store.NewReceipts(db, res.ReceiptsTable), caseID)
 	if err != nil {
 		return report{}, err
 	}
-	rep := report{Cases: 1, Receipts: len(rs), Findings: append(bad, receipt.VerifyChain(rs)...)}
-	if len(rs) == 0 && len(bad) == 0 {
-		return rep, withExit(2, fmt.Errorf("case %s has no receipts", caseID))
-	}
+	rs := cc.Receipts
+	rep := report{Cases: 1, Receipts: len(rs), Findings: append(cc.findings(), receipt.VerifyChain(rs)...), Source: cc.Source, Archive: cc.Object}
 	if res.StateTable != "" {
 		recorded, quarantine, err := caseRecords(ctx, db, res.StateTable, caseID)
 		if err != nil {

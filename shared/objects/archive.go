@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -161,4 +162,25 @@ func (b *Versioned) List(ctx context.Context, prefix string) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// Prefixes returns the next path segment of every key under prefix (the
+// common prefixes up to the next "/", without prefix or slash), in key
+// order, paginated.
+func (b *Versioned) Prefixes(ctx context.Context, prefix string) ([]string, error) {
+	p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{Bucket: aws.String(b.name), Prefix: aws.String(prefix), Delimiter: aws.String("/")})
+	var out []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", b.name, prefix, err)
+		}
+		for _, c := range page.CommonPrefixes {
+			seg := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(c.Prefix), prefix), "/")
+			if seg != "" {
+				out = append(out, seg)
+			}
+		}
+	}
+	return out, nil
 }

@@ -16,7 +16,8 @@ import (
 // Object Lock keeps every put as a version that reads back by id, a legal
 // hold is set and released, and the endpoint refuses to delete a version
 // under retention (governance mode, without the bypass header) or on legal
-// hold, as S3 does. List names the latest keys under a prefix.
+// hold, as S3 does. List names the latest keys under a prefix, Prefixes the
+// next path segments under it.
 func TestVersionedLockedBucket(t *testing.T) {
 	ep := localaws.StartT(t)
 	ctx := context.Background()
@@ -49,6 +50,18 @@ func TestVersionedLockedBucket(t *testing.T) {
 	}
 	if keys, err := b.List(ctx, "archive/"); err != nil || len(keys) != 1 || keys[0] != "archive/a.json" {
 		t.Fatalf("list: %q %v", keys, err)
+	}
+	// Prefixes names each next path segment once, not the keys directly under the prefix.
+	for _, k := range []string{"archive/v1/acme/c1.json", "archive/v1/acme/c2.json", "archive/v1/b%2Fc/c3.json"} {
+		if _, err := b.Put(ctx, k, "application/json", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if segs, err := b.Prefixes(ctx, "archive/v1/"); err != nil || len(segs) != 2 || segs[0] != "acme" || segs[1] != "b%2Fc" {
+		t.Fatalf("prefixes: %q %v", segs, err)
+	}
+	if segs, err := b.Prefixes(ctx, "archive/"); err != nil || len(segs) != 1 || segs[0] != "v1" {
+		t.Fatalf("prefixes of archive/: %q %v", segs, err)
 	}
 	if _, err := b.Get(ctx, "archive/a.json", v1, 3); err == nil {
 		t.Error("an object over the limit was read")

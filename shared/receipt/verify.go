@@ -34,6 +34,7 @@ const (
 	SecondGenesis     Kind = "SecondGenesis"     // a receipt after seq 0 claims to be a genesis (type case.started or a genesis member)
 	AfterTerminal     Kind = "AfterTerminal"     // a receipt follows the case's terminal receipt (case.completed, case.faulted, case.cancelled)
 	CheckpointRefused Kind = "CheckpointRefused" // the checkpointer refused to sign a head: the chain no longer extends the signed one
+	ArchiveMismatch   Kind = "ArchiveMismatch"   // the receipts table disagrees with the case's verified archive object
 )
 
 // Tamper reports whether the finding indicates tampering.
