@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +24,7 @@ func tuneDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tune-demo",
 		Short: "Play the learning loop's scenario twice on fresh local endpoints, loop off then on, and compare",
-		Long: "A dependency slows to a second and fails three calls in ten, then the volume triples, then both recover.\n" +
+		Long: "A dependency slows to two seconds and fails three calls in ten, then the volume triples, then both recover.\n" +
 			"The scenario runs once with the loop's kill switch on and once with the loop applying what its guardrails\n" +
 			"admit, each on its own fresh local endpoint, and prints side by side what the receipts show: SLA breach\n" +
 			"minutes, p99, DLQ messages, faulted cases, cost per case, and every change the loop made with its verdict.\n" +
@@ -39,13 +42,15 @@ func tuneDemoCmd() *cobra.Command {
 			obj := tunedemo.Objective{Availability: 0.95, P99: objective}
 			c := tunedemo.Config{TemplatePath: templatePath, HostDir: hostDir, WorkDir: workDir, Phases: phases,
 				StartConcurrency: start, Instances: instances, Drain: drain, Objective: obj, Progress: cmd.ErrOrStderr()}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			var runs [2]tunedemo.Figures
 			for i, loop := range []bool{false, true} {
 				if (only == "on" && !loop) || (only == "off" && loop) {
 					runs[i].Loop = loop
 					continue
 				}
-				f, err := tunedemo.Run(cmd.Context(), c, loop)
+				f, err := tunedemo.Run(ctx, c, loop)
 				if err != nil {
 					return err
 				}

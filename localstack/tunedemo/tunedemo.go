@@ -59,11 +59,11 @@ type Phase struct {
 	Dependency standin.Tunable
 }
 
-// DefaultPhases is the scenario: calm; the dependency slows to a second and
-// fails three calls in ten; the volume triples on the degraded dependency;
+// DefaultPhases is the scenario: calm; the dependency slows to two seconds
+// and fails three calls in ten; the volume triples on the degraded dependency;
 // both recover.
 func DefaultPhases() []Phase {
-	calm, degraded := standin.Tunable{Delay: 100 * time.Millisecond}, standin.Tunable{Delay: time.Second, Fail: 0.3}
+	calm, degraded := standin.Tunable{Delay: 100 * time.Millisecond}, standin.Tunable{Delay: 2 * time.Second, Fail: 0.3}
 	return []Phase{
 		{Name: "calm", Duration: time.Minute, Rate: 1.1, Dependency: calm},
 		{Name: "degraded", Duration: 3 * time.Minute, Rate: 1.1, Dependency: degraded},

@@ -310,9 +310,9 @@ type Tolerance struct {
 // Judge compares the window after a change with the one before: worse when
 // availability fell, p99 rose, the queue aged or the cost per case rose
 // beyond the tolerance. While a backlog waits in both windows the queue's
-// age follows the arrivals more than the change, so the cases the window
-// ended (the throughput, which a backlog makes the capacity) are judged
-// instead. ok is false while the after window holds too few cases.
+// age and the cases' p99 (their retries and resumptions queue too) follow
+// the arrivals more than the change, so the cases the window ended (the
+// throughput, which a backlog makes the capacity) are judged instead. ok is false while the after window holds too few cases.
 func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bool) {
 	if t.Availability <= 0 {
 		t.Availability = 0.001
@@ -345,10 +345,10 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	if after.Availability < before.Availability-t.Availability {
 		why = append(why, fmt.Sprintf("availability %.4f → %.4f", before.Availability, after.Availability))
 	}
-	if float64(after.P99) > float64(before.P99)*(1+t.P99) {
+	backlogged := before.QueueDepth >= t.Backlog && after.QueueDepth >= t.Backlog
+	if !backlogged && float64(after.P99) > float64(before.P99)*(1+t.P99) {
 		why = append(why, fmt.Sprintf("p99 %s → %s", before.P99, after.P99))
 	}
-	backlogged := before.QueueDepth >= t.Backlog && after.QueueDepth >= t.Backlog
 	if backlogged && float64(after.Cases) < float64(before.Cases)*(1-t.Throughput) {
 		why = append(why, fmt.Sprintf("throughput under backlog %d → %d cases", before.Cases, after.Cases))
 	}

@@ -195,6 +195,8 @@ func TestJudge(t *testing.T) {
 	}{
 		{"older queue, more throughput", Outcome{Cases: 150, Availability: 0.999, P99: time.Second, QueueAge: 3 * time.Minute, QueueDepth: 600}, false},
 		{"less throughput", Outcome{Cases: 80, Availability: 0.999, P99: time.Second, QueueAge: time.Minute, QueueDepth: 300}, true},
+		{"slower cases, more throughput", Outcome{Cases: 150, Availability: 0.999, P99: 3 * time.Second, QueueAge: time.Minute, QueueDepth: 300}, false},
+		{"less throughput, fewer completed", Outcome{Cases: 100, Availability: 0.9, P99: time.Second, QueueAge: time.Minute, QueueDepth: 300}, true},
 		{"backlog gone, younger queue", Outcome{Cases: 90, Availability: 0.999, P99: time.Second, QueueAge: 0, QueueDepth: 0}, false},
 	} {
 		if worse, why, _ := Judge(busy, c.after, Tolerance{}); worse != c.worse {
