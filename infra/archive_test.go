@@ -82,7 +82,7 @@ func TestArchiveBucket(t *testing.T) {
 }
 
 // TestArchiver pins the archiver: scheduled every archiveEveryMinutes, told
-// the bucket and the receipts' retention; the receipts table expires items
+// the archive and payloads buckets and the receipts' retention; the receipts table expires items
 // by expiresAt; the archiver's role may update receipt items only in their
 // key and expiresAt, and is the only role with a receipts UpdateItem.
 func TestArchiver(t *testing.T) {
@@ -90,7 +90,8 @@ func TestArchiver(t *testing.T) {
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	_, fn := only(t, resourcesOf(res, "AWS::Lambda::Function", "Archiver"), "archiver functions")
 	env := fn["Environment"].(map[string]any)["Variables"].(map[string]any)
-	if env["KNHK_RECEIPT_RETENTION_DAYS"] != "45" || !strings.Contains(compact(env["KNHK_ARCHIVE_BUCKET"]), "ArchiveBucket") {
+	if env["KNHK_RECEIPT_RETENTION_DAYS"] != "45" || !strings.Contains(compact(env["KNHK_ARCHIVE_BUCKET"]), "ArchiveBucket") ||
+		!strings.Contains(compact(env["KNHK_PAYLOAD_BUCKET"]), "PayloadBucket") {
 		t.Errorf("archiver environment %s", compact(env))
 	}
 	_, rule := only(t, resourcesOf(res, "AWS::Events::Rule", "ArchiverSchedule"), "archiver schedules")

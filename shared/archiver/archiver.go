@@ -82,7 +82,8 @@ type Chains interface {
 	SetExpiry(ctx context.Context, caseID string, at time.Time) (int, error)
 }
 
-// Blobs reads detached payloads by hash (store.State).
+// Blobs reads detached payloads by hash (objects.Blobs: the payloads bucket,
+// falling back to the state table for payloads written there before).
 type Blobs interface {
 	Blob(ctx context.Context, hash string) ([]byte, error)
 }

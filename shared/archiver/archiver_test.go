@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -75,6 +76,10 @@ type env struct {
 	cp       *checkpointer.Checkpointer
 	rt       string
 	deps     Deps
+	// payloads is the payloads bucket the detached payloads go to, state
+	// the state table that held them before.
+	payloads *objects.Bucket
+	state    *store.State
 }
 
 func newEnv(t testing.TB) *env {
@@ -101,9 +106,13 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := store.NewState(db, st)
+	pb := fmt.Sprintf("payloads-%d", n)
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(pb)}); err != nil {
+		t.Fatal(err)
+	}
 	e := &env{db: db, s3: sc, receipts: store.NewReceipts(db, rt), cases: store.NewCases(db, st), index: store.NewArchives(db, st),
-		bucket: objects.NewVersioned(sc, bn), key: key, alerts: &alerts{}, rt: rt}
+		bucket: objects.NewVersioned(sc, bn), key: key, alerts: &alerts{}, rt: rt, payloads: objects.New(sc, pb), state: store.NewState(db, st)}
+	state := objects.NewBlobs(e.payloads, e.state)
 	e.receipts.Blobs = state
 	e.cp, err = checkpointer.New(checkpointer.Deps{Log: store.NewCheckpoints(db, ct), Leases: store.NewLeases(db, ct), Cases: e.cases,
 		Chains: e.receipts, Findings: store.NewFindings(db, st), Alerts: e.alerts, Signer: key, Out: &strings.Builder{}})
@@ -459,4 +468,55 @@ func BenchmarkArchiveCase(b *testing.B) {
 		b.Fatalf("archived %d of %d", len(res.Archived), b.N)
 	}
 	b.ReportMetric(float64(res.Bytes)/float64(b.N), "bytes/case")
+}
+
+// Detached payloads are read from the state table for a case whose
+// payloads were written there before they moved to the payloads bucket,
+// and from the bucket (blobs/<sha256>) for a case written after: the
+// archive objects of both embed the payload and verify.
+func TestArchivesPayloadsFromTheStateTableAndTheBucket(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	blobs := e.receipts.Blobs
+	e.receipts.Blobs = e.state // as the executor wrote them before the move
+	old := e.grow(t, "old", 2, true, true)
+	e.receipts.Blobs = blobs
+	hash := old[1].OutputHash
+	if _, err := e.payloads.Get(ctx, objects.BlobKey(hash), 0); !errors.Is(err, objects.ErrNotFound) {
+		t.Fatalf("the old case's payload is in the bucket: %v", err)
+	}
+	e.checkpoint(t)
+	a := e.archiver(t, nil)
+	if res := run(t, a); !slices.Equal(res.Archived, []string{"old"}) || len(res.Refused) != 0 {
+		t.Fatalf("first run: %+v", res)
+	}
+	e.grow(t, "fresh", 2, true, true)
+	if _, err := e.payloads.Get(ctx, objects.BlobKey(hash), 0); err != nil {
+		t.Fatalf("the fresh case's payload is not under blobs/<sha256>: %v", err)
+	}
+	e.checkpoint(t)
+	if res := run(t, a); !slices.Equal(res.Archived, []string{"fresh"}) || len(res.Refused) != 0 {
+		t.Fatalf("second run: %+v", res)
+	}
+	pub, _ := e.key.PublicKey(ctx)
+	for _, id := range []string{"old", "fresh"} {
+		s, ok, err := e.index.Archived(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("%s not indexed: %v", id, err)
+		}
+		data, err := e.bucket.Get(ctx, archive.Key("acme", id), s.VersionID, archive.MaxSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := archive.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := archive.Verify(obj, pub); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if len(obj.Payloads) != 1 || obj.Payloads[0].Hash != hash {
+			t.Fatalf("%s: payloads %+v", id, obj.Payloads)
+		}
+	}
 }
