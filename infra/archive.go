@@ -85,6 +85,8 @@ func newArchiver(scope constructs.Construct, cfg stackconfig.Config, keys Keys, 
 		}},
 	}))
 	allow(j.Role, []string{"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, tables.State.TableArn())
+	// The refused cases due for a retry, by next retry time (store.Refusals).
+	allow(j.Role, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(j.Role, []string{"dynamodb:Query"}, tables.Checkpoints.TableArn())
 	allow(j.Role, []string{"kms:GetPublicKey"}, keys.Checkpoint.KeyArn())
 	allow(j.Role, []string{"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}, buckets.Archive.ArnForObjects(jsii.String(archive.Prefix+"*")))

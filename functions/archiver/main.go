@@ -98,6 +98,7 @@ func build(ctx context.Context) (handler.Function, *archiver.Archiver, error) {
 		// for those written there before they moved.
 		Blobs:     objects.NewBlobs(objects.New(s3c, s.payloads), store.NewState(ddb, s.state)),
 		Index:     store.NewArchives(ddb, s.state),
+		Refusals:  store.NewRefusals(ddb, s.state),
 		Bucket:    objects.NewVersioned(s3c, s.bucket),
 		Key:       signer.NewKMS(kms.NewFromConfig(awsCfg), s.key),
 		Alerts:    alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),

@@ -103,7 +103,7 @@ func newLive(t testing.TB) *live {
 		t.Fatal(err)
 	}
 	if l.ar, err = archiver.New(archiver.Deps{Log: l.log, Leases: store.NewLeases(db, st), Watermarks: l.cases, Chains: l.receipts,
-		Blobs: state, Index: store.NewArchives(db, st), Bucket: l.bucket, Key: key, Alerts: &alerts{}, Out: &strings.Builder{}, MaxCases: 1000}); err != nil {
+		Blobs: state, Index: store.NewArchives(db, st), Refusals: store.NewRefusals(db, st), Bucket: l.bucket, Key: key, Alerts: &alerts{}, Out: &strings.Builder{}, MaxCases: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	return l
