@@ -70,6 +70,7 @@ func newArchiver(scope constructs.Construct, cfg stackconfig.Config, keys Keys, 
 			stack.EnvName(stack.OutAlertsTopicArn):   msg.Alerts.TopicArn(),
 			stack.EnvName(stack.OutCheckpointKeyID):  keys.Checkpoint.KeyId(),
 			stack.EnvName(stack.OutArchiveBucket):    buckets.Archive.BucketName(),
+			stack.EnvName(stack.OutPayloadBucket):    buckets.Payloads.BucketName(),
 			archiver.EnvRetentionDays:                jsii.String(strconv.Itoa(cfg.ReceiptRetentionDays)),
 			EnvLogLevel:                              jsii.String(cfg.LogLevel),
 		}})
@@ -84,12 +85,17 @@ func newArchiver(scope constructs.Construct, cfg stackconfig.Config, keys Keys, 
 		}},
 	}))
 	allow(j.Role, []string{"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, tables.State.TableArn())
+	// The refused cases due for a retry, by next retry time (store.Refusals).
+	allow(j.Role, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(j.Role, []string{"dynamodb:Query"}, tables.Checkpoints.TableArn())
 	allow(j.Role, []string{"kms:GetPublicKey"}, keys.Checkpoint.KeyArn())
 	allow(j.Role, []string{"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}, buckets.Archive.ArnForObjects(jsii.String(archive.Prefix+"*")))
+	// Read-only on the detached payloads it embeds in archive objects.
+	allow(j.Role, []string{"s3:GetObject"}, buckets.Payloads.ArnForObjects(jsii.String(blobsPrefix+"/*")))
 	allow(j.Role, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
 	allow(j.Role, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	suppressXRay(j.Role, "")
+	suppressObjectPrefix(j.Role, "PayloadBucket", blobsPrefix, "s3:GetObject on the objects under blobs/ of the payloads bucket only: detached payloads are named by their content hash, blobs/<sha256>, unknown at deploy time.")
 	suppressObjectPrefix(j.Role, "ArchiveBucket", "archive", "s3:PutObject and s3:GetObject(Version) on the objects under archive/ of the archive bucket only: one object per ended case, archive/v1/<tenant>/<case>.json.")
 
 	objects := buckets.Archive.ArnForObjects(jsii.String("*"))

@@ -82,15 +82,18 @@ func TestArchiveBucket(t *testing.T) {
 }
 
 // TestArchiver pins the archiver: scheduled every archiveEveryMinutes, told
-// the bucket and the receipts' retention; the receipts table expires items
+// the archive and payloads buckets and the receipts' retention; the receipts table expires items
 // by expiresAt; the archiver's role may update receipt items only in their
-// key and expiresAt, and is the only role with a receipts UpdateItem.
+// key and expiresAt, and is the only role with a receipts UpdateItem; it
+// may query the state table's index (the refused cases due for a retry)
+// and not the table itself.
 func TestArchiver(t *testing.T) {
 	s := synth(t, "archiver", map[string]any{"receiptRetentionDays": "45", "archiveEveryMinutes": "20"})
 	res := templateJSON(t, s)["Resources"].(map[string]any)
 	_, fn := only(t, resourcesOf(res, "AWS::Lambda::Function", "Archiver"), "archiver functions")
 	env := fn["Environment"].(map[string]any)["Variables"].(map[string]any)
-	if env["KNHK_RECEIPT_RETENTION_DAYS"] != "45" || !strings.Contains(compact(env["KNHK_ARCHIVE_BUCKET"]), "ArchiveBucket") {
+	if env["KNHK_RECEIPT_RETENTION_DAYS"] != "45" || !strings.Contains(compact(env["KNHK_ARCHIVE_BUCKET"]), "ArchiveBucket") ||
+		!strings.Contains(compact(env["KNHK_PAYLOAD_BUCKET"]), "PayloadBucket") {
 		t.Errorf("archiver environment %s", compact(env))
 	}
 	_, rule := only(t, resourcesOf(res, "AWS::Events::Rule", "ArchiverSchedule"), "archiver schedules")
@@ -101,10 +104,15 @@ func TestArchiver(t *testing.T) {
 	if got := compact(tbl["TimeToLiveSpecification"]); got != `{"AttributeName":"expiresAt","Enabled":true}` {
 		t.Errorf("receipts TTL %s", got)
 	}
+	stateID, _ := only(t, resourcesOf(res, "AWS::DynamoDB::Table", "StateTable"), "state tables")
+	var stateQueries []string
 	for id, p := range resourcesOf(res, "AWS::IAM::Policy", "") {
 		for _, st := range p["PolicyDocument"].(map[string]any)["Statement"].([]any) {
 			st := st.(map[string]any)
 			acts := compact(st["Action"])
+			if r := compact(st["Resource"]); strings.HasPrefix(id, "ArchiverRole") && strings.Contains(acts, "dynamodb:Query") && strings.Contains(r, stateID) {
+				stateQueries = append(stateQueries, r)
+			}
 			if !strings.Contains(acts, "dynamodb:UpdateItem") || !strings.Contains(compact(st["Resource"]), receiptsID) {
 				continue
 			}
@@ -113,6 +121,9 @@ func TestArchiver(t *testing.T) {
 				t.Errorf("%s may update receipt items (%s, condition %s)", id, acts, cond)
 			}
 		}
+	}
+	if len(stateQueries) != 1 || !strings.Contains(stateQueries[0], "/index/"+StateIndexName) {
+		t.Errorf("archiver queries on the state table %v, want its index %s only", stateQueries, StateIndexName)
 	}
 	if got := FunctionNames(); !slices.Contains(got, ArchiverName) {
 		t.Errorf("function names %v lack the archiver", got)

@@ -14,10 +14,17 @@ import (
 // DeadLetterRetentionDays is how long the dead-letter queue keeps a message.
 const DeadLetterRetentionDays = 14
 
-// PayloadExpireDays is how long an input sent by reference is kept: longer
-// than a message that names it can live in the dead-letter queue, with a
-// margin for its redrive.
+// PayloadExpireDays is how long an input sent by reference (inputs/) is
+// kept: longer than a message that names it can live in the dead-letter
+// queue, with a margin for its redrive. Detached payloads (blobs/) do not
+// expire: see docs/receipts.md.
 const PayloadExpireDays = DeadLetterRetentionDays + 7
+
+// Key prefixes of the payloads bucket (objects.InputPrefix, objects.BlobPrefix).
+const (
+	inputsPrefix = "inputs"
+	blobsPrefix  = "blobs"
+)
 
 // Buckets are the stack's S3 buckets.
 type Buckets struct {
@@ -25,7 +32,8 @@ type Buckets struct {
 	AccessLogs awss3.Bucket
 	// Chargeback holds the cost job's monthly exports.
 	Chargeback awss3.Bucket
-	// Payloads holds inputs too large for a message, under inputs/<sha256>.
+	// Payloads holds inputs too large for a message, under inputs/<sha256>,
+	// and the detached payloads of receipts, under blobs/<sha256>.
 	Payloads awss3.Bucket
 	// Archive holds one archive object per ended case under Object Lock;
 	// only the archiver writes it (see newArchiver).
@@ -53,24 +61,30 @@ func NewBuckets(scope constructs.Construct, cfg stackconfig.Config, keys Keys) B
 		Id:     jsii.String("AwsSolutions-S1"),
 		Reason: jsii.String("This is the server access logs bucket of the stack's other buckets; logging its own access would log the delivery of logs into itself."),
 	}}, jsii.Bool(false))
-	b.Chargeback = newDataBucket(scope, "ChargebackBucket", cfg, keys, b.AccessLogs, true, &awss3.LifecycleRule{
+	b.Chargeback = newDataBucket(scope, "ChargebackBucket", cfg, keys, b.AccessLogs, true, []*awss3.LifecycleRule{{
 		Id:                                  jsii.String("ExpireChargebackExports"),
 		Expiration:                          awscdk.Duration_Days(jsii.Number(float64(cfg.ChargebackExpireDays))),
 		NoncurrentVersionExpiration:         awscdk.Duration_Days(jsii.Number(float64(cfg.ChargebackExpireDays))),
 		AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
-	})
-	b.Payloads = newDataBucket(scope, "PayloadBucket", cfg, keys, b.AccessLogs, false, &awss3.LifecycleRule{
-		Id:                                  jsii.String("ExpirePayloads"),
-		Expiration:                          awscdk.Duration_Days(jsii.Number(PayloadExpireDays)),
+	}})
+	// Only inputs/ expires. A detached payload under blobs/ is shared by
+	// every case that recorded the same bytes and must outlive each live
+	// receipt that names it, which no age-based rule can know; it is kept.
+	b.Payloads = newDataBucket(scope, "PayloadBucket", cfg, keys, b.AccessLogs, false, []*awss3.LifecycleRule{{
+		Id:         jsii.String("ExpireInputs"),
+		Prefix:     jsii.String(inputsPrefix + "/"),
+		Expiration: awscdk.Duration_Days(jsii.Number(PayloadExpireDays)),
+	}, {
+		Id:                                  jsii.String("AbortIncompleteUploads"),
 		AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
-	})
+	}})
 	b.Archive = newArchiveBucket(scope, cfg, keys, b.AccessLogs)
 	return b
 }
 
 // newDataBucket is a bucket encrypted with the data key (with an S3 bucket
 // key, so objects cost one KMS call per data key rather than per object).
-func newDataBucket(scope constructs.Construct, id string, cfg stackconfig.Config, keys Keys, logs awss3.IBucket, versioned bool, rule *awss3.LifecycleRule) awss3.Bucket {
+func newDataBucket(scope constructs.Construct, id string, cfg stackconfig.Config, keys Keys, logs awss3.IBucket, versioned bool, rules []*awss3.LifecycleRule) awss3.Bucket {
 	return awss3.NewBucket(scope, jsii.String(id), &awss3.BucketProps{
 		Encryption:             awss3.BucketEncryption_KMS,
 		EncryptionKey:          keys.Data,
@@ -79,7 +93,7 @@ func newDataBucket(scope constructs.Construct, id string, cfg stackconfig.Config
 		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
 		ObjectOwnership:        awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
 		Versioned:              jsii.Bool(versioned),
-		LifecycleRules:         &[]*awss3.LifecycleRule{rule},
+		LifecycleRules:         &rules,
 		ServerAccessLogsBucket: logs,
 		ServerAccessLogsPrefix: jsii.String(id + "/"),
 		RemovalPolicy:          removalPolicy(cfg),

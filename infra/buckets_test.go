@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -43,8 +44,10 @@ func compact(v any) string {
 // TestBuckets: the chargeback and payloads buckets are encrypted with the
 // data key, closed to the public, log their access to the access-logs
 // bucket and deny every request not made over TLS; chargeback exports are
-// versioned and expire after chargebackExpireDays, payloads expire after
-// the dead-letter queue's retention plus a margin.
+// versioned and expire after chargebackExpireDays; inputs sent by reference
+// (inputs/) expire after the dead-letter queue's retention plus a margin,
+// while detached payloads (blobs/) are under no expiring rule; both abort
+// incomplete uploads after a day.
 // bucketsContext is the context of the stack the bucket tests synthesize.
 var bucketsContext = map[string]any{stackconfig.CtxChargebackExpireDays: "400", stackconfig.CtxCostEvery: "6",
 	stackconfig.CtxCostConfig: map[string]any{"budgets": map[string]any{"acme": "250"}}}
@@ -60,7 +63,13 @@ func TestBuckets(t *testing.T) {
 	for prefix, want := range map[string]struct {
 		days      float64
 		versioned bool
-	}{"ChargebackBucket": {400, true}, "PayloadBucket": {PayloadExpireDays, false}} {
+		// rules are the lifecycle rules, compacted.
+		rules string
+	}{
+		"ChargebackBucket": {400, true, `[{"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1},"ExpirationInDays":400,"Id":"ExpireChargebackExports","NoncurrentVersionExpiration":{"NoncurrentDays":400},"Status":"Enabled"}]`},
+		"PayloadBucket": {PayloadExpireDays, false, fmt.Sprintf(`[{"ExpirationInDays":%d,"Id":"ExpireInputs","Prefix":"inputs/","Status":"Enabled"},`+
+			`{"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1},"Id":"AbortIncompleteUploads","Status":"Enabled"}]`, PayloadExpireDays)},
+	} {
 		id, p := only(t, resourcesOf(res, "AWS::S3::Bucket", prefix), prefix)
 		enc := compact(p["BucketEncryption"])
 		if !strings.Contains(enc, `"SSEAlgorithm":"aws:kms"`) || !strings.Contains(enc, `"KMSMasterKeyID":{"Fn::GetAtt":["DataKey`) {
@@ -72,9 +81,8 @@ func TestBuckets(t *testing.T) {
 		if compact(p["LoggingConfiguration"].(map[string]any)["DestinationBucketName"]) != `{"Ref":"`+logsID+`"}` {
 			t.Errorf("%s logs to %v", id, p["LoggingConfiguration"])
 		}
-		rules := p["LifecycleConfiguration"].(map[string]any)["Rules"].([]any)
-		if len(rules) != 1 || rules[0].(map[string]any)["ExpirationInDays"] != want.days || rules[0].(map[string]any)["Status"] != "Enabled" {
-			t.Errorf("%s lifecycle %v, want expiry after %v days", id, rules, want.days)
+		if rules := compact(p["LifecycleConfiguration"].(map[string]any)["Rules"]); rules != want.rules {
+			t.Errorf("%s lifecycle %s, want %s", id, rules, want.rules)
 		}
 		if versioned := compact(p["VersioningConfiguration"]) == `{"Status":"Enabled"}`; versioned != want.versioned {
 			t.Errorf("%s versioning %v, want versioned %v", id, p["VersioningConfiguration"], want.versioned)
@@ -100,7 +108,9 @@ func TestBuckets(t *testing.T) {
 }
 
 // TestBucketGrants: the executor may only read inputs/ of the payloads
-// bucket (and is told its name); the cost job may only write chargeback/ of
+// bucket and write and read its blobs/ (and is told its name); the archiver
+// may only write and read archive/ of the archive bucket and read blobs/ of
+// the payloads bucket; the cost job may only write chargeback/ of
 // the chargeback bucket, reads the receipts by Scan only, and reaches
 // neither the checkpoints nor the signing key nor the work queue; no other
 // role has any S3 action; the cost job runs every costEvery hours.
@@ -120,12 +130,16 @@ func TestBucketGrants(t *testing.T) {
 			r := compact(st["Resource"])
 			switch {
 			case strings.HasPrefix(id, "ExecutorRole"):
-				if acts != `"s3:GetObject"` || !strings.Contains(r, payloadID) || !strings.Contains(r, `/inputs/*`) {
-					t.Errorf("executor S3 grant %s on %s, want s3:GetObject on %s/inputs/*", acts, r, payloadID)
+				inputs := acts == `"s3:GetObject"` && strings.Contains(r, `/inputs/*`)
+				blobs := acts == `["s3:PutObject","s3:GetObject"]` && strings.Contains(r, `/blobs/*`)
+				if !(inputs || blobs) || !strings.Contains(r, payloadID) {
+					t.Errorf("executor S3 grant %s on %s, want s3:GetObject on %s/inputs/* or put and get on %[3]s/blobs/*", acts, r, payloadID)
 				}
 			case strings.HasPrefix(id, "ArchiverRole"):
-				if acts != `["s3:PutObject","s3:GetObject","s3:GetObjectVersion"]` || !strings.Contains(r, archiveID) || !strings.Contains(r, `/archive/*`) {
-					t.Errorf("archiver S3 grant %s on %s, want put and get on %s/archive/*", acts, r, archiveID)
+				archived := acts == `["s3:PutObject","s3:GetObject","s3:GetObjectVersion"]` && strings.Contains(r, archiveID) && strings.Contains(r, `/archive/*`)
+				blobs := acts == `"s3:GetObject"` && strings.Contains(r, payloadID) && strings.Contains(r, `/blobs/*`)
+				if !archived && !blobs {
+					t.Errorf("archiver S3 grant %s on %s, want put and get on %s/archive/* or s3:GetObject on %s/blobs/*", acts, r, archiveID, payloadID)
 				}
 			case strings.HasPrefix(id, "CostRole"):
 				if acts != `"s3:PutObject"` || !strings.Contains(r, chargebackID) || !strings.Contains(r, `/chargeback/*`) {

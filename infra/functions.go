@@ -148,8 +148,10 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	// Query is the only one of these that an index serves.
 	allow(execRole, []string{"dynamodb:Query"}, indexArn(tables.State.TableArn(), StateIndexName))
 	allow(execRole, []string{"sqs:SendMessage"}, msg.Work.QueueArn())
-	// Read-only on the inputs sent by reference.
-	allow(execRole, []string{"s3:GetObject"}, buckets.Payloads.ArnForObjects(jsii.String("inputs/*")))
+	// Read-only on the inputs sent by reference; write and read of the
+	// detached payloads of the receipts it appends.
+	allow(execRole, []string{"s3:GetObject"}, buckets.Payloads.ArnForObjects(jsii.String(inputsPrefix+"/*")))
+	allow(execRole, []string{"s3:PutObject", "s3:GetObject"}, buckets.Payloads.ArnForObjects(jsii.String(blobsPrefix+"/*")))
 	allow(execRole, []string{"sns:Publish"}, msg.Alerts.TopicArn())
 	allow(execRole, []string{"kms:Decrypt", "kms:GenerateDataKey"}, keys.Data.KeyArn())
 	// The mapping grants the function what polling needs: receive, delete,
@@ -162,7 +164,8 @@ func NewFunctions(scope constructs.Construct, cfg stackconfig.Config, keys Keys,
 	})
 	f.Executor.AddEventSource(f.WorkMapping)
 	suppressXRay(execRole, "")
-	suppressObjectPrefix(execRole, "PayloadBucket", "inputs", "s3:GetObject on the objects under inputs/ of the payloads bucket only: inputs sent by reference are named by their content hash, inputs/<sha256>, unknown at deploy time.")
+	suppressObjectPrefix(execRole, "PayloadBucket", inputsPrefix, "s3:GetObject on the objects under inputs/ of the payloads bucket only: inputs sent by reference are named by their content hash, inputs/<sha256>, unknown at deploy time.")
+	suppressObjectPrefix(execRole, "PayloadBucket", blobsPrefix, "s3:PutObject and s3:GetObject on the objects under blobs/ of the payloads bucket only: detached payloads of receipts are named by their content hash, blobs/<sha256>, unknown at deploy time.")
 	policy := execRole.Node().FindChild(jsii.String("DefaultPolicy"))
 	cdknag.NagSuppressions_AddResourceSuppressions(policy, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),

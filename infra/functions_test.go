@@ -376,7 +376,9 @@ func TestFunctions(t *testing.T) {
 					"kms:Decrypt":                   {key},
 					"kms:GenerateDataKey":           {key},
 					"secretsmanager:GetSecretValue": {map[string]any{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:knhk/*"}},
-					"s3:GetObject":                  {map[string]any{"Fn::Join": []any{"", []any{getAtt(idPayloads, "Arn"), "/inputs/*"}}}},
+					"s3:GetObject": {map[string]any{"Fn::Join": []any{"", []any{getAtt(idPayloads, "Arn"), "/inputs/*"}}},
+						map[string]any{"Fn::Join": []any{"", []any{getAtt(idPayloads, "Arn"), "/blobs/*"}}}},
+					"s3:PutObject": {map[string]any{"Fn::Join": []any{"", []any{getAtt(idPayloads, "Arn"), "/blobs/*"}}}},
 				}))
 				for _, r := range got["dynamodb:PutItem"] {
 					if r != canon(receipts) && r != canon(state) {
@@ -568,11 +570,13 @@ func TestNagSuppressions(t *testing.T) {
 				`AccessLogsBucket AwsSolutions-S1 null`,
 				`ArchiverRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`ArchiverRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cArchiveBucket[0-9A-F]+\\.Arn\u003e\\/archive\\/\\*$/"}]`,
+				`ArchiverRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/blobs\\/\\*$/"}]`,
 				`CanaryRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CheckpointerRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CostRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
 				`CostRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cChargebackBucket[0-9A-F]+\\.Arn\u003e\\/chargeback\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,
+				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/blobs\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::\u003cPayloadBucket[0-9A-F]+\\.Arn\u003e\\/inputs\\/\\*$/"}]`,
 				`ExecutorRoleDefaultPolicy AwsSolutions-IAM5 [{"regex":"/^Resource::arn:.*:secretsmanager:.*:secret:knhk\\/\\*$/"}]`,
 				`SlaRoleDefaultPolicy AwsSolutions-IAM5 ["Resource::*"]`,

@@ -19,7 +19,7 @@ import (
 
 func init() {
 	a := &cobra.Command{Use: "archive", Short: "List archived cases, hold them, verify archive objects (docs/audit.md)"}
-	a.AddCommand(archiveListCmd(), archiveHoldCmd(), archiveVerifyCmd())
+	a.AddCommand(archiveListCmd(), archiveHoldCmd(), archiveVerifyCmd(), archiveRefusedCmd(), archiveRetryCmd())
 	root.AddCommand(a)
 }
 

@@ -44,7 +44,8 @@ func caseListCmd() *cobra.Command {
 			if err != nil {
 				return withExit(2, err)
 			}
-			cs, err := openCases(ctx, dynamodb.NewFromConfig(cfg), res.ReceiptsTable, res.StateTable, limit)
+			db := dynamodb.NewFromConfig(cfg)
+			cs, err := openCases(ctx, db, res.ReceiptsTable, res.StateTable, payloadBlobs(cfg, db, res.StateTable, res.PayloadBucket), limit)
 			if err != nil {
 				return err
 			}
@@ -64,13 +65,13 @@ func caseListCmd() *cobra.Command {
 // openCases lists up to limit cases whose verified chain has not ended,
 // oldest watermark first, each folded to its status and waits. Cases whose
 // terminal receipt the verifier has not reached yet are read and left out.
-func openCases(ctx context.Context, db *dynamodb.Client, receiptsTable, stateTable string, limit int) ([]openCase, error) {
+func openCases(ctx context.Context, db *dynamodb.Client, receiptsTable, stateTable string, blobs store.BlobStore, limit int) ([]openCase, error) {
 	ws, err := store.NewCases(db, stateTable).ChangedWatermarks(ctx, time.Time{})
 	if err != nil {
 		return nil, err
 	}
 	chains := store.NewReceipts(db, receiptsTable)
-	chains.Blobs = store.NewState(db, stateTable)
+	chains.Blobs = blobs
 	reg := registry.New(db, stateTable)
 	var out []openCase
 	for _, w := range ws {

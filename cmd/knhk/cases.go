@@ -206,7 +206,7 @@ func caseShowCmd() *cobra.Command {
 			}
 			db := dynamodb.NewFromConfig(cfg)
 			chains := store.NewReceipts(db, res.ReceiptsTable)
-			chains.Blobs = store.NewState(db, res.StateTable)
+			chains.Blobs = payloadBlobs(cfg, db, res.StateTable, res.PayloadBucket)
 			cc, err := readCase(ctx, cfg, res, chains, args[0])
 			if err != nil {
 				return err

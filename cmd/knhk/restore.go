@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ import (
 type restoreFlags struct {
 	bucket, checkpoints, keyFile, sourceEndpoint string
 	receiptsTable, stateTable, targetEndpoint    string
+	payloadBucket                                string
 	workers                                      int
 	asJSON                                       bool
 }
@@ -32,9 +34,9 @@ func init() {
 		Long: "restore lists the archive bucket itself (the archive index lives in the state table, which may be lost too), " +
 			"verifies every object with the public key (chain, payloads, inclusion in its signed checkpoint and, with " +
 			"--checkpoints, that this checkpoint is the one the verified log holds) before writing anything of it, then writes " +
-			"its detached payloads to the state table and its receipts as segment items to the receipts table, each only if " +
+			"its detached payloads to the target payloads bucket (blobs/<sha256>; the state table for a stack without one) and its receipts as segment items to the receipts table, each only if " +
 			"absent. A case already present with the same head is skipped; one with another chain is a conflict, never " +
-			"overwritten. Re-running restores nothing twice. Target tables default to the deployed stack's.",
+			"overwritten. Re-running restores nothing twice. Target tables and bucket default to the deployed stack's.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRestore(cmd, f) },
 	}
@@ -44,7 +46,8 @@ func init() {
 	fl.StringVar(&f.checkpoints, "checkpoints", "", "the checkpoints table of the source stack: every object's tree head must be in its verified log")
 	fl.StringVar(&f.sourceEndpoint, "source-endpoint", "", "endpoint of the source bucket and checkpoints table (a local drill; default: AWS)")
 	fl.StringVar(&f.receiptsTable, "receipts-table", "", "target receipts table (default: the deployed stack's)")
-	fl.StringVar(&f.stateTable, "state-table", "", "target state table for detached payloads (default: the deployed stack's)")
+	fl.StringVar(&f.payloadBucket, "payload-bucket", "", "target payloads bucket for detached payloads (default: the deployed stack's)")
+	fl.StringVar(&f.stateTable, "state-table", "", "target state table, for detached payloads of a stack without a payloads bucket (default: the deployed stack's)")
 	fl.StringVar(&f.targetEndpoint, "endpoint", "", "endpoint of the target tables (a local drill; default: AWS_ENDPOINT_URL or AWS)")
 	fl.IntVar(&f.workers, "workers", 8, "cases restored at once")
 	fl.BoolVar(&f.asJSON, "json", false, "print the summary as JSON")
@@ -66,15 +69,16 @@ func runRestore(cmd *cobra.Command, f restoreFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if f.receiptsTable == "" || f.stateTable == "" {
+	if f.receiptsTable == "" || (f.stateTable == "" && f.payloadBucket == "") {
 		res, err := stack.Resolve(outputsFile)
 		if err != nil {
 			return withExit(2, err)
 		}
 		f.receiptsTable = orDefault(f.receiptsTable, res.ReceiptsTable)
 		f.stateTable = orDefault(f.stateTable, res.StateTable)
-		if f.receiptsTable == "" || f.stateTable == "" {
-			return withExit(2, errors.New("target tables unknown: give --receipts-table and --state-table or deploy the stack"))
+		f.payloadBucket = orDefault(f.payloadBucket, res.PayloadBucket)
+		if f.receiptsTable == "" || (f.stateTable == "" && f.payloadBucket == "") {
+			return withExit(2, errors.New("target unknown: give --receipts-table and --payload-bucket (or --state-table) or deploy the stack"))
 		}
 	}
 	srcCfg, err := awsConfig(ctx, f.sourceEndpoint)
@@ -99,7 +103,7 @@ func runRestore(cmd *cobra.Command, f restoreFlags) error {
 	sum, _, err := restorer.Run(ctx, restorer.Deps{
 		Source:  objects.NewVersioned(objects.NewClient(srcCfg), f.bucket),
 		Target:  store.NewReceipts(db, f.receiptsTable),
-		Blobs:   store.NewState(db, f.stateTable),
+		Blobs:   restoreBlobs(dstCfg, db, f.stateTable, f.payloadBucket),
 		Key:     pub,
 		Log:     lg,
 		Workers: f.workers,
@@ -134,4 +138,13 @@ func printRestore(cmd *cobra.Command, sum restore.Summary, asJSON bool) error {
 	}
 	fmt.Fprintln(w, sum.String())
 	return nil
+}
+
+// restoreBlobs is where a restore writes detached payloads: the target
+// payloads bucket, or the state table of a stack without one.
+func restoreBlobs(cfg aws.Config, db *dynamodb.Client, stateTable, bucket string) restorer.Blobs {
+	if bucket == "" {
+		return store.NewState(db, stateTable)
+	}
+	return objects.NewBlobs(objects.New(objects.NewClient(cfg), bucket), nil)
 }

@@ -88,7 +88,8 @@ func runCmd() *cobra.Command {
 			}
 			q := queue.NewSender(sq, o[stack.OutWorkQueueURL])
 			chains := store.NewReceipts(db, o[stack.OutReceiptsTable])
-			chains.Blobs = store.NewState(db, o[stack.OutStateTable])
+			blobs := payloadBlobs(cfg, db, o[stack.OutStateTable], o[stack.OutPayloadBucket])
+			chains.Blobs = blobs
 			overheads := store.NewOverheads(db, o[stack.OutStateTable])
 			period := chargeback.Period(time.Now())
 			overBefore, err := overheads.Period(ctx, period)
@@ -141,7 +142,7 @@ func runCmd() *cobra.Command {
 			if err := printRunCost(ctx, w, chains, outs, store.Since(overBefore, overAfter)); err != nil {
 				fmt.Fprintln(w, "warning: cost:", err)
 			}
-			if open, err := openCases(ctx, db, o[stack.OutReceiptsTable], o[stack.OutStateTable], 20); err != nil {
+			if open, err := openCases(ctx, db, o[stack.OutReceiptsTable], o[stack.OutStateTable], blobs, 20); err != nil {
 				fmt.Fprintln(w, "warning: open cases:", err)
 			} else if len(open) > 0 {
 				fmt.Fprintln(w, "\ncases still open, from this run and earlier ones (all: knhk case list --open):")

@@ -40,6 +40,7 @@ func main() {
 // settings are the archiver's environment.
 type settings struct {
 	receipts, state, checkpoints, topic, key, bucket string
+	payloads                                         string
 	retention                                        time.Duration
 	level                                            slog.Level
 }
@@ -52,8 +53,9 @@ func readSettings(getenv func(string) string) (settings, error) {
 		topic:       getenv(stack.EnvName(stack.OutAlertsTopicArn)),
 		key:         getenv(stack.EnvName(stack.OutCheckpointKeyID)),
 		bucket:      getenv(stack.EnvName(stack.OutArchiveBucket)),
+		payloads:    getenv(stack.EnvName(stack.OutPayloadBucket)),
 	}
-	for _, k := range []string{stack.OutReceiptsTable, stack.OutStateTable, stack.OutCheckpointsTable, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutArchiveBucket} {
+	for _, k := range []string{stack.OutReceiptsTable, stack.OutStateTable, stack.OutCheckpointsTable, stack.OutAlertsTopicArn, stack.OutCheckpointKeyID, stack.OutArchiveBucket, stack.OutPayloadBucket} {
 		if getenv(stack.EnvName(k)) == "" {
 			return s, fmt.Errorf("%s is not set", stack.EnvName(k))
 		}
@@ -85,20 +87,24 @@ func build(ctx context.Context) (handler.Function, *archiver.Archiver, error) {
 	tracing.InstrumentAWS(&awsCfg)
 	meter.Install(&awsCfg)
 	ddb := dynamodb.NewFromConfig(awsCfg)
+	s3c := objects.NewClient(awsCfg)
 	log := telemetry.NewLogger(os.Stdout, s.level)
 	a, err := archiver.New(archiver.Deps{
 		Log:        store.NewCheckpoints(ddb, s.checkpoints),
 		Leases:     store.NewLeases(ddb, s.state),
 		Watermarks: store.NewCases(ddb, s.state),
 		Chains:     store.NewReceipts(ddb, s.receipts),
-		Blobs:      store.NewState(ddb, s.state),
-		Index:      store.NewArchives(ddb, s.state),
-		Bucket:     objects.NewVersioned(objects.NewClient(awsCfg), s.bucket),
-		Key:        signer.NewKMS(kms.NewFromConfig(awsCfg), s.key),
-		Alerts:     alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
-		Logger:     log,
-		Out:        os.Stdout,
-		Retention:  s.retention,
+		// Detached payloads from the payloads bucket, or the state table
+		// for those written there before they moved.
+		Blobs:     objects.NewBlobs(objects.New(s3c, s.payloads), store.NewState(ddb, s.state)),
+		Index:     store.NewArchives(ddb, s.state),
+		Refusals:  store.NewRefusals(ddb, s.state),
+		Bucket:    objects.NewVersioned(s3c, s.bucket),
+		Key:       signer.NewKMS(kms.NewFromConfig(awsCfg), s.key),
+		Alerts:    alert.NewSNS(sns.NewFromConfig(awsCfg), s.topic),
+		Logger:    log,
+		Out:       os.Stdout,
+		Retention: s.retention,
 	})
 	return handler.Function{Name: archiver.FunctionName, Log: log, Tracing: tracing,
 		Overhead: handler.Overhead{Sink: store.NewOverheads(ddb, s.state), Class: cost.Idle},

@@ -7,10 +7,11 @@ import (
 
 func TestReadSettings(t *testing.T) {
 	full := map[string]string{"KNHK_RECEIPTS_TABLE": "r", "KNHK_STATE_TABLE": "s", "KNHK_CHECKPOINTS_TABLE": "c",
-		"KNHK_ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:a", "KNHK_CHECKPOINT_KEY_ID": "k", "KNHK_ARCHIVE_BUCKET": "b"}
+		"KNHK_ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:a", "KNHK_CHECKPOINT_KEY_ID": "k", "KNHK_ARCHIVE_BUCKET": "b",
+		"KNHK_PAYLOAD_BUCKET": "p"}
 	get := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	s, err := readSettings(get(full))
-	if err != nil || s.bucket != "b" || s.retention != 30*24*time.Hour {
+	if err != nil || s.bucket != "b" || s.payloads != "p" || s.retention != 30*24*time.Hour {
 		t.Fatalf("all set: %+v %v", s, err)
 	}
 	for k := range full {

@@ -193,10 +193,15 @@ func build(ctx context.Context) (handler.Function, handler.Func[events.SQSEvent,
 	reg := registry.New(ddb, s.state, registry.LatestTTL(s.latestTTL))
 	receipts := store.NewReceipts(ddb, s.receipts)
 	cases := store.NewCases(ddb, s.state)
+	// Detached payloads go to the payloads bucket (blobs/<sha256>), read
+	// back from the state table when written there before the move; a
+	// stack without the bucket keeps them in the state table.
 	receipts.Blobs = cases.State
 	var payloads executor.Payloads
 	if s.payloadBucket != "" {
-		payloads = objects.NewPayloads(objects.New(objects.NewClient(awsCfg), s.payloadBucket))
+		bucket := objects.New(objects.NewClient(awsCfg), s.payloadBucket)
+		payloads = objects.NewPayloads(bucket)
+		receipts.Blobs = objects.NewBlobs(bucket, cases.State)
 	}
 	x := executor.New(s.cfg, executor.Deps{
 		Payloads:    payloads,

@@ -224,7 +224,9 @@ func TestEndpoint(t *testing.T) {
 		for _, b := range []struct {
 			out       string
 			versioned bool
-		}{{stack.OutChargebackBucket, true}, {stack.OutPayloadBucket, false}} {
+			// expires is the key prefix of the one expiring rule ("": all).
+			expires string
+		}{{stack.OutChargebackBucket, true, ""}, {stack.OutPayloadBucket, false, "inputs/"}} {
 			name := outs[b.out]
 			if name == "" {
 				t.Fatalf("output %s missing", b.out)
@@ -242,8 +244,23 @@ func TestEndpoint(t *testing.T) {
 				t.Errorf("%s versioning %q %v, want versioned %v", name, v.Status, err, b.versioned)
 			}
 			lc, err := c.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(name)})
-			if err != nil || len(lc.Rules) != 1 || lc.Rules[0].Expiration == nil || aws.ToInt32(lc.Rules[0].Expiration.Days) < 1 {
-				t.Errorf("%s lifecycle %+v %v", name, lc, err)
+			if err != nil {
+				t.Fatalf("%s lifecycle: %v", name, err)
+			}
+			// Only inputs/ of the payloads bucket expires: detached payloads
+			// under blobs/ are kept.
+			var expiring []string
+			for _, r := range lc.Rules {
+				if r.Expiration != nil && aws.ToInt32(r.Expiration.Days) >= 1 {
+					prefix := aws.ToString(r.Prefix)
+					if r.Filter != nil && r.Filter.Prefix != nil {
+						prefix = aws.ToString(r.Filter.Prefix)
+					}
+					expiring = append(expiring, prefix)
+				}
+			}
+			if len(expiring) != 1 || expiring[0] != b.expires {
+				t.Errorf("%s expiring rules on prefixes %q, want one on %q", name, expiring, b.expires)
 			}
 			pab, err := c.GetPublicAccessBlock(ctx, &s3.GetPublicAccessBlockInput{Bucket: aws.String(name)})
 			if err != nil || !aws.ToBool(pab.PublicAccessBlockConfiguration.BlockPublicPolicy) || !aws.ToBool(pab.PublicAccessBlockConfiguration.RestrictPublicBuckets) {

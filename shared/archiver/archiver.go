@@ -8,7 +8,9 @@
 // back and verifies it (chain, payloads, inclusion in the signed tree, the
 // same bytes), records the case in the archive index, and only then sets the
 // receipts' time to live. Finding ended cases costs one batch read of
-// watermarks per 100 new leaves, never a scan of all cases.
+// watermarks per 100 new leaves, never a scan of all cases. A refused case
+// is recorded with its reason and retried by later runs, before they walk
+// on, with a backoff between attempts (RetryAfter).
 package archiver
 
 import (
@@ -27,6 +29,7 @@ import (
 	"time"
 
 	"github.com/knhk/knhk/shared/archive"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/receipt/checkpoint"
 	"github.com/knhk/knhk/shared/receipt/merkle"
@@ -82,7 +85,8 @@ type Chains interface {
 	SetExpiry(ctx context.Context, caseID string, at time.Time) (int, error)
 }
 
-// Blobs reads detached payloads by hash (store.State).
+// Blobs reads detached payloads by hash (objects.Blobs: the payloads bucket,
+// falling back to the state table for payloads written there before).
 type Blobs interface {
 	Blob(ctx context.Context, hash string) ([]byte, error)
 }
@@ -93,6 +97,31 @@ type Index interface {
 	Record(ctx context.Context, s archive.Summary) (bool, error)
 	Cursor(ctx context.Context) (store.ArchiveCursor, error)
 	SetCursor(ctx context.Context, c store.ArchiveCursor) error
+}
+
+// Refusals are the cases refused and their next retries (store.Refusals).
+type Refusals interface {
+	Put(ctx context.Context, c store.RefusedCase) error
+	Get(ctx context.Context, caseID string) (store.RefusedCase, bool, error)
+	Delete(ctx context.Context, caseID string) error
+	Due(ctx context.Context, now time.Time, limit int) ([]store.RefusedCase, error)
+}
+
+// Retry backoff of refused cases: the first retry FirstRetry after the
+// refusal, each next one twice as late, at most MaxRetryWait apart.
+const (
+	FirstRetry   = 15 * time.Minute
+	MaxRetryWait = 24 * time.Hour
+)
+
+// RetryAfter is how long after its attempts-th refusal (attempts >= 1) a
+// case is retried: FirstRetry·2^(attempts-1), at most MaxRetryWait.
+func RetryAfter(attempts int) time.Duration {
+	wait := FirstRetry
+	for i := 1; i < attempts && wait < MaxRetryWait; i++ {
+		wait *= 2
+	}
+	return min(wait, MaxRetryWait)
 }
 
 // Bucket is the archive bucket (objects.Versioned).
@@ -121,6 +150,7 @@ type Deps struct {
 	Chains     Chains
 	Blobs      Blobs
 	Index      Index
+	Refusals   Refusals
 	Bucket     Bucket
 	Key        KeySource
 	Alerts     Alerter
@@ -133,8 +163,9 @@ type Deps struct {
 	Retention time.Duration
 	// MaxCases bounds the cases one run archives (default 200) and
 	// MaxLeaves the checkpoint leaves it examines (default 20,000); the
-	// next run continues from there.
-	MaxCases, MaxLeaves int
+	// next run continues from there. MaxRetries bounds the refused cases
+	// one run retries (default 20).
+	MaxCases, MaxLeaves, MaxRetries int
 	// Lease is how long a run may hold the lease (default 15 minutes, more
 	// than a run's timeout).
 	Lease time.Duration
@@ -145,8 +176,8 @@ type Archiver struct{ d Deps }
 
 // New returns an archiver.
 func New(d Deps) (*Archiver, error) {
-	if d.Log == nil || d.Leases == nil || d.Watermarks == nil || d.Chains == nil || d.Blobs == nil || d.Index == nil || d.Bucket == nil || d.Key == nil || d.Alerts == nil {
-		return nil, errors.New("archiver: log, leases, watermarks, chains, blobs, index, bucket, key and alerts are required")
+	if d.Log == nil || d.Leases == nil || d.Watermarks == nil || d.Chains == nil || d.Blobs == nil || d.Index == nil || d.Refusals == nil || d.Bucket == nil || d.Key == nil || d.Alerts == nil {
+		return nil, errors.New("archiver: log, leases, watermarks, chains, blobs, index, refusals, bucket, key and alerts are required")
 	}
 	if d.Logger == nil {
 		d.Logger = telemetry.NewLogger(io.Discard, slog.LevelInfo)
@@ -172,6 +203,9 @@ func New(d Deps) (*Archiver, error) {
 	if d.MaxLeaves <= 0 {
 		d.MaxLeaves = 20_000
 	}
+	if d.MaxRetries <= 0 {
+		d.MaxRetries = 20
+	}
 	if d.Lease <= 0 {
 		d.Lease = 15 * time.Minute
 	}
@@ -187,8 +221,12 @@ type Result struct {
 	Archived []string `json:"archived,omitempty"`
 	Expired  []string `json:"expired,omitempty"`
 	// Refused are the cases not archived because their chain or the object
-	// read back did not verify; their receipts keep no time to live.
+	// read back did not verify; their receipts keep no time to live. Each
+	// is recorded for a later retry.
 	Refused []string `json:"refused,omitempty"`
+	// Retried are the refused cases this run retried, whether archived
+	// (then also in Archived or Expired) or refused again.
+	Retried []string `json:"retried,omitempty"`
 	// Examined is the number of checkpoint leaves examined; More says the
 	// run stopped at a bound and leaves remain.
 	Examined int                 `json:"examined"`
@@ -252,6 +290,9 @@ func (a *Archiver) Run(ctx context.Context) (res Result, err error) {
 		d.Logger.ErrorContext(ctx, "checkpoint log does not verify", "error", err.Error())
 		return res, fmt.Errorf("%w: %w", ErrLogInvalid, err)
 	}
+	if err := a.retry(ctx, lg, pub, &res); err != nil {
+		return res, err
+	}
 	cur, err := d.Index.Cursor(ctx)
 	if err != nil {
 		return res, err
@@ -291,9 +332,41 @@ func (a *Archiver) Run(ctx context.Context) (res Result, err error) {
 			res.Cursor = next(lg, batch[i].at)
 		}
 	}
-	d.Logger.InfoContext(ctx, "archive run", "archived", len(res.Archived), "expired", len(res.Expired), "refused", len(res.Refused),
+	d.Logger.InfoContext(ctx, "archive run", "archived", len(res.Archived), "expired", len(res.Expired), "refused", len(res.Refused), "retried", len(res.Retried),
 		"examined", res.Examined, "more", res.More, "bytes", res.Bytes)
 	return res, nil
+}
+
+// retry archives again the refused cases due now, up to MaxRetries: a
+// case archived (or found archived) loses its refusal, one refused again
+// is recorded with one more attempt and a later retry.
+func (a *Archiver) retry(ctx context.Context, lg *checkpoint.Log, pub crypto.PublicKey, res *Result) error {
+	d := a.d
+	due, err := d.Refusals.Due(ctx, d.Now(), d.MaxRetries)
+	if err != nil {
+		return err
+	}
+	for _, rc := range due {
+		h := merkle.Head{Tenant: rc.Tenant, CaseID: rc.CaseID, Seq: rc.HeadSeq, Hash: rc.HeadHash}
+		lf := leaf{head: h, ref: checkpoint.LeafRef{Head: h, Index: rc.LeafIndex, Checkpoint: rc.Checkpoint}}
+		res.Retried = append(res.Retried, rc.CaseID)
+		refused := len(res.Refused)
+		if last, _ := lg.Last(rc.CaseID); last != h {
+			err = a.refuse(ctx, lf, res, fmt.Errorf("%w: the case's last signed head is seq %d %s, not the refused one", ErrRefused, last.Seq, last.Hash))
+		} else {
+			err = a.archiveCase(ctx, lg, lf, pub, res)
+		}
+		if err != nil {
+			return err
+		}
+		if len(res.Refused) == refused {
+			if err := d.Refusals.Delete(ctx, rc.CaseID); err != nil {
+				return err
+			}
+			d.Logger.InfoContext(telemetry.LogCase(ctx, rc.Tenant, rc.CaseID), "refused case archived on retry", "attempts", rc.Attempts)
+		}
+	}
+	return nil
 }
 
 // pending lists up to limit leaves from the cursor on, in log order, and
@@ -341,7 +414,7 @@ func (a *Archiver) archiveCase(ctx context.Context, lg *checkpoint.Log, lf leaf,
 		return err
 	} else if ok {
 		if s.HeadSeq != lf.head.Seq || s.HeadHash != lf.head.Hash {
-			return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: archived at seq %d %s, signed head is seq %d %s", ErrRefused, s.HeadSeq, s.HeadHash, lf.head.Seq, lf.head.Hash))
+			return a.refuse(ctx, lf, res, fmt.Errorf("%w: archived at seq %d %s, signed head is seq %d %s", ErrRefused, s.HeadSeq, s.HeadHash, lf.head.Seq, lf.head.Hash))
 		}
 		if _, err := d.Chains.SetExpiry(ctx, id, s.Ended.Add(d.Retention)); err != nil {
 			return err
@@ -354,13 +427,13 @@ func (a *Archiver) archiveCase(ctx context.Context, lg *checkpoint.Log, lf leaf,
 		return err
 	}
 	if len(bad) > 0 {
-		return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: a stored receipt does not decode: %s", ErrRefused, bad[0]))
+		return a.refuse(ctx, lf, res, fmt.Errorf("%w: a stored receipt does not decode: %s", ErrRefused, bad[0]))
 	}
 	blobs := map[string][]byte{}
 	for _, h := range archive.Detached(rs) {
 		if blobs[h], err = d.Blobs.Blob(ctx, h); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: %w", ErrRefused, err))
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, objects.ErrNotFound) {
+				return a.refuse(ctx, lf, res, fmt.Errorf("%w: %w", ErrRefused, err))
 			}
 			return err
 		}
@@ -371,11 +444,11 @@ func (a *Archiver) archiveCase(ctx context.Context, lg *checkpoint.Log, lf leaf,
 	}
 	obj, err := archive.New(rs, blobs, p, th, pub)
 	if err != nil {
-		return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: %w", ErrRefused, err))
+		return a.refuse(ctx, lf, res, fmt.Errorf("%w: %w", ErrRefused, err))
 	}
 	// The chain as stored must be the signed one before anything is written.
 	if err := archive.Verify(obj, pub); err != nil {
-		return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: the stored chain: %w", ErrRefused, err))
+		return a.refuse(ctx, lf, res, fmt.Errorf("%w: the stored chain: %w", ErrRefused, err))
 	}
 	data, err := archive.Encode(obj)
 	if err != nil {
@@ -392,7 +465,7 @@ func (a *Archiver) archiveCase(ctx context.Context, lg *checkpoint.Log, lf leaf,
 	}
 	sum, err := checkBack(back, data, lf.head, pub)
 	if err != nil {
-		return a.refuse(ctx, lf.head, res, fmt.Errorf("%w: the object read back (version %s): %w", ErrRefused, version, err))
+		return a.refuse(ctx, lf, res, fmt.Errorf("%w: the object read back (version %s): %w", ErrRefused, version, err))
 	}
 	sum.VersionID = version
 	if _, err := d.Index.Record(ctx, sum); err != nil {
@@ -429,24 +502,48 @@ func checkBack(back, wrote []byte, h merkle.Head, pub crypto.PublicKey) (archive
 	return archive.Summarize(got, back)
 }
 
-// refuse records a case that cannot be archived: its receipts keep no
-// time to live; a metric, an error log line and an alert.
-func (a *Archiver) refuse(ctx context.Context, h merkle.Head, res *Result, why error) error {
+// refuse records a case that cannot be archived, with one more attempt
+// and its next retry: its receipts keep no time to live; a metric, an
+// error log line and an alert.
+func (a *Archiver) refuse(ctx context.Context, lf leaf, res *Result, why error) error {
 	d := a.d
+	h := lf.head
 	res.Refused = append(res.Refused, h.CaseID)
 	d.Metrics.Add(telemetry.ArchivesRefused, telemetry.Count, 1)
-	d.Logger.ErrorContext(ctx, "archive refused", "seq", h.Seq, "error", why.Error())
-	subject, body := AlertMessage(h, why)
+	prior, ok, err := d.Refusals.Get(ctx, h.CaseID)
+	if err != nil {
+		return err
+	}
+	rc := Refusal(prior, ok, lf.ref, why, d.Now())
+	if err := d.Refusals.Put(ctx, rc); err != nil {
+		return err
+	}
+	d.Logger.ErrorContext(ctx, "archive refused", "seq", h.Seq, "attempts", rc.Attempts, "retry", rc.NextAt.Format(time.RFC3339), "error", why.Error())
+	subject, body := AlertMessage(rc)
 	return d.Alerts.Alert(ctx, subject, body)
 }
 
+// Refusal is the record of a refusal at now of the head ref names: the
+// prior record's attempts plus one (1 without one, ok false), its first
+// time kept, the next retry RetryAfter(attempts) later.
+func Refusal(prior store.RefusedCase, ok bool, ref checkpoint.LeafRef, why error, now time.Time) store.RefusedCase {
+	rc := store.RefusedCase{Tenant: ref.Head.Tenant, CaseID: ref.Head.CaseID, HeadSeq: ref.Head.Seq, HeadHash: ref.Head.Hash,
+		LeafIndex: ref.Index, Checkpoint: ref.Checkpoint, Reason: why.Error(), Attempts: 1, FirstAt: now, LastAt: now}
+	if ok {
+		rc.Attempts, rc.FirstAt = prior.Attempts+1, prior.FirstAt
+	}
+	rc.NextAt = now.Add(RetryAfter(rc.Attempts))
+	return rc
+}
+
 // AlertMessage renders the alert of a refused archive.
-func AlertMessage(h merkle.Head, why error) (subject, body string) {
-	subject = fmt.Sprintf("KNHK archive refused: case %s", h.CaseID)
+func AlertMessage(rc store.RefusedCase) (subject, body string) {
+	subject = fmt.Sprintf("KNHK archive refused: case %s", rc.CaseID)
 	var b strings.Builder
 	fmt.Fprintf(&b, "The archiver did not archive an ended case: what it would archive does not verify. Its receipts stay in DynamoDB without a time to live.\n\n")
-	fmt.Fprintf(&b, "Tenant:   %s\nCase:     %s\nHead:     seq %d %s\nReason:   %s\n\n", h.Tenant, h.CaseID, h.Seq, h.Hash, why)
-	fmt.Fprintf(&b, "Inspect the chain: knhk verify --case %s\nRunbook: docs/runbooks/archive-refused.md\n", h.CaseID)
+	fmt.Fprintf(&b, "Tenant:   %s\nCase:     %s\nHead:     seq %d %s\nReason:   %s\n", rc.Tenant, rc.CaseID, rc.HeadSeq, rc.HeadHash, rc.Reason)
+	fmt.Fprintf(&b, "Attempt:  %d (first refused %s)\nRetry:    %s\n\n", rc.Attempts, rc.FirstAt.UTC().Format(time.RFC3339), rc.NextAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Inspect the chain: knhk verify --case %s\nRefused cases: knhk archive refused; retry at the next run: knhk archive retry %s\nRunbook: docs/runbooks/archive-refused.md\n", rc.CaseID, rc.CaseID)
 	return subject, b.String()
 }
 

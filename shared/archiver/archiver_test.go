@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -75,6 +76,11 @@ type env struct {
 	cp       *checkpointer.Checkpointer
 	rt       string
 	deps     Deps
+	// payloads is the payloads bucket the detached payloads go to, state
+	// the state table that held them before.
+	payloads *objects.Bucket
+	state    *store.State
+	refusals *store.Refusals
 }
 
 func newEnv(t testing.TB) *env {
@@ -101,9 +107,14 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := store.NewState(db, st)
+	pb := fmt.Sprintf("payloads-%d", n)
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(pb)}); err != nil {
+		t.Fatal(err)
+	}
 	e := &env{db: db, s3: sc, receipts: store.NewReceipts(db, rt), cases: store.NewCases(db, st), index: store.NewArchives(db, st),
-		bucket: objects.NewVersioned(sc, bn), key: key, alerts: &alerts{}, rt: rt}
+		bucket: objects.NewVersioned(sc, bn), key: key, alerts: &alerts{}, rt: rt, payloads: objects.New(sc, pb), state: store.NewState(db, st),
+		refusals: store.NewRefusals(db, st)}
+	state := objects.NewBlobs(e.payloads, e.state)
 	e.receipts.Blobs = state
 	e.cp, err = checkpointer.New(checkpointer.Deps{Log: store.NewCheckpoints(db, ct), Leases: store.NewLeases(db, ct), Cases: e.cases,
 		Chains: e.receipts, Findings: store.NewFindings(db, st), Alerts: e.alerts, Signer: key, Out: &strings.Builder{}})
@@ -111,7 +122,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e.deps = Deps{Log: store.NewCheckpoints(db, ct), Leases: store.NewLeases(db, st), Watermarks: e.cases, Chains: e.receipts,
-		Blobs: state, Index: e.index, Bucket: e.bucket, Key: key, Alerts: e.alerts, Out: &strings.Builder{}}
+		Blobs: state, Index: e.index, Refusals: e.refusals, Bucket: e.bucket, Key: key, Alerts: e.alerts, Out: &strings.Builder{}}
 	return e
 }
 
@@ -315,7 +326,8 @@ func (b tampering) Put(ctx context.Context, key, contentType string, body []byte
 
 // A tampered archive object is refused before the time to live is set:
 // the case is not indexed, its receipts keep no expiry, an alert names it,
-// and an honest run afterwards archives it.
+// its refusal is recorded, and an honest run after the retry time archives
+// it (without rewinding the cursor) and deletes the refusal.
 func TestTamperedArchiveRefusedBeforeTTL(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -335,13 +347,108 @@ func TestTamperedArchiveRefusedBeforeTTL(t *testing.T) {
 	if len(e.alerts.subjects) != 1 || !strings.Contains(e.alerts.subjects[0], "victim") {
 		t.Fatalf("alerts %v", e.alerts.subjects)
 	}
-	// The refused leaf was passed; an operator re-runs from the start (a new
-	// cursor) and the honest bucket archives it.
-	if err := e.index.SetCursor(ctx, store.ArchiveCursor{}); err != nil {
+	rc, ok, err := e.refusals.Get(ctx, "victim")
+	if err != nil || !ok || rc.Attempts != 1 || rc.HeadSeq != 3 || !strings.Contains(rc.Reason, "read back") {
+		t.Fatalf("refusal %+v %v %v", rc, ok, err)
+	}
+	if res := run(t, e.archiver(t, func(d *Deps) { d.Now = func() time.Time { return rc.NextAt.Add(time.Second) } })); !slices.Equal(res.Archived, []string{"victim"}) ||
+		!slices.Equal(res.Retried, []string{"victim"}) {
+		t.Fatalf("honest run after the retry time: %+v", res)
+	}
+	if _, ok, err := e.refusals.Get(ctx, "victim"); ok || err != nil {
+		t.Fatalf("the refusal outlived the archive: %v %v", ok, err)
+	}
+	if s, ok, _ := e.index.Archived(ctx, "victim"); !ok || s.HeadSeq != 3 {
+		t.Fatalf("victim not indexed after the retry: %+v", s)
+	}
+}
+
+// Refused cases are retried by later runs without moving the cursor, each
+// attempt recorded with its reason and a doubled wait, at most MaxRetries a
+// run; a run before a case's retry time leaves it alone; once the bucket is
+// honest the retries archive them and their refusals are gone.
+func TestRefusedCasesRetriedWithBackoff(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ids := []string{"r1", "r2", "r3"}
+	for _, id := range ids {
+		e.grow(t, id, 2, true, false)
+	}
+	e.checkpoint(t)
+	t1 := time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
+	at := func(now time.Time, bucket Bucket, maxRetries int) Result {
+		return run(t, e.archiver(t, func(d *Deps) {
+			d.Now = func() time.Time { return now }
+			d.MaxRetries = maxRetries
+			if bucket != nil {
+				d.Bucket = bucket
+			}
+		}))
+	}
+	bad := tampering{e.bucket}
+	if res := at(t1, bad, 0); !slices.Equal(res.Refused, ids) {
+		t.Fatalf("first run: %+v", res)
+	}
+	cur, err := e.index.Cursor(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if res := run(t, e.archiver(t, nil)); !slices.Equal(res.Archived, []string{"victim"}) {
-		t.Fatalf("honest run: %+v", res)
+	for _, step := range []struct {
+		name       string
+		now        time.Time
+		bucket     Bucket
+		maxRetries int
+		retried    []string
+		archived   []string
+		attempts   map[string]int
+	}{
+		{name: "before the retry time", now: t1.Add(FirstRetry - time.Second), bucket: bad,
+			attempts: map[string]int{"r1": 1, "r2": 1, "r3": 1}},
+		{name: "due, refused again, two a run", now: t1.Add(FirstRetry), bucket: bad, maxRetries: 2, retried: []string{"r1", "r2"},
+			attempts: map[string]int{"r1": 2, "r2": 2, "r3": 1}},
+		{name: "the third still due, the others waiting twice as long", now: t1.Add(2 * FirstRetry), bucket: bad, retried: []string{"r3"},
+			attempts: map[string]int{"r1": 2, "r2": 2, "r3": 2}},
+		{name: "honest bucket after every retry time", now: t1.Add(2*FirstRetry + 2*FirstRetry), retried: ids, archived: ids,
+			attempts: map[string]int{}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			res := at(step.now, step.bucket, step.maxRetries)
+			if got := slices.Sorted(slices.Values(res.Retried)); !slices.Equal(got, step.retried) {
+				t.Fatalf("retried %v, want %v (%+v)", got, step.retried, res)
+			}
+			if got := slices.Sorted(slices.Values(res.Archived)); !slices.Equal(got, step.archived) {
+				t.Fatalf("archived %v, want %v", got, step.archived)
+			}
+			for _, id := range ids {
+				rc, ok, err := e.refusals.Get(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, refused := step.attempts[id]
+				if ok != refused || rc.Attempts != want {
+					t.Fatalf("%s: refusal %+v (recorded %v), want %d attempts", id, rc, ok, want)
+				}
+				if ok && !rc.NextAt.Equal(rc.LastAt.Add(RetryAfter(rc.Attempts))) {
+					t.Fatalf("%s: next retry %s after the refusal at %s, want %s later", id, rc.NextAt, rc.LastAt, RetryAfter(rc.Attempts))
+				}
+			}
+			if c, err := e.index.Cursor(ctx); err != nil || c != cur {
+				t.Fatalf("cursor moved to %+v (%v), want %+v", c, err, cur)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		attempts int
+		want     time.Duration
+	}{
+		{1, 15 * time.Minute}, {2, 30 * time.Minute}, {3, time.Hour}, {7, 16 * time.Hour}, {8, MaxRetryWait}, {50, MaxRetryWait},
+	} {
+		if got := RetryAfter(tc.attempts); got != tc.want {
+			t.Errorf("RetryAfter(%d) = %s, want %s", tc.attempts, got, tc.want)
+		}
 	}
 }
 
@@ -459,4 +566,55 @@ func BenchmarkArchiveCase(b *testing.B) {
 		b.Fatalf("archived %d of %d", len(res.Archived), b.N)
 	}
 	b.ReportMetric(float64(res.Bytes)/float64(b.N), "bytes/case")
+}
+
+// Detached payloads are read from the state table for a case whose
+// payloads were written there before they moved to the payloads bucket,
+// and from the bucket (blobs/<sha256>) for a case written after: the
+// archive objects of both embed the payload and verify.
+func TestArchivesPayloadsFromTheStateTableAndTheBucket(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	blobs := e.receipts.Blobs
+	e.receipts.Blobs = e.state // as the executor wrote them before the move
+	old := e.grow(t, "old", 2, true, true)
+	e.receipts.Blobs = blobs
+	hash := old[1].OutputHash
+	if _, err := e.payloads.Get(ctx, objects.BlobKey(hash), 0); !errors.Is(err, objects.ErrNotFound) {
+		t.Fatalf("the old case's payload is in the bucket: %v", err)
+	}
+	e.checkpoint(t)
+	a := e.archiver(t, nil)
+	if res := run(t, a); !slices.Equal(res.Archived, []string{"old"}) || len(res.Refused) != 0 {
+		t.Fatalf("first run: %+v", res)
+	}
+	e.grow(t, "fresh", 2, true, true)
+	if _, err := e.payloads.Get(ctx, objects.BlobKey(hash), 0); err != nil {
+		t.Fatalf("the fresh case's payload is not under blobs/<sha256>: %v", err)
+	}
+	e.checkpoint(t)
+	if res := run(t, a); !slices.Equal(res.Archived, []string{"fresh"}) || len(res.Refused) != 0 {
+		t.Fatalf("second run: %+v", res)
+	}
+	pub, _ := e.key.PublicKey(ctx)
+	for _, id := range []string{"old", "fresh"} {
+		s, ok, err := e.index.Archived(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("%s not indexed: %v", id, err)
+		}
+		data, err := e.bucket.Get(ctx, archive.Key("acme", id), s.VersionID, archive.MaxSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := archive.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := archive.Verify(obj, pub); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if len(obj.Payloads) != 1 || obj.Payloads[0].Hash != hash {
+			t.Fatalf("%s: payloads %+v", id, obj.Payloads)
+		}
+	}
 }

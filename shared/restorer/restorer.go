@@ -35,7 +35,7 @@ type Target interface {
 	PutSegment(ctx context.Context, rs []*receipt.Receipt) (bool, error)
 }
 
-// Blobs receives the detached payloads (store.State).
+// Blobs receives the detached payloads (objects.Blobs: the payloads bucket).
 type Blobs interface {
 	PutBlob(ctx context.Context, b receipt.Blob) error
 }

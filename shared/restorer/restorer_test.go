@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/knhk/knhk/shared/archive"
 	"github.com/knhk/knhk/shared/archiver"
@@ -77,6 +79,7 @@ func newLive(t testing.TB) *live {
 	db := dynamodb.NewFromConfig(cfg)
 	seq++
 	rt, st, ct, bn := fmt.Sprintf("receipts-%d", seq), fmt.Sprintf("state-%d", seq), fmt.Sprintf("checkpoints-%d", seq), fmt.Sprintf("archive-%d", seq)
+	pb := fmt.Sprintf("payloads-%d", seq)
 	if err := store.CreateTables(ctx, db, rt, st); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +94,7 @@ func newLive(t testing.TB) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := store.NewState(db, st)
+	state := objects.NewBlobs(payloadBucket(t, cfg, pb), store.NewState(db, st))
 	l := &live{receipts: store.NewReceipts(db, rt), cases: store.NewCases(db, st), log: store.NewCheckpoints(db, ct),
 		bucket: objects.NewVersioned(sc, bn), key: key}
 	l.receipts.Blobs = state
@@ -100,7 +103,7 @@ func newLive(t testing.TB) *live {
 		t.Fatal(err)
 	}
 	if l.ar, err = archiver.New(archiver.Deps{Log: l.log, Leases: store.NewLeases(db, st), Watermarks: l.cases, Chains: l.receipts,
-		Blobs: state, Index: store.NewArchives(db, st), Bucket: l.bucket, Key: key, Alerts: &alerts{}, Out: &strings.Builder{}, MaxCases: 1000}); err != nil {
+		Blobs: state, Index: store.NewArchives(db, st), Refusals: store.NewRefusals(db, st), Bucket: l.bucket, Key: key, Alerts: &alerts{}, Out: &strings.Builder{}, MaxCases: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	return l
@@ -200,7 +203,9 @@ func (l *live) verifiedLog(t testing.TB) *checkpoint.Log {
 // fresh is the empty target stack.
 type fresh struct {
 	receipts *store.Receipts
-	state    *store.State
+	// blobs is the target's payloads bucket, with no state-table fallback:
+	// a restored payload must be in the bucket.
+	blobs *objects.Blobs
 }
 
 func newFresh(t testing.TB) *fresh {
@@ -212,12 +217,12 @@ func newFresh(t testing.TB) *fresh {
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	seq++
-	rt, st := fmt.Sprintf("receipts-%d", seq), fmt.Sprintf("state-%d", seq)
+	rt, st, pb := fmt.Sprintf("receipts-%d", seq), fmt.Sprintf("state-%d", seq), fmt.Sprintf("payloads-%d", seq)
 	if err := store.CreateTables(ctx, db, rt, st); err != nil {
 		t.Fatal(err)
 	}
-	f := &fresh{receipts: store.NewReceipts(db, rt), state: store.NewState(db, st)}
-	f.receipts.Blobs = f.state
+	f := &fresh{receipts: store.NewReceipts(db, rt), blobs: objects.NewBlobs(payloadBucket(t, cfg, pb), nil)}
+	f.receipts.Blobs = f.blobs
 	return f
 }
 
@@ -225,7 +230,7 @@ func (l *live) restore(t testing.TB, f *fresh, workers int) (restore.Summary, []
 	t.Helper()
 	ctx := context.Background()
 	pub, _ := l.key.PublicKey(ctx)
-	sum, outs, err := Run(ctx, Deps{Source: l.bucket, Target: f.receipts, Blobs: f.state, Key: pub, Log: l.verifiedLog(t), Workers: workers})
+	sum, outs, err := Run(ctx, Deps{Source: l.bucket, Target: f.receipts, Blobs: f.blobs, Key: pub, Log: l.verifiedLog(t), Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +394,7 @@ func TestRefusesTamperedAndConflicting(t *testing.T) {
 		})
 	}
 	check(t, f, l.verifiedLog(t), map[string][]*receipt.Receipt{"honest": want["honest"]})
-	if _, err := f.state.Blob(ctx, want["payload"][1].OutputHash); !errors.Is(err, store.ErrNotFound) {
+	if _, err := f.blobs.Blob(ctx, want["payload"][1].OutputHash); !errors.Is(err, objects.ErrNotFound) {
 		t.Fatalf("a refused case's payload was written: %v", err)
 	}
 	if sum.OK() || sum.Refused != 4 || sum.Conflict != 1 || sum.Restored != 1 {
@@ -457,7 +462,7 @@ func TestRestoreAtScale(t *testing.T) {
 		}
 	}
 	f := newFresh(t)
-	sum, _, err := Run(ctx, Deps{Source: l.bucket, Target: f.receipts, Blobs: f.state, Key: pub, Log: lg, Workers: 8})
+	sum, _, err := Run(ctx, Deps{Source: l.bucket, Target: f.receipts, Blobs: f.blobs, Key: pub, Log: lg, Workers: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,4 +471,15 @@ func TestRestoreAtScale(t *testing.T) {
 	}
 	t.Logf("restore of %d cases: %s", n, sum.String())
 	check(t, f, lg, map[string][]*receipt.Receipt{"scale-000000": chains["scale-000000"], fmt.Sprintf("scale-%06d", n-1): chains[fmt.Sprintf("scale-%06d", n-1)]})
+}
+
+// payloadBucket creates a plain bucket for detached payloads, as the
+// stack's payloads bucket is.
+func payloadBucket(t testing.TB, cfg aws.Config, name string) *objects.Bucket {
+	t.Helper()
+	c := objects.NewClient(cfg)
+	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	return objects.New(c, name)
 }

@@ -39,7 +39,8 @@ type Resources struct {
 	CheckpointsTable string
 	// ChargebackBucket holds the cost job's monthly exports.
 	ChargebackBucket string
-	// PayloadBucket holds inputs too large for a message (inputs/<sha256>).
+	// PayloadBucket holds inputs too large for a message (inputs/<sha256>)
+	// and the detached payloads of receipts (blobs/<sha256>).
 	PayloadBucket string
 	// ArchiveBucket holds the archive objects of ended cases under Object
 	// Lock; only the archiver can write it.

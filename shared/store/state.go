@@ -35,8 +35,9 @@ const MaxBlob = 390 << 10
 // ErrNotFound is returned when a requested item does not exist.
 var ErrNotFound = errors.New("not found")
 
-// State is the adapter of the state table (pk S, sk S): detached payloads,
-// checkpoints and per-case proofs.
+// State is the adapter of the state table (pk S, sk S): detached payloads
+// written before they moved to the payloads bucket, checkpoints and
+// per-case proofs.
 type State struct {
 	db    DynamoDB
 	table string
@@ -53,7 +54,10 @@ func blobKey(hash string) map[string]types.AttributeValue {
 }
 
 // PutBlob stores a payload under pk=BLOB#<sha256>. Blobs are content
-// addressed, so writing one twice is harmless.
+// addressed, so writing one twice is harmless. Detached payloads go to the
+// payloads bucket (objects.Blobs); the state table keeps them only for a
+// stack without that bucket, and objects.Blobs reads those written here
+// before they moved.
 func (s *State) PutBlob(ctx context.Context, b receipt.Blob) error {
 	if len(b.Bytes) > MaxBlob {
 		return fmt.Errorf("blob %s: %d bytes exceed the %d-byte item limit", b.Hash, len(b.Bytes), MaxBlob)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,7 +92,10 @@ func receiptItemKeys(t *testing.T, ctx context.Context, id string) ([]map[string
 // the receipts expire only then, `knhk archive list` lists them and `knhk
 // archive verify` verifies a downloaded object; the endpoint refuses to
 // delete an archived version (Object Lock); a deleted item of an archived
-// case is not a finding, one of a case that is not archived is.
+// case is not a finding, one of a case that is not archived is. A case
+// whose input is over the inline limit has its detached payloads in the
+// payloads bucket (blobs/<sha256>), not the state table, and its archive
+// object embeds them.
 func TestArchive(t *testing.T) {
 	if suite.external || suite.env == nil {
 		t.Skip("invokes the checkpointer and the archiver through the local Lambda service")
@@ -99,7 +103,8 @@ func TestArchive(t *testing.T) {
 	noteFailure(t)
 	ctx := ctxFor(t, 240*time.Second)
 	in := map[string]any{"qty": 2, "unitPrice": 10}
-	cases := []localrun.Case{newCase("e2e", "five-tasks", "arch-a", in), newCase("e2e", "five-tasks", "arch-b", in)}
+	big := map[string]any{"qty": 2, "unitPrice": 10, "note": strings.Repeat("x", receipt.InlineLimit)}
+	cases := []localrun.Case{newCase("e2e", "five-tasks", "arch-a", in), newCase("e2e", "five-tasks", "arch-b", in), newCase("e2e", "five-tasks", "arch-big", big)}
 	if err := localrun.Submit(ctx, suite.work, cases); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +159,17 @@ func TestArchive(t *testing.T) {
 		}
 		if err := archive.Verify(a, pub); err != nil {
 			t.Fatalf("%s: %v", c.ID, err)
+		}
+		if wantPayloads := c.ID == cases[2].ID; (len(a.Payloads) > 0) != wantPayloads {
+			t.Fatalf("%s: %d detached payloads archived", c.ID, len(a.Payloads))
+		}
+		for _, p := range a.Payloads {
+			if _, err := objects.New(sc, suite.res.PayloadBucket).Get(ctx, objects.BlobKey(p.Hash), 0); err != nil {
+				t.Fatalf("%s: payload %s not under blobs/ of the payloads bucket: %v", c.ID, p.Hash, err)
+			}
+			if _, err := store.NewState(suite.db, suite.res.StateTable).Blob(ctx, p.Hash); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("%s: payload %s written to the state table: %v", c.ID, p.Hash, err)
+			}
 		}
 		_, ex := receiptItemKeys(t, ctx, c.ID)
 		if len(ex) == 0 || slices.Contains(ex, "") {

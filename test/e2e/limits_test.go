@@ -221,7 +221,8 @@ func TestOversizedInputByReference(t *testing.T) {
 	}
 	// Only the bucket holds it when the case starts (the receipts later
 	// keep their own copy of a large genesis input).
-	if _, err := suite.chains.Blobs.Blob(ctx, hash); !errors.Is(err, store.ErrNotFound) {
+	state := store.NewState(suite.db, suite.res.StateTable)
+	if _, err := state.Blob(ctx, hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the bucket's input is also a state-table blob (%v)", err)
 	}
 	// An older message: the input as a state-table blob.
@@ -229,7 +230,7 @@ func TestOversizedInputByReference(t *testing.T) {
 		"attachment": strings.Repeat("scanned-receipt ", 300<<10/16)})
 	olds := message.Start{Kind: message.KindStart, Tenant: old.Tenant, IdempotencyKey: old.Key,
 		Workflow: message.WorkflowRef{Namespace: old.Namespace, Name: old.Workflow}, Input: old.Input}
-	if err := store.ByReference(ctx, suite.chains.Blobs, &olds); err != nil {
+	if err := store.ByReference(ctx, state, &olds); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []queue.Message{{Body: s, CaseID: c.ID}, {Body: olds, CaseID: old.ID}} {

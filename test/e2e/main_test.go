@@ -29,6 +29,7 @@ import (
 	"github.com/knhk/knhk/shared/history"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -347,7 +348,12 @@ func bind(cfg aws.Config, res stack.Resources) {
 	suite.cw = lambdasvc.NewCloudWatch(cfg)
 	suite.work = queue.NewSender(suite.sqs, res.WorkQueueURL)
 	suite.chains = store.NewReceipts(suite.db, res.ReceiptsTable)
+	// Detached payloads as the executor stores them: the payloads bucket,
+	// the state table for a stack without one.
 	suite.chains.Blobs = store.NewState(suite.db, res.StateTable)
+	if res.PayloadBucket != "" {
+		suite.chains.Blobs = objects.NewBlobs(objects.New(objects.NewClient(cfg), res.PayloadBucket), store.NewState(suite.db, res.StateTable))
+	}
 	suite.cases = store.NewCases(suite.db, res.StateTable)
 	suite.findings = store.NewFindings(suite.db, res.StateTable)
 	suite.reg = registry.New(suite.db, res.StateTable)
