@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"syscall"
 	"time"
@@ -46,8 +48,16 @@ func tuneDemoCmd() *cobra.Command {
 			defer stop()
 			var runs [2]tunedemo.Figures
 			for i, loop := range []bool{false, true} {
+				saved := filepath.Join(workDir, tunedemo.Label(loop), "figures.json")
 				if (only == "on" && !loop) || (only == "off" && loop) {
+					// The other side from its last run, if there was one.
 					runs[i].Loop = loop
+					if b, err := os.ReadFile(saved); err == nil {
+						if err := json.Unmarshal(b, &runs[i]); err != nil {
+							return fmt.Errorf("tune demo: %s: %w", saved, err)
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s from its last run (%s)\n", tunedemo.Label(loop), saved)
+					}
 					continue
 				}
 				f, err := tunedemo.Run(ctx, c, loop)
@@ -55,6 +65,13 @@ func tuneDemoCmd() *cobra.Command {
 					return err
 				}
 				runs[i] = f
+				b, err := json.MarshalIndent(f, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(saved, b, 0o644); err != nil {
+					return fmt.Errorf("tune demo: keep the figures: %w", err)
+				}
 			}
 			fmt.Fprintln(w)
 			tunedemo.Print(w, obj, runs[0], runs[1])
@@ -70,6 +87,6 @@ func tuneDemoCmd() *cobra.Command {
 	f.DurationVar(&drain, "drain", 8*time.Minute, "how long to wait for the last cases after the last phase")
 	f.DurationVar(&objective, "objective-p99", 5*time.Second, "p99 of the caller's wait (sent to ended) that a minute must meet")
 	f.Float64Var(&scale, "scale", 1, "factor on the phases' durations (each at least a minute)")
-	f.StringVar(&only, "only", "", "run only one side: on or off")
+	f.StringVar(&only, "only", "", "run only one side, on or off, and compare it with the other side's last run")
 	return cmd
 }

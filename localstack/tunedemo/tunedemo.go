@@ -89,13 +89,18 @@ type Config struct {
 	Progress  io.Writer
 }
 
+// Label names a run: loop-on or loop-off (its folder under WorkDir).
+func Label(loop bool) string {
+	if loop {
+		return "loop-on"
+	}
+	return "loop-off"
+}
+
 // Run plays the scenario once on a fresh local endpoint, with the loop on
 // or off, and measures it.
 func Run(ctx context.Context, c Config, loop bool) (Figures, error) {
-	label := "loop-off"
-	if loop {
-		label = "loop-on"
-	}
+	label := Label(loop)
 	logf := func(format string, args ...any) { fmt.Fprintf(c.Progress, "["+label+"] "+format+"\n", args...) }
 	ep, err := localaws.Start(ctx)
 	if err != nil {

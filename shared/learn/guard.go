@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -291,8 +292,12 @@ type Outcome struct {
 // Tolerance is how much worse a window may be and still count as no worse.
 type Tolerance struct {
 	Availability float64 // absolute (default 0.001)
-	P99          float64 // relative (default 0.10)
-	Cost         float64 // relative (default 0.10)
+	// AvailabilityZ is how far beyond chance a fall in availability must
+	// be (a two-proportion z-score, default 2): in a window of a hundred
+	// cases one fault is a point of availability.
+	AvailabilityZ float64
+	P99           float64 // relative (default 0.10)
+	Cost          float64 // relative (default 0.10)
 	// Age is the relative rise of the queue age that counts as worse
 	// (default 0.25) once it also exceeds AgeSlack (default 10 s): a
 	// backlog that grows after a change is users waiting longer.
@@ -305,6 +310,23 @@ type Tolerance struct {
 	// (default 10 messages).
 	Backlog  int64
 	MinCases int64 // fewer cases after the change: no verdict (default 20)
+}
+
+// fellBeyondChance reports whether after's failure share exceeds before's
+// by at least z standard errors of a two-proportion test. Without cases
+// before, any fall counts.
+func fellBeyondChance(before, after Outcome, z float64) bool {
+	if before.Cases <= 0 || after.Cases <= 0 {
+		return true
+	}
+	n1, n2 := float64(before.Cases), float64(after.Cases)
+	f1, f2 := math.Round((1-before.Availability)*n1), math.Round((1-after.Availability)*n2)
+	p := (f1 + f2) / (n1 + n2)
+	se := math.Sqrt(p * (1 - p) * (1/n1 + 1/n2))
+	if se == 0 {
+		return f2/n2 > f1/n1
+	}
+	return (f2/n2-f1/n1)/se >= z
 }
 
 // Judge compares the window after a change with the one before: worse when
@@ -332,6 +354,9 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 	if t.AgeSlack <= 0 {
 		t.AgeSlack = 10 * time.Second
 	}
+	if t.AvailabilityZ <= 0 {
+		t.AvailabilityZ = 2
+	}
 	if t.Throughput <= 0 {
 		t.Throughput = 0.10
 	}
@@ -342,7 +367,7 @@ func Judge(before, after Outcome, t Tolerance) (worse bool, reason string, ok bo
 		return false, "", false
 	}
 	var why []string
-	if after.Availability < before.Availability-t.Availability {
+	if after.Availability < before.Availability-t.Availability && fellBeyondChance(before, after, t.AvailabilityZ) {
 		why = append(why, fmt.Sprintf("availability %.4f → %.4f", before.Availability, after.Availability))
 	}
 	backlogged := before.QueueDepth >= t.Backlog && after.QueueDepth >= t.Backlog

@@ -173,7 +173,8 @@ func TestJudge(t *testing.T) {
 	}{
 		{"same", base, false, true},
 		{"p99 up 20 %", Outcome{Cases: 100, Availability: 0.999, P99: 1200 * time.Millisecond, CostPerCase: 1e-5}, true, true},
-		{"availability down", Outcome{Cases: 100, Availability: 0.99, P99: time.Second, CostPerCase: 1e-5}, true, true},
+		{"availability down", Outcome{Cases: 100, Availability: 0.9, P99: time.Second, CostPerCase: 1e-5}, true, true},
+		{"one fault more, within chance", Outcome{Cases: 150, Availability: 1 - 1.0/150, P99: time.Second, CostPerCase: 1e-5}, false, true},
 		{"cost up 50 %", Outcome{Cases: 100, Availability: 0.999, P99: time.Second, CostPerCase: 1.5e-5}, true, true},
 		{"better", Outcome{Cases: 100, Availability: 1, P99: 500 * time.Millisecond, CostPerCase: 1e-5}, false, true},
 		{"too few cases", Outcome{Cases: 3, Availability: 0.5}, false, false},

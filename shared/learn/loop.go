@@ -80,7 +80,7 @@ func (l *Loop) Step(o Observation) (StepResult, error) {
 	}
 	o.Undone = l.undone(o.At)
 	for _, r := range Plan(o) {
-		if d := o.Undone[r.Setting.Key()]; d != 0 && sign(r.To-r.From) == d {
+		if o.Undone[r.Setting.Key()].Blocks(r.From, r.To) {
 			res.Refused = append(res.Refused, Refusal{r, "a change in this direction was rolled back as worse within the loop's memory"})
 			continue
 		}
@@ -106,14 +106,14 @@ func (l *Loop) Step(o Observation) (StepResult, error) {
 	return res, nil
 }
 
-// undone is, by setting, the direction of the changes rolled back as worse
-// within the loop's memory before now (the latest one wins).
-func (l *Loop) undone(now time.Time) map[string]int {
+// undone is, by setting, the directions of the changes rolled back as
+// worse within the loop's memory before now.
+func (l *Loop) undone(now time.Time) map[string]Undone {
 	memory := l.Memory
 	if memory <= 0 {
 		memory = 30 * time.Minute
 	}
-	out := map[string]int{}
+	out := map[string]Undone{}
 	if l.Knowledge == nil {
 		return out
 	}
@@ -122,17 +122,14 @@ func (l *Loop) undone(now time.Time) map[string]int {
 			continue
 		}
 		// The rollback moves opposite to the change it undoes.
-		out[c.Setting.Key()] = -sign(c.Value - c.Previous)
+		u := out[c.Setting.Key()]
+		switch {
+		case c.Value < c.Previous:
+			u.Up = true
+		case c.Value > c.Previous:
+			u.Down = true
+		}
+		out[c.Setting.Key()] = u
 	}
 	return out
-}
-
-func sign(v int64) int {
-	switch {
-	case v > 0:
-		return 1
-	case v < 0:
-		return -1
-	}
-	return 0
 }

@@ -31,10 +31,10 @@ type Observation struct {
 	Tasks []TaskObservation
 	Hosts []HostObservation
 
-	// Undone is, by setting key, the direction (+1 up, -1 down) of a change
-	// that was rolled back recently because the window after it was worse;
-	// Loop.Step fills it from the knowledge.
-	Undone map[string]int
+	// Undone is, by setting key, the directions in which a change was rolled
+	// back recently because the window after it was worse; Loop.Step fills
+	// it from the knowledge.
+	Undone map[string]Undone
 }
 
 // TaskObservation is one task's calls over the window.
@@ -58,6 +58,13 @@ type HostObservation struct {
 	BreakerOpened int64
 	Threshold     int64 // current breaker threshold
 }
+
+// Undone are the directions of a setting's recent rollbacks.
+type Undone struct{ Up, Down bool }
+
+// Blocks reports whether a move from one value to another goes a way that
+// was rolled back.
+func (u Undone) Blocks(from, to int64) bool { return (to > from && u.Up) || (to < from && u.Down) }
 
 // Outcome is the observation's objective figures.
 func (o Observation) Outcome() Outcome {
@@ -164,7 +171,7 @@ func planConcurrency(o Observation) []Recommendation {
 			worstHost = max(worstHost, rate(h.Errors, h.Calls))
 		}
 	}
-	cutFailed := o.Undone[s.Key()] < 0
+	cutFailed := o.Undone[s.Key()].Down
 	switch {
 	case o.ObjectiveP99 > 0 && o.P99 > o.ObjectiveP99 && !cutFailed:
 		g := max(0.5, min(0.9, float64(o.ObjectiveP99)/float64(o.P99)))
