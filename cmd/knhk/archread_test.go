@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -430,9 +431,10 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 	}
 
 	bucket := objects.NewVersioned(objects.NewClient(cfg), outs[stack.OutArchiveBucket])
+	payloads := objects.NewBlobs(objects.New(objects.NewClient(cfg), outs[stack.OutPayloadBucket]), store.NewState(db, st))
 	idx := store.NewArchives(db, st)
 	arch, err := archiver.New(archiver.Deps{Log: store.NewCheckpoints(db, outs[stack.OutCheckpointsTable]), Leases: store.NewLeases(db, st),
-		Watermarks: cases, Chains: chains, Blobs: store.NewState(db, st), Index: idx, Bucket: bucket,
+		Watermarks: cases, Chains: chains, Blobs: payloads, Index: idx, Refusals: store.NewRefusals(db, st), Bucket: bucket,
 		Key: signer.NewKMS(kms.NewFromConfig(cfg), outs[stack.OutCheckpointKeyID]), Alerts: alert.NewSNS(sns.NewFromConfig(cfg), outs[stack.OutAlertsTopicArn]),
 		Out: &strings.Builder{}})
 	if err != nil {
@@ -488,8 +490,12 @@ func TestArchivedCasesReadTransparently(t *testing.T) {
 		if _, err := db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(st), Key: k}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.NewState(db, st).Blob(ctx, h); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("payload %s still stored: %v", h, err)
+		if _, err := objects.NewClient(cfg).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(outs[stack.OutPayloadBucket]),
+			Key: aws.String(objects.BlobKey(h))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := payloads.Blob(ctx, h); err == nil {
+			t.Fatalf("payload %s still stored", h)
 		}
 	}
 	out, errOut, code = run(t, "case", "show", detachedID, "--json", "--outputs", outFile)
