@@ -397,6 +397,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		if err := p.start(ctx); err != nil {
 			cleanup()
+			if ctx.Err() != nil {
+				return nil // stopped while starting: what the caller asked for
+			}
 			return fmt.Errorf("lambdasvc: start %s: %w", name, err)
 		}
 		s.log.Info("function started", "function", name, "instances", p.eager, "upTo", cap(p.idle), "binary", f.Binary)
