@@ -16,7 +16,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/knhk/knhk/localstack/localrun"
 	"github.com/knhk/knhk/localstack/standin"
@@ -33,6 +31,7 @@ import (
 	"github.com/knhk/knhk/shared/cost"
 	"github.com/knhk/knhk/shared/localaws"
 	"github.com/knhk/knhk/shared/message"
+	"github.com/knhk/knhk/shared/objects"
 	"github.com/knhk/knhk/shared/queue"
 	"github.com/knhk/knhk/shared/receipt"
 	"github.com/knhk/knhk/shared/registry"
@@ -227,7 +226,7 @@ func Run(ctx context.Context, c Config, loop bool) (Figures, error) {
 	}
 	logf("%s  %d cases sent; waiting up to %s for the last to end", fmtOffset(time.Since(start)), len(cases), c.Drain)
 	chains := store.NewReceipts(ddb, o[stack.OutReceiptsTable])
-	chains.Blobs = store.NewState(ddb, o[stack.OutStateTable])
+	chains.Blobs = objects.NewBlobs(objects.New(objects.NewClient(cfg), o[stack.OutPayloadBucket]), store.NewState(ddb, o[stack.OutStateTable]))
 	actx, cancel := context.WithTimeout(ctx, c.Drain)
 	if err := localrun.Await(actx, cases, chains, store.NewCases(ddb, o[stack.OutStateTable]), q, nil); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		cancel()
@@ -349,13 +348,10 @@ func mappingConcurrency(ctx context.Context, lc *lambda.Client, uuid string) (in
 	return int64(aws.ToInt32(out.ScalingConfig.MaximumConcurrency)), nil
 }
 
+// depth is the messages waiting in a queue (tuner.SQSDepth reads it).
 func depth(ctx context.Context, sq *sqs.Client, url string) (int64, error) {
-	out, err := sq.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], 10, 64)
+	waiting, _, err := tuner.SQSDepth{Client: sq, URL: url}.Depth(ctx)
+	return waiting, err
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
